@@ -1,0 +1,119 @@
+"""Map a detector's (or a person's) face box to the box the models were trained on.
+
+The models crop around the landmark bounding box; BlazeFace's box is bigger, higher (forehead)
+and square. A three-number map fitted on the training images closes that gap:
+    centre = detector centre + (dx, dy) · side,   side = scale · detector side.
+`python -m fkd.calibration` refits it and writes weights/calibration.json with its residuals.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fkd.geometry import box_side, landmark_box
+from fkd.weights import WEIGHTS_DIR, save_json
+
+CALIBRATION_FILE = WEIGHTS_DIR / "calibration.json"
+
+
+@dataclass(frozen=True)
+class BoxCalibration:
+    dx: float = 0.0
+    dy: float = 0.0
+    scale: float = 1.0
+
+    def apply(self, box: np.ndarray) -> np.ndarray:
+        """Detector box → canonical (landmark-box-like) square box."""
+        s = box_side(box)
+        cx = (box[0] + box[2]) / 2 + self.dx * s
+        cy = (box[1] + box[3]) / 2 + self.dy * s
+        h = self.scale * s / 2
+        return np.array([cx - h, cy - h, cx + h, cy + h], np.float32)
+
+
+IDENTITY = BoxCalibration()
+
+
+def load_calibration(layout: str, path: Path = CALIBRATION_FILE) -> BoxCalibration:
+    """The fitted map for a point layout ('ibug68', 'imm58'); identity if none was fitted."""
+    if not Path(path).exists():
+        return IDENTITY
+    d = json.loads(Path(path).read_text()).get(layout)
+    return BoxCalibration(**{k: d[k] for k in ("dx", "dy", "scale")}) if d else IDENTITY
+
+
+def box_errors(canon: np.ndarray, target: np.ndarray) -> dict:
+    """Centre and size error of square boxes vs the landmark boxes, in landmark-box sides."""
+    s = np.array([box_side(b) for b in target])
+    c_err = np.linalg.norm(((canon[:, :2] + canon[:, 2:]) - (target[:, :2] + target[:, 2:])) / 2, axis=1) / s
+    sizes = np.array([box_side(b) for b in canon])
+    return {"centre_err_mean": float(c_err.mean()), "size_ratio_log_std": float(np.std(np.log(sizes / s))),
+            "size_ratio_mean": float(np.mean(sizes / s))}
+
+
+def fit(det_boxes: np.ndarray, lm_boxes: np.ndarray) -> BoxCalibration:
+    """Medians are robust to the odd detection that locks onto a neighbour's face."""
+    sd = np.array([box_side(b) for b in det_boxes])
+    sl = np.array([box_side(b) for b in lm_boxes])
+    cd = (det_boxes[:, :2] + det_boxes[:, 2:]) / 2
+    cl = (lm_boxes[:, :2] + lm_boxes[:, 2:]) / 2
+    d = (cl - cd) / sd[:, None]
+    return BoxCalibration(float(np.median(d[:, 0])), float(np.median(d[:, 1])), float(np.median(sl / sd)))
+
+
+def detect_matched(records, detector) -> tuple[np.ndarray, np.ndarray, int]:
+    """For each record, the detection that overlaps its landmark box most. Returns boxes, targets, misses."""
+    from fkd.io import load_image
+
+    det, lm, misses = [], [], 0
+    for r in records:
+        rgb = load_image(r.image, max_side=100_000)
+        target = landmark_box(r.points)
+        found = detector.detect(rgb)
+        if not found:
+            misses += 1
+            continue
+        cl = (target[:2] + target[2:]) / 2
+        best = min(found, key=lambda t: np.linalg.norm((t[0][:2] + t[0][2:]) / 2 - cl))[0]
+        if np.linalg.norm((best[:2] + best[2:]) / 2 - cl) > box_side(target):
+            misses += 1  # the only face found is someone else's
+            continue
+        det.append(best)
+        lm.append(target)
+    return np.array(det), np.array(lm), misses
+
+
+def main(argv=None) -> None:
+    from fkd.data import find_300w, find_imm, split_300w, split_imm
+    from fkd.detect import make_detector
+
+    p = argparse.ArgumentParser(description="Fit the detector-box → training-crop calibration on training images.")
+    p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    p.add_argument("--out", default=str(CALIBRATION_FILE))
+    a = p.parse_args(argv)
+    data = Path(a.data)
+    det = make_detector("mediapipe")
+    result = {}
+    for layout, sub in (("ibug68", "300w"), ("imm58", "imm_face_db")):
+        if not (data / sub).is_dir():
+            print(f"{data / sub}: not found, skipping {layout}")
+            continue
+        recs, _ = find_300w(data / sub) if layout == "ibug68" else find_imm(data / sub)
+        train, _ = split_300w(recs, data / sub) if layout == "ibug68" else split_imm(recs)
+        d, t, misses = detect_matched(train, det)
+        cal = fit(d, t)
+        before, after = box_errors(d, t), box_errors(np.array([cal.apply(b) for b in d]), t)
+        result[layout] = {**asdict(cal), "fitted_on": f"{len(d)} training faces of {sub} ({misses} not detected)",
+                          "without": before, "with": after}
+        print(layout, json.dumps(result[layout], indent=1))
+    det.close()
+    save_json(Path(a.out), result)
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

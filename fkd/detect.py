@@ -1,0 +1,77 @@
+"""Face detectors, picked by name. Each returns [(box (x0, y0, x1, y1), score), ...] in image pixels.
+
+"mediapipe": BlazeFace short-range through MediaPipe's Tasks API, with the model file shipped in
+weights/ (mediapipe 1.x wheels carry none and we never download). Best for faces that fill a fair
+part of the picture (selfies, webcams, portraits), ~2 ms per image on one core.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import weakref
+from pathlib import Path
+
+import numpy as np
+
+from fkd.weights import WEIGHTS_DIR, WeightsError
+
+BLAZEFACE = WEIGHTS_DIR / "face_detection_short_range.tflite"
+
+
+class FaceDetector:
+    """Base class: `detect(rgb uint8 (H, W, 3)) -> list[(box float32 (4,), score float)]`."""
+
+    def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class MediaPipeDetector(FaceDetector):
+    def __init__(self, model_path: str | Path = BLAZEFACE, min_score: float = 0.5):
+        model_path = Path(model_path)
+        if not model_path.exists():
+            raise WeightsError(f"{model_path}: face detector model not found (it ships in the repository's weights/)")
+        os.environ.setdefault("GLOG_minloglevel", "2")  # keep MediaPipe's C++ logging quiet
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        opts = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_path=str(model_path)),
+                                          min_detection_confidence=min_score)
+        try:
+            self._det = vision.FaceDetector.create_from_options(opts)
+        except (RuntimeError, ValueError) as e:
+            raise WeightsError(f"{model_path}: cannot load the face detector ({e})") from None
+        self._lock = threading.Lock()  # one graph per detector: serialise calls from app threads
+        # mediapipe 1.x prints tracebacks at exit if a detector is left open
+        self._finalizer = weakref.finalize(self, self._det.close)
+        atexit.register(self._finalizer)
+
+    def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        import mediapipe as mp
+
+        h, w = rgb.shape[:2]
+        img = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb, dtype=np.uint8))
+        with self._lock:
+            res = self._det.detect(img)
+        out = []
+        for d in res.detections:
+            b = d.bounding_box
+            box = np.array([b.origin_x, b.origin_y, b.origin_x + b.width, b.origin_y + b.height], np.float32)
+            box = np.clip(box, 0, [w, h, w, h]).astype(np.float32)
+            if box[2] - box[0] >= 4 and box[3] - box[1] >= 4:
+                out.append((box, float(d.categories[0].score)))
+        return sorted(out, key=lambda t: t[0][0])  # left to right: stable face order
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+DETECTORS = {"mediapipe": MediaPipeDetector}
+
+
+def make_detector(name: str = "mediapipe", **kw) -> FaceDetector:
+    if name not in DETECTORS:
+        raise ValueError(f"unknown detector {name!r}; expected one of {sorted(DETECTORS)}")
+    return DETECTORS[name](**kw)

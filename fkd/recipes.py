@@ -1,0 +1,244 @@
+"""The project's training recipes (Parts 1–3) and `run(args)`, the loop that trains any of them.
+
+A recipe is a plain dataclass of defaults: which data, which model, which crop and augmentation.
+`train.py` only parses arguments; everything it needs to train lives here and in fkd/engine.py.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fkd import engine
+from fkd.data import PatchDataset, find_300w, find_imm, split_300w, split_imm
+from fkd.geometry import CropSpec, box_side, landmark_box
+from fkd.layouts import IBUG68, IMM58, IMM_NOSE_INDEX, LAYOUTS
+from fkd.metrics import point_nme, summary
+from fkd.models import ModelConfig, build_model
+from fkd.transforms import EvalPreset, TrainPreset
+from fkd.weights import WEIGHTS_DIR, save_json, save_weights
+
+
+@dataclass
+class Recipe:
+    name: str                       # weights/<name>.safetensors
+    part: str                       # what the course calls it
+    data: str                       # "imm" | "300w"
+    layout: str                     # fkd.layouts name of the output points
+    model: ModelConfig
+    pad: tuple[int, int]            # context pixels around the input, for augmentation
+    epochs: int
+    batch: int
+    lr: float
+    optimizer: str = "adam"         # adam (the seeds') | adamw
+    weight_decay: float = 0.0
+    ema: float = 0.0                # 0 = no EMA
+    crop: CropSpec = field(default_factory=CropSpec)
+    aug: dict = field(default_factory=dict)
+    point_index: list[int] | None = None
+
+
+RECIPES = {
+    "nose": Recipe("nose", "Part 1: nose tip", "imm", "nose",
+                   ModelConfig("nose_cnn", 1, 1, 80, 60, loss="mse"), pad=(10, 8), epochs=25, batch=8, lr=1e-3,
+                   aug=dict(rotate=10, shift=0.05, scale=(0.95, 1.05), erase=0.0, gray_prob=0.0),
+                   point_index=[IMM_NOSE_INDEX]),
+    "imm58": Recipe("imm58", "Part 2: 58 IMM points", "imm", "imm58",
+                    ModelConfig("imm_cnn", 58, 1, 240, 180, loss="mse"), pad=(30, 22), epochs=60, batch=8, lr=1e-3,
+                    aug=dict(rotate=12, shift=0.06, scale=(0.9, 1.1), erase=0.0, gray_prob=0.0)),
+    "resnet18": Recipe("ibug68_resnet18", "Part 3: 68 points, ResNet18 regression (seed recipe)", "300w", "ibug68",
+                       ModelConfig("resnet18", 68, 3, 128, 128, loss="wing", width=32), pad=(32, 32), epochs=40,
+                       batch=32, lr=1e-3, optimizer="adamw", weight_decay=1e-4, ema=0.998),
+    "ibug68": Recipe("ibug68", "Part 3+: 68 points, grid + offset heads on MobileNetV3", "300w", "ibug68",
+                     ModelConfig("pipnet", 68, 3, 128, 128), pad=(32, 32), epochs=200, batch=32, lr=2e-3,
+                     optimizer="adamw", weight_decay=1e-4, ema=0.998),
+}
+
+
+def imm_crop(records) -> CropSpec:
+    """The IMM models see the whole photo (seeds' recipe): express it relative to the landmark box,
+    so that on other photos a face box gives the same framing."""
+    from PIL import Image
+
+    d = []
+    for r in records:
+        with Image.open(r.image) as im:
+            W, H = im.size
+        b = landmark_box(r.points)
+        s = box_side(b)
+        d.append([(W / 2 - (b[0] + b[2]) / 2) / s, (H / 2 - (b[1] + b[3]) / 2) / s, W / s, H / s])
+    m = np.mean(d, 0)
+    return CropSpec(*(round(float(v), 4) for v in m))
+
+
+def load_records(recipe: Recipe, data_root: Path) -> tuple[list, list, Path]:
+    """Train/validation records of a recipe; clear messages when the data is not there."""
+    sub = data_root / ("imm_face_db" if recipe.data == "imm" else "300w")
+    if not sub.is_dir():
+        raise SystemExit(f"error: {sub} not found. Put the {'IMM face database' if recipe.data == 'imm' else 'iBUG 300-W'}"
+                         f" there or pass --data DIR (see README, 'Data').")
+    recs, problems = (find_imm(sub) if recipe.data == "imm" else find_300w(sub))
+    if problems:
+        print(f"skipped {len(problems)} file(s) without usable labels, e.g. {problems[0]}", file=sys.stderr)
+    if not recs:
+        raise SystemExit(f"error: no labelled faces under {sub}")
+    train, val = split_imm(recs) if recipe.data == "imm" else split_300w(recs, sub)
+    if not train or not val:
+        raise SystemExit(f"error: {sub}: the split left {len(train)} training and {len(val)} validation faces")
+    return train, val, sub
+
+
+def build_datasets(recipe: Recipe, train_recs, val_recs):
+    cfg = recipe.model
+    size = (cfg.input_w, cfg.input_h)
+    flip = LAYOUTS[recipe.layout].flip
+    tr = TrainPreset(size_wh=size, flip_perm=flip, **recipe.aug)
+    ev = EvalPreset(size_wh=size)
+    kw = dict(spec=recipe.crop, size_wh=size, channels=cfg.in_channels, pad=recipe.pad, point_index=recipe.point_index)
+    return PatchDataset(train_recs, transform=tr, **kw), PatchDataset(val_recs, transform=ev, **kw)
+
+
+def make_optimizer(recipe: Recipe, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=recipe.lr)
+
+
+def eyes_of(recipe: Recipe):
+    return LAYOUTS[recipe.layout].eyes if recipe.layout != "imm58" else None
+
+
+def run(args) -> dict:
+    """Train one recipe end to end: data, model, loop, checkpoints, weights + card, report."""
+    recipe = dataclasses.replace(RECIPES[args.model])
+    for k in ("epochs", "batch", "lr"):
+        if getattr(args, k, None) is not None:
+            setattr(recipe, k, getattr(args, k))
+    if getattr(args, "blurpool", False):
+        recipe.model = dataclasses.replace(recipe.model, blurpool=True)
+        recipe.name += "_blurpool"
+    if getattr(args, "name", None):
+        recipe.name = args.name
+    d = engine.init_distributed()
+    device = engine.pick_device(d)
+    torch.manual_seed(args.seed + d.rank)
+    if device.type == "cpu" and args.threads:
+        torch.set_num_threads(args.threads)
+
+    train_recs, val_recs, sub = load_records(recipe, Path(args.data))
+    if args.limit:
+        train_recs, val_recs = train_recs[: args.limit], val_recs[: max(2, args.limit // 4)]
+    if recipe.data == "imm":
+        recipe.crop = imm_crop(train_recs)
+    t0 = time.time()
+    train_set, val_set = build_datasets(recipe, train_recs, val_recs)
+    if d.master:
+        print(f"{recipe.part}: {len(train_set)} training / {len(val_set)} validation faces from {sub} "
+              f"(decoded in {time.time() - t0:.1f} s), device {device}, world {d.world}")
+
+    sampler = torch.utils.data.DistributedSampler(train_set, d.world, d.rank, seed=args.seed) if d.world > 1 else None
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=recipe.batch, shuffle=sampler is None,
+                                               sampler=sampler, num_workers=args.workers, drop_last=len(train_set) > recipe.batch,
+                                               persistent_workers=args.workers > 0)
+    val_loader = torch.utils.data.DataLoader(val_set, batch_size=64)
+
+    model = build_model(recipe.model).to(device).to(memory_format=torch.channels_last)
+    raw_model = model
+    if d.world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[d.local_rank] if device.type == "cuda" else None)
+    optimizer = make_optimizer(recipe, raw_model)
+    ema = engine.EMA(raw_model, recipe.ema) if recipe.ema else None
+
+    out_dir = Path(args.out)
+    run_dir = Path(args.run_dir) / recipe.name
+    ckpt = run_dir / "checkpoint"
+    history, start_epoch, step, elapsed = engine.History(), 0, 0, 0.0
+    if args.resume and ckpt.with_suffix(".json").exists():
+        info = engine.load_checkpoint(ckpt, raw_model, optimizer, ema)
+        history.rows, start_epoch, step, elapsed = info["history"], info["epoch"] + 1, info["step"], info["elapsed"]
+        if d.master:
+            print(f"resumed from {ckpt} at epoch {start_epoch} (step {step})")
+    elif args.resume and d.master:
+        print(f"no checkpoint at {ckpt}: starting from scratch")
+
+    steps_per_epoch = len(train_loader)
+    total = recipe.epochs * steps_per_epoch
+    eyes = eyes_of(recipe)
+    best_model = raw_model
+    for epoch in range(start_epoch, recipe.epochs):
+        t_ep = time.time()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        loss, step = engine.train_one_epoch(model, optimizer, train_loader, device, step=step, total_steps=total,
+                                            base_lr=recipe.lr, ema=ema, raw_model=raw_model, epoch=epoch,
+                                            progress=d.master and not args.quiet)
+        elapsed += time.time() - t_ep
+        if d.master:
+            row = {"epoch": epoch, "train_loss": round(loss, 6), "elapsed_s": round(elapsed, 1)}
+            if (epoch + 1) % args.eval_every == 0 or epoch + 1 == recipe.epochs:
+                eval_model = _ema_model(raw_model, ema, recipe.model, device)
+                pred, gt = engine.predict(eval_model, val_loader, device)
+                val_loss = float(np.mean([l for l in _val_losses(eval_model, val_loader, device)]))
+                s = summary(pred, gt, eyes)
+                row.update(val_loss=round(val_loss, 6), val_mae_px=round(s["mae_px"], 3))
+                if "nme_mean" in s:
+                    row["val_nme"] = round(s["nme_mean"], 3)
+            history.add(**row)
+            print(json.dumps(row), flush=True)
+            engine.save_checkpoint(ckpt, raw_model, optimizer, ema,
+                                   {"epoch": epoch, "step": step, "elapsed": elapsed, "history": history.rows,
+                                    "args": {k: v for k, v in vars(args).items()}, "recipe": recipe.name})
+            if args.stop_after and epoch + 1 >= args.stop_after:
+                print(f"stopping after epoch {epoch} as asked (--stop-after); --resume continues")
+                return {}
+    if not d.master:
+        return {}
+    final = _ema_model(raw_model, ema, recipe.model, device)
+    pred, gt = engine.predict(final, val_loader, device)
+    metrics = summary(pred, gt, eyes)
+    card = {
+        "name": recipe.name, "part": recipe.part, "layout": recipe.layout, "config": recipe.model.to_dict(),
+        "crop": recipe.crop.to_dict(),
+        "training": {"data": str(sub.name), "train_faces": len(train_set), "val_faces": len(val_set),
+                     "split": "persons 1-32 train / 33-40 val" if recipe.data == "imm" else "fkd/splits/300w_val.txt",
+                     "epochs": recipe.epochs, "batch": recipe.batch, "lr": recipe.lr, "optimizer": recipe.optimizer,
+                     "ema": recipe.ema, "aug": recipe.aug, "wall_time_s": round(elapsed, 1), "device": str(device),
+                     "world_size": d.world, "torch": torch.__version__},
+        "val_metrics": {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()},
+        "val_point_nme": [round(100 * float(v), 3) for v in point_nme(pred, gt, eyes)] if eyes else None,
+        "history": history.rows,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_weights(out_dir / recipe.name, final, card)
+    history.write_csv(run_dir / "history.csv")
+    nme_txt = f"val NME {metrics['nme_mean']:.2f} % (median {metrics['nme_median']:.2f}), " if "nme_mean" in metrics else ""
+    print(f"saved {out_dir / recipe.name}.safetensors: {nme_txt}MAE {metrics['mae_px']:.2f} px, in {elapsed / 60:.1f} min")
+    try:
+        from fkd.report import write_training_report
+        write_training_report(out_dir, recipe.name, final, card, val_set, pred, gt)
+    except Exception as e:  # the weights are safe; the pictures can be redone with `train.py report`
+        print(f"warning: could not draw the training report: {e}", file=sys.stderr)
+    return metrics
+
+
+def _ema_model(raw_model, ema, cfg, device):
+    if ema is None:
+        return raw_model
+    m = build_model(cfg).to(device).to(memory_format=torch.channels_last)
+    m.load_state_dict(ema.shadow)
+    return m.eval()
+
+
+@torch.inference_mode()
+def _val_losses(model, loader, device):
+    model.eval()
+    for x, y in loader:
+        _, l = model(x.to(device).contiguous(memory_format=torch.channels_last), y.to(device))
+        yield l.item()

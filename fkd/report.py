@@ -1,0 +1,54 @@
+"""The pictures a training run leaves beside its weights: curves, galleries, filters, per-point error."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fkd import viz
+from fkd.metrics import nme
+from fkd.models import first_conv
+
+
+def report_paths(out_dir: Path, name: str) -> dict[str, Path]:
+    d = Path(out_dir) / "reports"
+    return {k: d / f"{name}_{k}.png" for k in ("curves", "gallery", "filters", "points")}
+
+
+def write_training_report(out_dir: Path, name: str, model, card: dict, val_set, pred: np.ndarray, gt: np.ndarray) -> None:
+    paths = report_paths(out_dir, name)
+    paths["curves"].parent.mkdir(parents=True, exist_ok=True)
+    viz.save_png(paths["curves"], viz.loss_curves(card["history"], name))
+    viz.save_png(paths["filters"], viz.filter_grid(first_conv(model).weight.detach().cpu().numpy()))
+    if gt.shape[1] > 1:
+        err = nme(pred, gt, (36, 45) if gt.shape[1] == 68 else None)
+        order = np.argsort(err)
+        pick = list(order[:6]) + list(order[-6:])
+        images = []
+        for i in pick:
+            x, _ = val_set[i]
+            images.append(((x.permute(1, 2, 0).numpy() + 0.5) * 255).clip(0, 255).astype(np.uint8).squeeze())
+        caps = [("best " if j < 6 else "worst ") + f"{100 * err[i]:.1f}%" for j, i in enumerate(pick)]
+        viz.save_png(paths["gallery"], viz.gallery(images, [pred[i] for i in pick], [gt[i] for i in pick], caps))
+    if card.get("val_point_nme"):
+        viz.save_png(paths["points"], viz.point_error_plot(card["val_point_nme"]))
+    print(f"report: {', '.join(str(p) for p in paths.values() if p.exists())}")
+
+
+def redraw_report(args) -> None:
+    """`train.py report --report-name NAME`: redraw the PNGs from saved weights and the validation set."""
+    import dataclasses
+
+    from fkd import engine
+    from fkd.recipes import RECIPES, build_datasets, load_records
+    from fkd.weights import load_model
+    import torch
+
+    model, card = load_model(Path(args.out) / args.report_name)
+    recipe = next(r for r in RECIPES.values() if r.layout == card["layout"] and r.model.arch == card["config"]["arch"])
+    from fkd.geometry import CropSpec
+    recipe = dataclasses.replace(recipe, crop=CropSpec(**card["crop"]), model=dataclasses.replace(recipe.model, **card["config"]))
+    train_recs, val_recs, _ = load_records(recipe, Path(args.data))
+    _, val_set = build_datasets(recipe, [], val_recs)
+    pred, gt = engine.predict(model.to(memory_format=torch.channels_last), torch.utils.data.DataLoader(val_set, batch_size=64), "cpu")
+    write_training_report(Path(args.out), args.report_name, model, card, val_set, pred, gt)

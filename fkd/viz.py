@@ -1,0 +1,148 @@
+"""Pictures: faces with points, loss curves, galleries, filter grids, CED plots. No Gradio here.
+
+Drawing on images uses OpenCV (fast enough for the webcam loop); plots use matplotlib's Agg
+backend and return RGB arrays, so callers decide whether to save or show them.
+"""
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+
+COLORS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240)]
+
+
+def draw_faces(image: np.ndarray, faces: list, *, contours=(), numbers: bool = False, boxes: bool = True,
+               radius: int | None = None) -> np.ndarray:
+    """RGB image with each face's box, points (and optionally contour lines and point numbers).
+
+    `faces` items need `.box` (x0, y0, x1, y1) and `.keypoints` (N, 2); sizes scale with the image.
+    """
+    out = np.ascontiguousarray(image.copy())
+    scale = max(out.shape[:2]) / 640
+    r = radius or max(1, round(2 * scale))
+    thick = max(1, round(1.5 * scale))
+    for k, f in enumerate(faces):
+        color = COLORS[k % len(COLORS)]
+        if boxes and f.box is not None:
+            x0, y0, x1, y1 = (int(round(v)) for v in f.box)
+            cv2.rectangle(out, (x0, y0), (x1, y1), color, thick, cv2.LINE_AA)
+        pts = np.asarray(f.keypoints, dtype=np.float32)
+        for c in contours:
+            cv2.polylines(out, [np.round(pts[list(c)]).astype(np.int32)], False, (255, 255, 255), max(1, thick // 2), cv2.LINE_AA)
+        for i, (x, y) in enumerate(pts):
+            cv2.circle(out, (int(round(x)), int(round(y))), r, (0, 255, 0) if len(pts) > 1 else (255, 0, 0), -1, cv2.LINE_AA)
+            if numbers:
+                cv2.putText(out, str(i), (int(x) + r, int(y) - r), cv2.FONT_HERSHEY_SIMPLEX, 0.3 * scale + 0.1,
+                            (255, 255, 0), 1, cv2.LINE_AA)
+    return out
+
+
+def _fig_to_array(fig) -> np.ndarray:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    buf.seek(0)
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(buf.getvalue(), np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def loss_curves(history: list[dict], title: str = "") -> np.ndarray:
+    """Training and validation loss per epoch (+ validation NME on a second axis when present)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ep = [r["epoch"] for r in history]
+    ax.plot(ep, [r["train_loss"] for r in history], label="train loss")
+    v = [(r["epoch"], r["val_loss"]) for r in history if "val_loss" in r]
+    if v:
+        ax.plot(*zip(*v), label="validation loss")
+    ax.set_xlabel("epoch"), ax.set_ylabel("loss"), ax.set_yscale("log")
+    n = [(r["epoch"], r["val_nme"]) for r in history if "val_nme" in r]
+    if n:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*n), color="tab:green", alpha=0.6, label="validation NME %")
+        ax2.set_ylabel("validation NME %"), ax2.set_ylim(0, max(10, min(30, 2 * min(x[1] for x in n))))
+        ax2.legend(loc="upper center")
+    ax.legend(loc="upper right"), ax.set_title(title)
+    return _fig_to_array(fig)
+
+
+def filter_grid(weight: np.ndarray, cell: int = 24) -> np.ndarray:
+    """Conv filters (O, I, k, k) as an image grid; RGB filters shown in colour, others per channel 0."""
+    w = np.asarray(weight, dtype=np.float32)
+    tiles = w.transpose(0, 2, 3, 1) if w.shape[1] == 3 else w[:, :1].transpose(0, 2, 3, 1).repeat(3, axis=3)
+    n = len(tiles)
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    grid = np.full((rows * (cell + 2) + 2, cols * (cell + 2) + 2, 3), 255, np.uint8)
+    for i, t in enumerate(tiles):
+        t = (t - t.min()) / (t.max() - t.min() + 1e-8)
+        t = cv2.resize((t * 255).astype(np.uint8), (cell, cell), interpolation=cv2.INTER_NEAREST)
+        r, c = divmod(i, cols)
+        grid[2 + r * (cell + 2): 2 + r * (cell + 2) + cell, 2 + c * (cell + 2): 2 + c * (cell + 2) + cell] = t
+    return grid
+
+
+def feature_grid(maps: np.ndarray, cell: int = 64) -> np.ndarray:
+    """Feature maps (C, H, W) as a grid of grayscale tiles, each normalised on its own."""
+    return filter_grid(np.asarray(maps)[:, None], cell=cell)
+
+
+def gallery(images: list[np.ndarray], preds: list[np.ndarray], gts: list[np.ndarray], captions: list[str],
+            cols: int = 6, size: int = 128) -> np.ndarray:
+    """Tiles with ground truth (green) and prediction (red) points; for best/worst galleries."""
+    tiles = []
+    for im, p, g, cap in zip(images, preds, gts, captions):
+        s = size / max(im.shape[:2])
+        t = cv2.resize(im, (round(im.shape[1] * s), round(im.shape[0] * s)))
+        t = np.ascontiguousarray(cv2.cvtColor(t, cv2.COLOR_GRAY2RGB) if t.ndim == 2 else t)
+        for pts, col in ((g, (0, 255, 0)), (p, (255, 0, 0))):
+            for x, y in np.asarray(pts) * s:
+                cv2.circle(t, (int(round(x)), int(round(y))), 1, col, -1)
+        cv2.putText(t, cap, (2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA)
+        pad = np.zeros((size, size, 3), np.uint8)
+        pad[: t.shape[0], : t.shape[1]] = t
+        tiles.append(pad)
+    while len(tiles) % cols:
+        tiles.append(np.zeros((size, size, 3), np.uint8))
+    rows = [np.concatenate(tiles[i:i + cols], 1) for i in range(0, len(tiles), cols)]
+    return np.concatenate(rows, 0)
+
+
+def ced_plot(curves: dict[str, np.ndarray], threshold: float = 0.08) -> np.ndarray:
+    """Cumulative error distribution for one or more models: {label: per-face NME (fractions)}."""
+    from fkd.metrics import auc, ced
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for label, nmes in curves.items():
+        x, y = ced(nmes, threshold)
+        ax.plot(100 * x, y, label=f"{label} (AUC {100 * auc(nmes, threshold):.1f})")
+    ax.set_xlabel("NME (%, inter-ocular)"), ax.set_ylabel("fraction of faces"), ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3), ax.legend(loc="lower right")
+    return _fig_to_array(fig)
+
+
+def point_error_plot(point_nme: list[float], mean_shape: np.ndarray | None = None) -> np.ndarray:
+    """Per-landmark error as a bar chart: which points are hard (jaw, brows...)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.bar(range(len(point_nme)), point_nme, color="tab:red")
+    ax.set_xlabel("landmark index"), ax.set_ylabel("NME %"), ax.set_xlim(-1, len(point_nme))
+    ax.set_title("validation error per landmark")
+    return _fig_to_array(fig)
+
+
+def save_png(path, rgb: np.ndarray) -> None:
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))

@@ -1,0 +1,98 @@
+"""Weights on disk: safetensors (no pickle) + a JSON model card, written atomically.
+
+A model card holds everything needed to rebuild and use the model: the `ModelConfig`, the point
+layout, the crop spec, plus how it was trained and what it scored. Loading checks the card
+against the tensors, so a mismatched or damaged pair fails with the file named.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from fkd.models import ModelConfig, build_model
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+class WeightsError(RuntimeError):
+    """Missing, damaged or mismatched weights; the message names the file."""
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write via a temp file in the same folder + rename, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_json(path: Path, obj: dict) -> None:
+    atomic_write(path, lambda t: Path(t).write_text(json.dumps(obj, indent=1)))
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(path, lambda t: save_file(tensors, t, metadata=metadata))
+
+
+def save_weights(path: Path, model: torch.nn.Module, card: dict, dtype: torch.dtype = torch.float16) -> None:
+    """Float weights in `dtype` (fp16 halves the file; models run in fp32 after loading)."""
+    sd = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    save_tensors(Path(path).with_suffix(".safetensors"), sd)
+    save_json(Path(path).with_suffix(".json"), card)
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """'ibug68' → weights/ibug68.safetensors; a path is taken as given (suffix optional)."""
+    p = Path(name_or_path)
+    if p.suffix not in (".safetensors", ".json") and not p.parent.parts:
+        p = WEIGHTS_DIR / p.name
+    return p.with_suffix(".safetensors")
+
+
+def read_card(name_or_path: str | Path) -> dict:
+    card_path = resolve(name_or_path).with_suffix(".json")
+    if not card_path.exists():
+        raise WeightsError(f"{card_path}: model card not found (train it with train.py, or pick another model)")
+    try:
+        return json.loads(card_path.read_text())
+    except json.JSONDecodeError as e:
+        raise WeightsError(f"{card_path}: damaged model card ({e})") from None
+
+
+def load_model(name_or_path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model from its card and load the tensors; eval mode, float32."""
+    path = resolve(name_or_path)
+    card = read_card(path)
+    try:
+        cfg = ModelConfig.from_dict(card["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise WeightsError(f"{path.with_suffix('.json')}: model card has no valid 'config' ({e})") from None
+    if not path.exists():
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        sd = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{path}: damaged weights file ({e})") from None
+    model = build_model(cfg)
+    expected = model.state_dict()
+    missing = set(expected) - set(sd)
+    unexpected = set(sd) - set(expected)
+    bad = [k for k in set(expected) & set(sd) if expected[k].shape != sd[k].shape]
+    if missing or unexpected or bad:
+        raise WeightsError(f"{path}: does not match the architecture in its card "
+                           f"({len(missing)} missing, {len(unexpected)} unexpected, {len(bad)} wrong shapes)")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in sd.items()})
+    return model.to(device).eval(), card

@@ -1,0 +1,61 @@
+"""Train the project's models (Parts 1–3) on CPU or CUDA; one process or torchrun.
+
+    python train.py nose                      # Part 1: nose tip on IMM (seconds)
+    python train.py nose --sweep              # the seeds' learning-rate × epochs table
+    python train.py imm58                     # Part 2: 58 IMM points (a minute)
+    python train.py resnet18                  # Part 3 seed recipe: ResNet18 regression on 300-W
+    python train.py ibug68                    # Part 3+: the default 68-point model
+    python train.py ibug68 --resume           # continue a stopped run from its last checkpoint
+    torchrun --nproc_per_node 2 train.py ibug68   # several processes (gloo on CPU, nccl on GPU)
+
+Data: --data DIR holding imm_face_db/ and/or 300w/ (default ../shared/data when it exists).
+Outputs: weights/<name>.safetensors + .json card + report PNGs; checkpoints in runs/<name>/.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    from fkd.recipes import RECIPES
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", choices=sorted(RECIPES) + ["report"], help="recipe to train (or 'report' to redraw PNGs)")
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="folder with imm_face_db/ and 300w/")
+    p.add_argument("--out", default="weights", help="where weights + model cards go")
+    p.add_argument("--run-dir", default="runs", help="where checkpoints and loss CSVs go")
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    p.add_argument("--batch", type=int, help="override the recipe's batch size")
+    p.add_argument("--lr", type=float, help="override the recipe's learning rate")
+    p.add_argument("--name", help="weights name (default: the recipe's)")
+    p.add_argument("--blurpool", action="store_true", help="resnet18: anti-aliased (blur-pool) downsampling")
+    p.add_argument("--resume", action="store_true", help="continue from runs/<name>/checkpoint")
+    p.add_argument("--sweep", action="store_true", help="nose: learning rate × epochs table")
+    p.add_argument("--eval-every", type=int, default=1, help="validate every N epochs")
+    p.add_argument("--stop-after", type=int, default=0, help="stop after this many epochs (resume later)")
+    p.add_argument("--limit", type=int, default=0, help="use only the first N training faces (smoke tests)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--report-name", default="ibug68", help="report: which weights to redraw")
+    return p
+
+
+def main(args: argparse.Namespace) -> None:
+    from fkd import recipes
+
+    if args.model == "report":
+        from fkd.report import redraw_report
+        redraw_report(args)
+    elif args.sweep:
+        recipes.sweep(args)
+    else:
+        recipes.run(args)
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
