@@ -6,7 +6,7 @@ part of the picture (selfies, webcams, portraits), ~2 ms per image on one core.
 """
 from __future__ import annotations
 
-import atexit
+import contextlib
 import os
 import threading
 import weakref
@@ -35,18 +35,22 @@ class MediaPipeDetector(FaceDetector):
         if not model_path.exists():
             raise WeightsError(f"{model_path}: face detector model not found (it ships in the repository's weights/)")
         os.environ.setdefault("GLOG_minloglevel", "2")  # keep MediaPipe's C++ logging quiet
+        import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions, vision
 
         opts = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_path=str(model_path)),
                                           min_detection_confidence=min_score)
         try:
-            self._det = vision.FaceDetector.create_from_options(opts)
+            with quiet_stderr():  # LiteRT prints a dozen INFO lines on start that no env var silences
+                self._det = vision.FaceDetector.create_from_options(opts)
+                self._det.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.zeros((64, 64, 3), np.uint8)))
         except (RuntimeError, ValueError) as e:
             raise WeightsError(f"{model_path}: cannot load the face detector ({e})") from None
         self._lock = threading.Lock()  # one graph per detector: serialise calls from app threads
-        # mediapipe 1.x prints tracebacks at exit if a detector is left open
-        self._finalizer = weakref.finalize(self, self._det.close)
-        atexit.register(self._finalizer)
+        # mediapipe 1.x prints tracebacks at exit if a detector is still open when its thread pool
+        # stops; threading's exit hooks run before that pool's (ours is registered later: LIFO).
+        self._finalizer = weakref.finalize(self, _close_quietly, self._det)
+        threading._register_atexit(self._finalizer)
 
     def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
         import mediapipe as mp
@@ -66,6 +70,32 @@ class MediaPipeDetector(FaceDetector):
 
     def close(self) -> None:
         self._finalizer()
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence the C++ side's stderr (file descriptor 2) for a moment; Python errors still raise."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _close_quietly(det) -> None:
+    try:
+        with quiet_stderr():
+            det.close()
+        det._handle = None  # so its __del__ does not close it a second time at interpreter exit
+    except Exception:
+        pass
 
 
 DETECTORS = {"mediapipe": MediaPipeDetector}

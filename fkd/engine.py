@@ -63,10 +63,12 @@ class EMA:
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        # warm-up: early on the average would mostly remember the random init
+        d = min(self.decay, (1 + step) / (10 + step))
         for k, v in model.state_dict().items():
             if v.is_floating_point():
-                self.shadow[k].mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+                self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
             else:
                 self.shadow[k].copy_(v)
 
@@ -101,7 +103,7 @@ def train_one_epoch(model, optimizer, loader, device, *, step: int, total_steps:
         loss.backward()
         optimizer.step()
         if ema is not None:
-            ema.update(raw_model if raw_model is not None else model)
+            ema.update(raw_model if raw_model is not None else model, step)
         losses.append(loss.item())  # .item() syncs; fine on CPU, cheap relative to a step
         step += 1
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{lr:.2e}")

@@ -242,3 +242,37 @@ def _val_losses(model, loader, device):
     for x, y in loader:
         _, l = model(x.to(device).contiguous(memory_format=torch.channels_last), y.to(device))
         yield l.item()
+
+
+def sweep(args, lrs=(1e-4, 1e-3, 1e-2), epochs=(10, 25)) -> list[dict]:
+    """The seeds' Part 1 table: validation error of the nose model per learning rate × epochs.
+
+    Each cell is a fresh run into a temporary folder; the table goes to weights/reports/nose_sweep.md.
+    """
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for lr in lrs:
+            for ep in epochs:
+                a = argparse_copy(args, model="nose", lr=lr, epochs=ep, out=tmp, run_dir=tmp, name=f"nose_{lr}_{ep}",
+                                  quiet=True, resume=False, sweep=False)
+                m = run(a)
+                rows.append({"lr": lr, "epochs": ep, "val_mean_dist_px": m["mean_dist_px"], "val_mae_px": m["mae_px"]})
+    lines = ["# Nose tip (Part 1): learning rate × epochs", "",
+             "Validation = IMM persons 33–40; error in pixels of the 80×60 input (`python train.py nose --sweep`).", "",
+             "| lr | epochs | mean distance (px) | MAE per coordinate (px) |", "|---|---|---|---|"]
+    lines += [f"| {r['lr']:g} | {r['epochs']} | {r['val_mean_dist_px']:.2f} | {r['val_mae_px']:.2f} |" for r in rows]
+    out = Path(args.out) / "reports" / "nose_sweep.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return rows
+
+
+def argparse_copy(args, **changes):
+    import argparse
+
+    d = vars(args).copy()
+    d.update(changes)
+    return argparse.Namespace(**d)

@@ -1,0 +1,96 @@
+"""Keypoints for photos from the command line.
+
+    python -m fkd.predict photo.jpg [more.jpg ...] [--model ibug68|ibug68_resnet18|imm58|nose]
+                          [--box x0,y0,x1,y1] [--json out.json] [--draw out_dir]
+
+Prints (or writes) JSON: [{"image": path, "faces": [{"box": [...], "score": s, "confidence": c,
+"keypoints": [[x, y], ...]}]}] in 0-based pixels of the original image. An image that cannot be
+read gets an "error" entry; the others are still processed; the exit code is 1 if any failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fkd.landmarker import MODELS
+
+
+def parse_box(text: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--box wants x0,y0,x1,y1 numbers, got {text!r}") from None
+    if len(vals) != 4:
+        raise argparse.ArgumentTypeError(f"--box wants four numbers x0,y0,x1,y1, got {len(vals)}")
+    return vals
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--model", default="ibug68", help=f"one of {sorted(MODELS)} or a weights path")
+    p.add_argument("--box", type=parse_box, action="append", help="face box x0,y0,x1,y1 (repeatable); skips the detector")
+    p.add_argument("--box-kind", choices=("face", "landmarks"), default="face",
+                   help="face: a loose box around the face (like a detector's); landmarks: the tight landmark box")
+    p.add_argument("--flip-test", action="store_true", help="average with a mirrored pass (slower, a bit more accurate)")
+    p.add_argument("--json", help="write the results here instead of printing them")
+    p.add_argument("--draw", help="also save each image with its points drawn into this folder")
+    return p
+
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
+    from fkd.io import ImageError, load_image
+    from fkd.landmarker import Landmarker, WeightsError
+
+    for target in (args.json, args.draw):
+        if target and not _writable(Path(target) if target == args.draw else Path(target).parent):
+            print(f"error: cannot write to {target}", file=sys.stderr)
+            return 2
+    try:
+        lm = Landmarker(args.model, flip_test=args.flip_test)
+    except WeightsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    results, failed = [], 0
+    for path in args.images:
+        try:
+            faces = lm.predict(path, boxes=args.box, box_kind=args.box_kind)
+            entry = {"image": path, "faces": [f.to_dict() for f in faces]}
+            if not faces:
+                print(f"{path}: no face found", file=sys.stderr)
+            if args.draw:
+                from fkd.viz import draw_faces, save_png
+                Path(args.draw).mkdir(parents=True, exist_ok=True)
+                save_png(Path(args.draw) / (Path(path).stem + "_keypoints.png"),
+                         draw_faces(load_image(path, max_side=10**6), faces, contours=lm.layout.contours))
+        except (ImageError, ValueError) as e:
+            failed += 1
+            entry = {"image": path, "error": str(e)}
+            print(f"error: {e}" if str(path) in str(e) else f"error: {path}: {e}", file=sys.stderr)
+        results.append(entry)
+    text = json.dumps(results, indent=1)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+        print(f"wrote {args.json} ({len(results)} image(s), {failed} failed)", file=sys.stderr)
+    else:
+        print(text)
+    lm.close()
+    return 1 if failed else 0
+
+
+def _writable(folder: Path) -> bool:
+    """Check before the work starts, so a typo in --json doesn't cost a long run."""
+    import tempfile
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+from conftest import IMM, W300
+
+from fkd.data import (find_300w, find_imm, read_asf, read_dlib_xml, read_pts, split_300w, split_imm,
+                      write_pts)
+
+
+def first_pts():
+    return sorted(W300.rglob("*.pts"))[0]
+
+
+def test_read_pts_is_zero_based():
+    path = first_pts()
+    raw = [ln.split() for ln in path.read_text().splitlines()[3:71]]
+    pts = read_pts(path)
+    assert pts.shape == (68, 2)
+    assert pts[0, 0] == pytest.approx(float(raw[0][0]) - 1)
+    assert pts[67, 1] == pytest.approx(float(raw[67][1]) - 1)
+
+
+def test_pts_roundtrip(tmp_path):
+    pts = read_pts(first_pts())
+    write_pts(tmp_path / "a.pts", pts)
+    assert np.allclose(read_pts(tmp_path / "a.pts"), pts, atol=1e-3)
+    assert (tmp_path / "a.pts").read_text().startswith("version: 1\nn_points:  68\n{")
+
+
+def test_pts_without_header_and_with_wrong_count(tmp_path):
+    (tmp_path / "h.pts").write_text("1 2\n3 4\n")
+    assert read_pts(tmp_path / "h.pts").tolist() == [[0, 1], [2, 3]]
+    (tmp_path / "bad.pts").write_text("version: 1\nn_points: 68\n{\n1 2\n}\n")
+    with pytest.raises(ValueError, match="68 points"):
+        read_pts(tmp_path / "bad.pts")
+    (tmp_path / "junk.pts").write_text("hello world\n")
+    with pytest.raises(ValueError, match="junk.pts"):
+        read_pts(tmp_path / "junk.pts")
+
+
+def test_read_asf_and_imm_pixels():
+    rel, host = read_asf(IMM / "04-1m.asf")
+    assert rel.shape == (58, 2) and host.endswith(".bmp")
+    assert (rel > 0).all() and (rel < 1).all()
+    recs, problems = find_imm(IMM)
+    r = next(r for r in recs if r.image.name == "04-1m.jpg")
+    assert np.allclose(r.points, rel * [640, 480])
+    assert problems == []
+
+
+def test_imm_split_is_by_person():
+    recs, _ = find_imm(IMM)
+    train, val = split_imm(recs)
+    assert {r.person for r in train} == {"04", "05", "06", "07"}
+    assert {r.person for r in val} == {"33", "34"}
+
+
+def test_find_300w_skips_unlabelled_and_wrong_counts(tmp_path):
+    import shutil
+    src = first_pts()
+    shutil.copy(src.with_suffix(".jpg"), tmp_path / "ok.jpg")
+    shutil.copy(src, tmp_path / "ok.pts")
+    shutil.copy(src.with_suffix(".jpg"), tmp_path / "nolabel.jpg")
+    shutil.copy(src.with_suffix(".jpg"), tmp_path / "short.jpg")
+    (tmp_path / "short.pts").write_text("version: 1\nn_points: 2\n{\n1 2\n3 4\n}\n")
+    recs, problems = find_300w(tmp_path)
+    assert [r.image.name for r in recs] == ["ok.jpg"]
+    assert len(problems) == 2
+    assert any("nolabel.jpg: no .pts" in p for p in problems)
+    assert any("2 points, expected 68" in p for p in problems)
+
+
+def test_dlib_xml(tmp_path):
+    import shutil
+    src = first_pts()
+    shutil.copy(src.with_suffix(".jpg"), tmp_path / "a.jpg")
+    pts = read_pts(src)
+    parts = "".join(f"<part name='{i:02d}' x='{x:.0f}' y='{y:.0f}'/>" for i, (x, y) in enumerate(pts))
+    (tmp_path / "labels.xml").write_text(
+        f"<dataset><images><image file='a.jpg'><box top='10' left='20' width='100' height='90'>{parts}</box>"
+        "</image></images></dataset>")
+    recs = read_dlib_xml(tmp_path / "labels.xml")
+    assert len(recs) == 1 and recs[0].points.shape == (68, 2)
+    assert recs[0].box.tolist() == [20, 10, 120, 100]
+    assert np.allclose(recs[0].points, np.round(pts))
+    found, problems = find_300w(tmp_path)
+    assert len(found) == 1 and problems == [f"{tmp_path / 'a.jpg'}: no .pts beside it"]
+
+
+def test_300w_split_uses_committed_list_and_never_shares_an_image():
+    recs, _ = find_300w(W300)
+    train, val = split_300w(recs, W300)
+    assert len(train) >= 3 and len(val) >= 4
+    assert not ({r.person for r in train} & {r.person for r in val})

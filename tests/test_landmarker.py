@@ -1,0 +1,142 @@
+"""The committed weights, end to end: accuracy on fixture faces, every input form, boxes."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT, W300, val_faces
+from PIL import Image
+
+import fkd
+from fkd.geometry import landmark_box
+from fkd.metrics import nme
+
+
+def test_committed_68_point_weights_are_accurate_on_fixture_faces(landmarker):
+    faces = val_faces()
+    assert len(faces) >= 4
+    by_landmarks, by_detector = [], []
+    for r in faces:
+        rgb = fkd.load_image(r.image)
+        pts, _ = landmarker.predict_boxes(rgb, [landmark_box(r.points)], "landmarks")
+        by_landmarks.append(nme(pts[0][None], r.points[None])[0])
+        found = landmarker.predict(r.image)
+        assert found, f"no face found in {r.image}"
+        best = min(found, key=lambda f: np.abs(f.keypoints - r.points).mean())
+        by_detector.append(nme(best.keypoints[None], r.points[None])[0])
+    assert np.mean(by_landmarks) < 0.08
+    assert np.mean(by_detector) < 0.08
+
+
+def test_every_input_form_gives_the_same_points(landmarker, face_image, tmp_path):
+    rgb, gt = face_image
+    ref = landmarker.predict(rgb)[0].keypoints
+    gray = np.asarray(Image.fromarray(rgb).convert("L"))
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    for src in (Image.fromarray(rgb), rgba, tmp_path / "a.png", str(tmp_path / "a.png"),
+                (tmp_path / "a.png").read_bytes()):
+        got = landmarker.predict(src)
+        assert len(got) == 1
+        assert np.abs(got[0].keypoints - ref).max() < 1.0
+    g = landmarker.predict(gray)  # grayscale: a different image, but still the same face
+    assert len(g) == 1 and nme(g[0].keypoints[None], gt[None])[0] < 0.1
+
+
+def test_exif_rotated_photo_gives_points_in_the_upright_image(landmarker, face_image, tmp_path):
+    rgb, gt = face_image
+    # store the image rotated, with an EXIF tag saying "rotate 90° clockwise to view" (orientation 6)
+    stored = Image.fromarray(rgb).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    faces = landmarker.predict(tmp_path / "phone.jpg")
+    assert len(faces) == 1
+    assert nme(faces[0].keypoints[None], gt[None])[0] < 0.08
+
+
+def test_huge_image_is_downscaled_and_points_come_back_in_full_size(landmarker, face_image):
+    rgb, gt = face_image
+    big = np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] * 12, rgb.shape[0] * 12), Image.BILINEAR))
+    faces = landmarker.predict(big)
+    assert len(faces) == 1
+    assert nme(faces[0].keypoints[None], (gt[None] + 0.5) * 12 - 0.5)[0] < 0.08
+
+
+def test_a_loose_hand_drawn_box_works_like_a_detector_box(landmarker, face_image):
+    rgb, gt = face_image
+    x0, y0, x1, y1 = landmark_box(gt)
+    w, h = x1 - x0, y1 - y0
+    loose = [x0 - 0.1 * w, y0 - 0.35 * h, x1 + 0.12 * w, y1 + 0.05 * h]  # forehead to chin, a bit wide
+    faces = landmarker.predict(rgb, boxes=[loose])
+    assert len(faces) == 1 and faces[0].score == 1.0
+    assert nme(faces[0].keypoints[None], gt[None])[0] < 0.08
+    reversed_corners = [loose[2], loose[3], loose[0], loose[1]]
+    again = landmarker.predict(rgb, boxes=[reversed_corners])[0].keypoints
+    assert np.allclose(again, faces[0].keypoints, atol=1e-3)
+
+
+@pytest.mark.parametrize("box,msg", [([5000, 5000, 6000, 6000], "outside"), ([10, 10, 12, 12], "too small"),
+                                     ([1, 2, 3], "four numbers"), ([0, 0, float("nan"), 10], "non-finite")])
+def test_bad_boxes_are_explained(landmarker, face_image, box, msg):
+    with pytest.raises(ValueError, match=msg):
+        landmarker.predict(face_image[0], boxes=[box])
+
+
+def test_no_face_gives_an_empty_list(landmarker):
+    rng = np.random.default_rng(0)
+    assert landmarker.predict(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)) == []
+    assert landmarker.predict(np.full((200, 200, 3), 128, np.uint8)) == []
+
+
+def test_other_models_load_and_predict(face_image):
+    rgb, _ = face_image
+    for name, n in (("imm58", 58), ("nose", 1)):
+        lm = fkd.Landmarker(name)
+        faces = lm.predict(rgb)
+        assert len(faces) == 1 and faces[0].keypoints.shape == (n, 2)
+        x0, y0, x1, y1 = faces[0].box
+        inside = (faces[0].keypoints >= [x0 - 5, y0 - 5]) & (faces[0].keypoints <= [x1 + 5, y1 + 5])
+        assert inside.mean() > 0.9
+        lm.close()
+
+
+def run_cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_predict_cli_writes_json_and_reports_bad_files(tmp_path):
+    img = sorted(W300.rglob("*.jpg"))[0]
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    out = tmp_path / "out.json"
+    p = run_cli("fkd.predict", str(img), str(bad), "--json", str(out))
+    assert p.returncode == 1, p.stderr
+    res = json.loads(out.read_text())
+    assert res[0]["image"] == str(img) and len(res[0]["faces"]) == 1
+    assert len(res[0]["faces"][0]["keypoints"]) == 68
+    assert "not an image" in res[1]["error"] and "notes.jpg" in p.stderr
+    p = run_cli("fkd.predict", str(img), "--box", "10,10,200,200", "--model", "nose")
+    assert p.returncode == 0, p.stderr
+    assert len(json.loads(p.stdout)[0]["faces"][0]["keypoints"]) == 1
+    p = run_cli("fkd.predict", str(img), "--model", "no_such_model")
+    assert p.returncode == 2 and "no_such_model" in p.stderr
+    p = run_cli("fkd.predict", str(img), "--json", "/proc/no/such/dir/out.json")
+    assert p.returncode == 2 and "cannot write" in p.stderr
+
+
+def test_evaluate_cli_scores_a_folder(tmp_path):
+    p = run_cli("fkd.evaluate", str(W300), "--box", "landmarks", "--json", str(tmp_path / "m.json"),
+                "--ced", str(tmp_path / "ced.png"), "--export-csv", str(tmp_path / "sub.csv"), "--pts", str(tmp_path / "pts"))
+    assert p.returncode == 0, p.stderr
+    m = json.loads((tmp_path / "m.json").read_text())
+    n = len(list(W300.rglob("*.pts")))
+    assert m["faces"] == n and m["nme_mean"] < 8 and 0 <= m["auc8"] <= 100
+    assert (tmp_path / "ced.png").stat().st_size > 1000
+    rows = (tmp_path / "sub.csv").read_text().splitlines()
+    assert len(rows) == n + 1 and len(rows[0].split(",")) == 1 + 136
+    from fkd.data import read_pts
+    assert read_pts(next((tmp_path / "pts").glob("*.pts"))).shape == (68, 2)
+    p = run_cli("fkd.evaluate", str(tmp_path / "missing"))
+    assert p.returncode == 2 and "no such folder" in p.stderr

@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+from fkd.models import ModelConfig, PIPNet, build_model
+
+CONFIGS = [ModelConfig("nose_cnn", 1, 1, 80, 60, loss="mse"), ModelConfig("imm_cnn", 58, 1, 240, 180, loss="mse"),
+           ModelConfig("resnet18", 68, 3, 128, 128, width=16), ModelConfig("resnet18", 68, 3, 128, 128, width=16, blurpool=True),
+           ModelConfig("pipnet", 68, 3, 128, 128)]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.arch + ("_blur" if c.blurpool else ""))
+def test_output_shapes_and_loss(cfg):
+    m = build_model(cfg)
+    x = torch.randn(2, cfg.in_channels, cfg.input_h, cfg.input_w)
+    t = torch.rand(2, cfg.n_points, 2) * torch.tensor([cfg.input_w, cfg.input_h])
+    pred, loss = m(x, t)
+    assert pred.shape == (2, cfg.n_points, 2)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    m.eval()
+    pred2, none = m(x)
+    assert none is None and pred2.shape == (2, cfg.n_points, 2)
+
+
+def test_pipnet_decode_recovers_a_point_from_perfect_maps():
+    cfg = ModelConfig("pipnet", 2, 3, 128, 128)
+    m = PIPNet(cfg)
+    gh = gw = 8
+    target = torch.tensor([[[37.3, 90.8], [100.0, 5.5]]])        # input pixels
+    cells = (target + 0.5) / 16
+    scores = torch.full((1, 2, 64), -20.0)
+    offsets = torch.zeros(1, 2, 64, 2)
+    grid = m._grid(gh, gw, "cpu")
+    for n in range(2):
+        c = int(cells[0, n, 1].floor() * gw + cells[0, n, 0].floor())
+        scores[0, n, c] = 20.0
+        offsets[0, n] = cells[0, n] - grid                      # every cell points at the target
+    pred = m.decode(scores, offsets, grid, gh, gw) * 16 - 0.5
+    assert torch.allclose(pred, target, atol=1e-3)
+
+
+def test_a_few_steps_reduce_the_loss():
+    torch.manual_seed(0)
+    cfg = ModelConfig("nose_cnn", 1, 1, 80, 60, loss="mse")
+    m = build_model(cfg)
+    x = torch.randn(16, 1, 60, 80)
+    t = torch.rand(16, 1, 2) * torch.tensor([80, 60])
+    opt = torch.optim.Adam(m.parameters(), 1e-3)
+    first = None
+    for _ in range(30):
+        _, loss = m(x, t)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first
+
+
+def test_unknown_config_is_rejected():
+    with pytest.raises(ValueError, match="unknown"):
+        ModelConfig.from_dict({"arch": "pipnet", "depth": 3})
+    with pytest.raises(ValueError, match="architecture"):
+        ModelConfig.from_dict({"arch": "vit"})
