@@ -1,0 +1,162 @@
+"""The bad-input corpus: every case gets a clear message or a correct answer, never a crash."""
+import io
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+from conftest import ROOT, W300
+from PIL import Image
+
+import fkd
+from fkd.io import ImageError, load_image, load_image_sized
+from fkd.metrics import nme
+
+
+@pytest.fixture(scope="module")
+def face(face_image):
+    return face_image
+
+
+def png_claiming_size(w: int, h: int) -> bytes:
+    """A PNG whose header says w×h: enough for a decompression-bomb check, tiny on disk."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("empty.jpg", b"", "empty"),
+    ("notes.jpg", b"just some text, not a photo\n" * 20, "not an image"),
+    ("paper.jpg", b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer\n%%EOF\n", "not an image"),
+    ("bomb.png", png_claiming_size(20000, 20000), "too large"),
+])
+def test_unusable_files_get_a_clear_message(tmp_path, name, content, message):
+    p = tmp_path / name
+    p.write_bytes(content)
+    with pytest.raises(ImageError, match=message) as e:
+        load_image(p)
+    assert name in str(e.value)
+
+
+def test_truncated_jpeg(tmp_path, face):
+    buf = io.BytesIO()
+    Image.fromarray(face[0]).save(buf, "JPEG", quality=90)
+    (tmp_path / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 3])
+    with pytest.raises(ImageError, match="damaged or truncated"):
+        load_image(tmp_path / "cut.jpg")
+
+
+def test_missing_path_and_folder(tmp_path):
+    with pytest.raises(ImageError, match="no such file"):
+        load_image(tmp_path / "nope.jpg")
+    with pytest.raises(ImageError, match="folder"):
+        load_image(tmp_path)
+
+
+@pytest.mark.parametrize("fmt", ["png16", "cmyk", "rgba", "gray", "tiff", "gif", "palette"])
+def test_unusual_formats_give_the_right_face(landmarker, face, tmp_path, fmt):
+    rgb, gt = face
+    im = Image.fromarray(rgb)
+    path = tmp_path / f"face_{fmt}"
+    if fmt == "png16":
+        a = (np.asarray(im.convert("L")).astype(np.uint16) * 257)
+        Image.fromarray(a).save(path.with_suffix(".png"))
+        path = path.with_suffix(".png")
+        assert Image.open(path).mode.startswith("I")
+    elif fmt == "cmyk":
+        path = path.with_suffix(".jpg")
+        im.convert("CMYK").save(path, quality=95)
+    elif fmt == "rgba":
+        path = path.with_suffix(".png")
+        a = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+        a[:10, :10, 3] = 0  # some transparent pixels
+        Image.fromarray(a).save(path)
+    elif fmt == "gray":
+        path = path.with_suffix(".jpg")
+        im.convert("L").save(path)
+    elif fmt == "tiff":
+        path = path.with_suffix(".tif")
+        im.save(path)
+    elif fmt == "gif":  # animated: the first frame is the face, the second is black
+        path = path.with_suffix(".gif")
+        im.save(path, save_all=True, append_images=[Image.new("RGB", im.size)], duration=100, loop=0)
+    elif fmt == "palette":
+        path = path.with_suffix(".png")
+        im.convert("P", palette=Image.Palette.ADAPTIVE).save(path)
+    loaded = load_image(path)
+    assert loaded.shape == rgb.shape and loaded.dtype == np.uint8
+    faces = landmarker.predict(path)
+    assert len(faces) == 1, fmt
+    assert nme(faces[0].keypoints[None], gt[None])[0] < 0.1
+
+
+def test_tiny_images_have_no_face(landmarker):
+    for shape in [(1, 1, 3), (1, 1), (3, 7, 3)]:
+        assert landmarker.predict(np.zeros(shape, np.uint8)) == []
+
+
+def test_bad_arrays_are_explained(landmarker):
+    for a in (np.zeros((10, 10, 2), np.uint8), np.zeros((0, 10, 3), np.uint8), np.zeros(5)):
+        with pytest.raises(ImageError, match="shape"):
+            landmarker.predict(a)
+
+
+def test_sane_big_photo_is_downscaled_not_rejected(tmp_path):
+    Image.new("RGB", (6000, 4000), (200, 180, 160)).save(tmp_path / "big.jpg", quality=80)
+    a, (w, h) = load_image_sized(tmp_path / "big.jpg")
+    assert (w, h) == (6000, 4000) and max(a.shape[:2]) <= 4096 and a.shape[1] / a.shape[0] == pytest.approx(1.5, abs=0.01)
+
+
+def test_a_dozen_faces(landmarker, face):
+    rgb, _ = face
+    tile = np.asarray(Image.fromarray(rgb).resize((160, 160)))
+    grid = np.concatenate([np.concatenate([tile] * 4, 1)] * 3, 0)  # 3 rows × 4 faces
+    faces = landmarker.predict(grid)
+    assert len(faces) >= 10
+    for f in faces:
+        cx, cy = f.keypoints.mean(0)
+        assert f.box[0] <= cx <= f.box[2] and f.box[1] <= cy <= f.box[3]
+
+
+def test_face_cut_by_the_border(landmarker, face):
+    rgb, gt = face
+    cut_at = int(gt[:, 0].min() + 0.75 * (gt[:, 0].max() - gt[:, 0].min()))  # a quarter of the face is gone
+    faces = landmarker.predict(rgb[:, :cut_at], boxes=[[gt[:, 0].min() - 20, gt[:, 1].min() - 40, cut_at - 1, gt[:, 1].max() + 10]])
+    assert len(faces) == 1
+    visible = gt[:, 0] < cut_at
+    err = np.linalg.norm(faces[0].keypoints[visible] - gt[visible], axis=1).mean()
+    assert err / np.linalg.norm(gt[36] - gt[45]) < 0.12
+
+
+def test_missing_or_damaged_weights_name_the_file(tmp_path):
+    import shutil
+    with pytest.raises(fkd.WeightsError, match="nowhere"):
+        fkd.Landmarker(tmp_path / "nowhere")
+    shutil.copy(ROOT / "weights" / "nose.json", tmp_path / "nose.json")
+    with pytest.raises(fkd.WeightsError, match="weights file not found"):
+        fkd.Landmarker(tmp_path / "nose")
+    (tmp_path / "nose.safetensors").write_bytes(b"\0" * 100)
+    with pytest.raises(fkd.WeightsError, match="damaged"):
+        fkd.Landmarker(tmp_path / "nose")
+    shutil.copy(ROOT / "weights" / "imm58.safetensors", tmp_path / "nose.safetensors")
+    with pytest.raises(fkd.WeightsError, match="does not match the architecture"):
+        fkd.Landmarker(tmp_path / "nose")
+
+
+def test_evaluate_skips_bad_labels_with_a_count(tmp_path):
+    import shutil
+    src = sorted(W300.rglob("*.pts"))[:2]
+    for i, s in enumerate(src):
+        shutil.copy(s.with_suffix(".jpg"), tmp_path / f"f{i}.jpg")
+    shutil.copy(src[0], tmp_path / "f0.pts")
+    (tmp_path / "f1.pts").write_text("version: 1\nn_points: 3\n{\n1 1\n2 2\n3 3\n}\n")
+    shutil.copy(src[0].with_suffix(".jpg"), tmp_path / "unlabelled.jpg")
+    p = subprocess.run([sys.executable, "-m", "fkd.evaluate", str(tmp_path), "--box", "landmarks"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "skipped 2 file(s)" in p.stderr
+    assert '"faces": 1' in p.stdout and '"skipped_files": 2' in p.stdout

@@ -1,0 +1,85 @@
+"""train.py end to end on the fixture data: smoke runs, kill -9 + resume, torchrun, missing data."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import DATA, ROOT
+from safetensors.torch import load_file
+
+from fkd.weights import load_model
+
+
+def train(*args, tmp, **kw):
+    cmd = [sys.executable, "train.py", *args, "--data", str(DATA), "--out", str(tmp / "w"), "--run-dir", str(tmp / "r"),
+           "--quiet", "--threads", "1"]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, **kw)
+
+
+@pytest.mark.parametrize("recipe,name,n", [("nose", "nose", 1), ("imm58", "imm58", 58),
+                                           ("resnet18", "ibug68_resnet18", 68), ("ibug68", "ibug68", 68)])
+def test_one_epoch_smoke_run_writes_loadable_weights(tmp_path, recipe, name, n):
+    p = train(recipe, "--epochs", "1", "--batch", "2", tmp=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    model, card = load_model(tmp_path / "w" / name)
+    assert card["config"]["n_points"] == n and card["training"]["epochs"] == 1
+    assert len(card["history"]) == 1 and "mae_px" in card["val_metrics"]
+    x = torch.zeros(1, card["config"]["in_channels"], card["config"]["input_h"], card["config"]["input_w"])
+    assert model(x)[0].shape == (1, n, 2)
+    assert (tmp_path / "w" / "reports" / f"{name}_curves.png").exists()
+    assert (tmp_path / "r" / name / "history.csv").read_text().startswith("epoch,train_loss")
+
+
+def test_killed_run_resumes_to_the_same_final_state(tmp_path):
+    ref = train("imm58", "--epochs", "30", "--batch", "2", tmp=tmp_path / "ref")
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "train.py", "imm58", "--epochs", "30", "--batch", "2", "--data", str(DATA),
+           "--out", str(run / "w"), "--run-dir", str(run / "r"), "--quiet", "--threads", "1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = run / "r" / "imm58" / "checkpoint.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if ckpt.exists() and json.loads(ckpt.read_text())["epoch"] >= 2:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # mid-run, most likely mid-epoch: no chance to clean up
+    proc.wait()
+    killed_at = json.loads(ckpt.read_text())["epoch"]
+    assert killed_at < 29, "the run ended before it could be killed"
+    assert not (run / "w" / "imm58.safetensors").exists()
+    res = subprocess.run(cmd + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"resumed from" in res.stdout
+    a = load_file(str(tmp_path / "ref" / "w" / "imm58.safetensors"))
+    b = load_file(str(run / "w" / "imm58.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_torchrun_two_processes(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29731",
+           "train.py", "nose", "--epochs", "2", "--data", str(DATA), "--out", str(tmp_path / "w"),
+           "--run-dir", str(tmp_path / "r"), "--quiet", "--threads", "1"]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    _, card = load_model(tmp_path / "w" / "nose")
+    assert card["training"]["world_size"] == 2
+
+
+def test_missing_data_is_explained(tmp_path):
+    p = subprocess.run([sys.executable, "train.py", "ibug68", "--data", str(tmp_path / "nothing")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0
+    assert "300w not found" in p.stderr and "--data" in p.stderr
+    (tmp_path / "d" / "300w").mkdir(parents=True)
+    (tmp_path / "d" / "300w" / "lonely.jpg").write_bytes(b"x")
+    p = subprocess.run([sys.executable, "train.py", "ibug68", "--data", str(tmp_path / "d")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0 and "skipped 1 file" in p.stderr and "no labelled faces" in p.stderr
