@@ -20,7 +20,7 @@ from fkd.calibration import IDENTITY, load_calibration
 from fkd.geometry import CropSpec, apply_affine, crop_matrix, invert_affine, to_gray, warp
 from fkd.io import ImageError, ImageLike, load_image_sized
 from fkd.layouts import LAYOUTS
-from fkd.weights import WeightsError, load_model
+from fkd.weights import WeightsError, load_model, resolve
 
 MODELS = {"ibug68": "300-W 68 points (default)", "ibug68_resnet18": "300-W 68 points, ResNet18 baseline",
           "imm58": "IMM 58 points (Part 2)", "nose": "nose tip (Part 1)"}
@@ -45,7 +45,9 @@ class Landmarker:
     """Loads a landmark model (weights/<model>.safetensors + card) and, lazily, the face detector."""
 
     def __init__(self, model: str | Path = "ibug68", detector: str = "mediapipe", device: str = "cpu",
-                 flip_test: bool = False, min_score: float = 0.5):
+                 flip_test: bool = False, min_score: float = 0.5, backend: str = "auto", threads: int | None = None):
+        """backend: "onnx" (ONNX Runtime, fastest on CPU), "torch", or "auto" (onnx when installed
+        and on CPU). threads: CPU threads for ONNX Runtime (None = all cores)."""
         self.model, self.card = load_model(model, device)
         self.model = self.model.to(memory_format=torch.channels_last)
         self.cfg = self.model.cfg
@@ -54,6 +56,12 @@ class Landmarker:
         self.calibration = load_calibration("imm58" if self.card["layout"] in ("imm58", "nose") else "ibug68")
         self.device, self.flip_test = device, flip_test
         self._detector_name, self._min_score, self._detector = detector, min_score, None
+        from fkd.runtime import OnnxRunner, onnx_available
+        if backend not in ("auto", "onnx", "torch"):
+            raise ValueError(f"backend must be auto, onnx or torch, not {backend!r}")
+        use_onnx = backend == "onnx" or (backend == "auto" and device == "cpu" and onnx_available())
+        self.backend = "onnx" if use_onnx else "torch"
+        self._onnx = OnnxRunner(self.model, self.cfg, resolve(model), threads) if use_onnx else None
 
     @property
     def name(self) -> str:
@@ -99,22 +107,26 @@ class Landmarker:
             patch = to_gray(patch)[None] if self.cfg.in_channels == 1 else patch.transpose(2, 0, 1)
             mats.append(M)
             crops.append(torch.from_numpy(np.ascontiguousarray(patch)))
-        x = torch.stack(crops).float().div_(255).sub_(0.5).to(self.device).contiguous(memory_format=torch.channels_last)
+        x = torch.stack(crops).float().div_(255).sub_(0.5)
         pred, conf = self._run(x)
         if self.flip_test and len(self.layout.flip) > 1:
             pf, cf = self._run(torch.flip(x, dims=[-1]))
             pf[..., 0] = size[0] - 1 - pf[..., 0]
             pred = (pred + pf[:, list(self.layout.flip)]) / 2
             conf = (conf + cf) / 2
-        pred = pred.cpu().numpy()
         pts = [apply_affine(invert_affine(M), p) for M, p in zip(mats, pred)]
-        return pts, [float(c) for c in conf.cpu()]
+        return pts, [float(c) for c in conf]
 
-    def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _run(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Model input (B, C, H, W) → points (B, N, 2) in input pixels, confidence (B,), numpy."""
+        if self._onnx is not None:
+            return self._onnx(x.numpy())
+        x = x.to(self.device).contiguous(memory_format=torch.channels_last)
         if hasattr(self.model, "predict_with_confidence"):
-            return self.model.predict_with_confidence(x)
-        pred, _ = self.model(x)
-        return pred, torch.ones(len(x))
+            pred, conf = self.model.predict_with_confidence(x)
+        else:
+            pred, conf = self.model(x)[0], torch.ones(len(x))
+        return pred.float().cpu().numpy(), conf.float().cpu().numpy()
 
     def close(self) -> None:
         if self._detector is not None:

@@ -140,3 +140,26 @@ def test_evaluate_cli_scores_a_folder(tmp_path):
     assert read_pts(next((tmp_path / "pts").glob("*.pts"))).shape == (68, 2)
     p = run_cli("fkd.evaluate", str(tmp_path / "missing"))
     assert p.returncode == 2 and "no such folder" in p.stderr
+
+
+def test_onnx_and_torch_backends_agree(face_image):
+    rgb, _ = face_image
+    results = {}
+    for backend in ("torch", "onnx"):
+        lm = fkd.Landmarker("ibug68", backend=backend)
+        assert lm.backend == backend
+        f = lm.predict(rgb)[0]
+        results[backend] = (f.keypoints, f.confidence)
+        lm.close()
+    assert np.abs(results["torch"][0] - results["onnx"][0]).max() < 0.01
+    assert abs(results["torch"][1] - results["onnx"][1]) < 1e-4
+
+
+def test_flip_test_averages_two_passes(landmarker, face_image):
+    rgb, gt = face_image
+    plain = landmarker.predict(rgb)[0].keypoints
+    lm = fkd.Landmarker("ibug68", flip_test=True)
+    both = lm.predict(rgb)[0].keypoints
+    lm.close()
+    assert 0 < np.abs(both - plain).mean() < 3       # a different, nearby answer
+    assert nme(both[None], gt[None])[0] < 0.08
