@@ -1,0 +1,128 @@
+"""Accuracy and speed of the 68-point models side by side, on the fixed 300-W validation split.
+
+    python bench/accuracy.py [--data ../shared/data] [--models ibug68 ibug68_resnet18]
+
+Writes bench/accuracy_report.md (+ bench/ced.png, bench/point_error_ibug68.png) with: NME mean /
+median, FR@8 %, AUC@8 % and faces not found for both box protocols (landmark box, MediaPipe +
+calibration), ms per face at 1 and 2 threads, webcam-frame rate, and file sizes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fkd.data import find_300w, split_300w  # noqa: E402
+from fkd.evaluate import evaluate_records  # noqa: E402
+from fkd.landmarker import Landmarker  # noqa: E402
+from fkd.metrics import nme, point_nme, summary  # noqa: E402
+from fkd.viz import ced_plot, draw_faces, point_error_plot, save_png  # noqa: E402
+from fkd.weights import resolve  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def median_ms(fn, n=200, warmup=20) -> float:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return 1000 * float(np.median(ts))
+
+
+def speed(name: str, rgb: np.ndarray, box) -> dict:
+    out = {}
+    for backend in ("onnx", "torch"):
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            lm = Landmarker(name, backend=backend, threads=threads)
+            cfg = lm.cfg
+            x = torch.rand(1, cfg.in_channels, cfg.input_h, cfg.input_w) - 0.5
+            out[f"{backend}_{threads}t_ms"] = median_ms(lambda: lm._run(x), n=100 if backend == "torch" else 300)
+            if backend == "onnx" and threads == 1:
+                # the whole webcam frame: detect + crop + landmarks + draw, 640×480
+                frame = rgb
+                out["frame_1t_ms"] = median_ms(lambda: draw_faces(frame, lm.predict(frame), contours=lm.layout.contours), n=200)
+                out["detector_ms"] = median_ms(lambda: lm.detect(frame), n=200)
+            lm.close()
+    torch.set_num_threads(2)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    p.add_argument("--models", nargs="+", default=["ibug68", "ibug68_resnet18"])
+    p.add_argument("--out", default=str(HERE / "accuracy_report.md"))
+    a = p.parse_args()
+    root = Path(a.data) / "300w"
+    recs, _ = find_300w(root)
+    _, val = split_300w(recs, root)
+    import cv2
+    from fkd.io import load_image
+    frame = cv2.resize(load_image(val[0].image), (640, 480))
+
+    rows, curves, speeds, sizes = [], {}, {}, {}
+    for name in a.models:
+        if not resolve(name).exists():
+            print(f"{name}: no weights, skipped")
+            continue
+        sizes[name] = resolve(name).stat().st_size / 1e6
+        for flip in (False, True):
+            lm = Landmarker(name, flip_test=flip)
+            for box in ("landmarks", "detector"):
+                t = time.time()
+                preds, gts, kept, missed = evaluate_records(lm, val, box)
+                P, G = np.stack(preds), np.stack(gts)
+                s = summary(P, G)
+                rows.append({"model": name, "flip_test": flip, "box": box, **s, "not_found": len(missed)})
+                print(json.dumps(rows[-1]), f"({time.time() - t:.0f} s)", flush=True)
+                if not flip:
+                    curves[f"{name}, {box} box"] = nme(P, G)
+                if name == a.models[0] and box == "landmarks" and not flip:
+                    pe = 100 * point_nme(P, G)
+                    save_png(HERE / f"point_error_{name}.png", point_error_plot(list(pe)))
+                    worst = np.argsort(pe)[::-1][:8]
+            lm.close()
+        speeds[name] = speed(name, frame, None)
+        print(name, json.dumps(speeds[name]), flush=True)
+    save_png(HERE / "ced.png", ced_plot(curves))
+
+    lines = ["# Accuracy and speed: 68-point models", "",
+             f"`python bench/accuracy.py` on {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+             f"torch {torch.__version__}. Validation split: {len(val)} faces of 300-W (fkd/splits/300w_val.txt), "
+             "never trained on. NME normalised by the outer eye corners (inter-ocular), in %.", "",
+             "| model | flip test | box | NME mean | NME median | FR@8 % | AUC@8 % | not found | MAE px |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {'yes' if r['flip_test'] else 'no'} | {r['box']} | {r['nme_mean']:.2f} | "
+                     f"{r['nme_median']:.2f} | {r['fr8']:.2f} | {r['auc8']:.1f} | {r['not_found']} | {r['mae_px']:.2f} |")
+    lines += ["", "Speed, batch 1 after warm-up, median ms per face of the landmark model alone "
+              "(the crop is ready); 'frame' = MediaPipe detection + crop + landmarks + drawing on a 640×480 frame, "
+              "ONNX Runtime, 1 thread.", "",
+              "| model | file MB | ONNX 1 thread | ONNX 2 threads | torch 1 thread | torch 2 threads | detector ms | frame ms (fps) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name, s in speeds.items():
+        lines.append(f"| {name} | {sizes[name]:.1f} | {s['onnx_1t_ms']:.2f} | {s['onnx_2t_ms']:.2f} | {s['torch_1t_ms']:.2f} | "
+                     f"{s['torch_2t_ms']:.2f} | {s['detector_ms']:.2f} | {s['frame_1t_ms']:.2f} ({1000 / s['frame_1t_ms']:.0f}) |")
+    if "worst" in locals():
+        lines += ["", f"Hardest landmarks of {a.models[0]} (landmark box, NME %): " +
+                  ", ".join(f"{i} ({pe[i]:.2f})" for i in worst) + " — see point_error_" + a.models[0] + ".png.",
+                  "", "![CED](ced.png)", "", f"![per-point error](point_error_{a.models[0]}.png)"]
+    Path(a.out).write_text("\n".join(lines) + "\n")
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
