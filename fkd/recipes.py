@@ -57,7 +57,7 @@ RECIPES = {
                        ModelConfig("resnet18", 68, 3, 128, 128, loss="wing", width=32), pad=(32, 32), epochs=40,
                        batch=32, lr=1e-3, optimizer="adamw", weight_decay=1e-4, ema=0.998),
     "ibug68": Recipe("ibug68", "Part 3+: 68 points, grid + offset heads on MobileNetV3", "300w", "ibug68",
-                     ModelConfig("pipnet", 68, 3, 128, 128), pad=(32, 32), epochs=200, batch=32, lr=2e-3,
+                     ModelConfig("pipnet", 68, 3, 128, 128), pad=(32, 32), epochs=140, batch=32, lr=1e-3,
                      optimizer="adamw", weight_decay=1e-4, ema=0.998),
 }
 
