@@ -149,7 +149,16 @@ def run(args) -> dict:
                                                persistent_workers=args.workers > 0)
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=64)
 
-    model = build_model(recipe.model).to(device).to(memory_format=torch.channels_last)
+    model = build_model(recipe.model)
+    if getattr(args, "init", None):  # fine-tune: start from trained weights of the same architecture
+        from fkd.weights import load_model
+        init_model, init_card = load_model(args.init)
+        if init_card["config"] != recipe.model.to_dict():
+            raise SystemExit(f"error: {args.init} is a {init_card['config']['arch']} model, not this recipe's")
+        model.load_state_dict(init_model.state_dict())
+        if d.master:
+            print(f"starting from {args.init}")
+    model = model.to(device).to(memory_format=torch.channels_last)
     raw_model = model
     if d.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[d.local_rank] if device.type == "cuda" else None)
@@ -218,7 +227,7 @@ def run(args) -> dict:
         "training": {"data": str(sub.name), "train_faces": len(train_set), "val_faces": len(val_set),
                      "split": "persons 1-32 train / 33-40 val" if recipe.data == "imm" else "fkd/splits/300w_val.txt",
                      "epochs": recipe.epochs, "batch": recipe.batch, "lr": recipe.lr, "optimizer": recipe.optimizer,
-                     "ema": recipe.ema, "weights": which, "aug": recipe.aug, "wall_time_s": round(elapsed, 1), "device": str(device),
+                     "ema": recipe.ema, "weights": which, "init": getattr(args, "init", None), "aug": recipe.aug, "wall_time_s": round(elapsed, 1), "device": str(device),
                      "world_size": d.world, "torch": torch.__version__},
         "val_metrics": {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()},
         "val_point_nme": [round(100 * float(v), 3) for v in point_nme(pred, gt, eyes)] if eyes else None,

@@ -83,3 +83,16 @@ def test_missing_data_is_explained(tmp_path):
     p = subprocess.run([sys.executable, "train.py", "ibug68", "--data", str(tmp_path / "d")], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode != 0 and "skipped 1 file" in p.stderr and "no labelled faces" in p.stderr
+
+
+def test_fine_tune_from_trained_weights(tmp_path):
+    first = train("nose", "--epochs", "2", tmp=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = train("nose", "--epochs", "1", "--lr", "1e-4", "--name", "nose_ft", "--init", str(tmp_path / "w" / "nose"),
+                  tmp=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "starting from" in again.stdout
+    _, card = load_model(tmp_path / "w" / "nose_ft")
+    assert card["training"]["init"].endswith("nose")
+    wrong = train("imm58", "--epochs", "1", "--init", str(tmp_path / "w" / "nose"), tmp=tmp_path)
+    assert wrong.returncode != 0 and "not this recipe's" in wrong.stderr
