@@ -117,6 +117,7 @@ class Landmarker:
         pts = [apply_affine(invert_affine(M), p) for M, p in zip(mats, pred)]
         return pts, [float(c) for c in conf]
 
+    @torch.inference_mode()
     def _run(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Model input (B, C, H, W) → points (B, N, 2) in input pixels, confidence (B,), numpy."""
         if self._onnx is not None:
