@@ -20,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from fkd.calibration import IDENTITY  # noqa: E402
 from fkd.data import find_300w, split_300w  # noqa: E402
 from fkd.evaluate import evaluate_records  # noqa: E402
 from fkd.landmarker import Landmarker  # noqa: E402
@@ -95,6 +96,14 @@ def main() -> None:
                     save_png(HERE / f"point_error_{name}.png", point_error_plot(list(pe)))
                     worst = np.argsort(pe)[::-1][:8]
             lm.close()
+        # the same detector boxes without the calibration: what the calibration is worth
+        lm = Landmarker(name)
+        lm.calibration = IDENTITY
+        preds, gts, _, missed = evaluate_records(lm, val, "detector")
+        rows.append({"model": name, "flip_test": False, "box": "detector, no calibration",
+                     **summary(np.stack(preds), np.stack(gts)), "not_found": len(missed)})
+        print(json.dumps(rows[-1]), flush=True)
+        lm.close()
         speeds[name] = speed(name, frame, None)
         print(name, json.dumps(speeds[name]), flush=True)
     save_png(HERE / "ced.png", ced_plot(curves))
