@@ -96,7 +96,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", default=str(CALIBRATION_FILE))
     a = p.parse_args(argv)
     data = Path(a.data)
-    det = make_detector("mediapipe")
+    det = make_detector("mediapipe-short")
     result = {}
     for layout, sub in (("ibug68", "300w"), ("imm58", "imm_face_db")):
         if not (data / sub).is_dir():
@@ -110,6 +110,25 @@ def main(argv=None) -> None:
         result[layout] = {**asdict(cal), "fitted_on": f"{len(d)} training faces of {sub} ({misses} not detected)",
                           "without": before, "with": after}
         print(layout, json.dumps(result[layout], indent=1))
+    # full-range boxes → short-range convention, on the 300-W training faces both models find
+    if (data / "300w").is_dir():
+        from fkd.detect import BLAZEFACE_FULL, MediaPipeDetector
+        full = MediaPipeDetector(BLAZEFACE_FULL)
+        recs, _ = find_300w(data / "300w")
+        train, _ = split_300w(recs, data / "300w")
+        pairs = []
+        for r in train[::4]:
+            from fkd.io import load_image
+            rgb = load_image(r.image, max_side=100_000)
+            s, f = det.detect(rgb), full.detect(rgb)
+            if len(s) == 1 and len(f) == 1:
+                pairs.append((f[0][0], s[0][0]))
+        full.close()
+        fb, sb = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+        cal = fit(fb, sb)
+        result["full_to_short"] = {**asdict(cal), "fitted_on": f"{len(pairs)} 300-W training faces found once by both",
+                                   "without": box_errors(fb, sb), "with": box_errors(np.array([cal.apply(b) for b in fb]), sb)}
+        print("full_to_short", json.dumps(result["full_to_short"], indent=1))
     det.close()
     save_json(Path(a.out), result)
     print(f"wrote {a.out}")

@@ -17,6 +17,7 @@ import numpy as np
 from fkd.weights import WEIGHTS_DIR, WeightsError
 
 BLAZEFACE = WEIGHTS_DIR / "face_detection_short_range.tflite"
+BLAZEFACE_FULL = WEIGHTS_DIR / "face_detection_full_range_sparse.tflite"
 
 
 class FaceDetector:
@@ -98,7 +99,35 @@ def _close_quietly(det) -> None:
         pass
 
 
-DETECTORS = {"mediapipe": MediaPipeDetector}
+class MediaPipeWithFallback(FaceDetector):
+    """Short-range BlazeFace (fast, for faces that fill the picture); when it finds nothing, the
+    full-range model (small or distant faces, ~5 ms). Full-range boxes are larger: they are mapped
+    to the short-range convention (a fit on the training faces, `full_to_short` in
+    weights/calibration.json), so one calibration to the training crop serves both."""
+
+    def __init__(self, min_score: float = 0.5):
+        from fkd.calibration import load_calibration
+
+        self.short = MediaPipeDetector(BLAZEFACE, min_score)
+        self._full, self._min_score = None, min_score
+        self.full_to_short = load_calibration("full_to_short")
+
+    def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        found = self.short.detect(rgb)
+        if found:
+            return found
+        if self._full is None:
+            self._full = MediaPipeDetector(BLAZEFACE_FULL, self._min_score)
+        return [(self.full_to_short.apply(b), s) for b, s in self._full.detect(rgb)]
+
+    def close(self) -> None:
+        self.short.close()
+        if self._full is not None:
+            self._full.close()
+
+
+DETECTORS = {"mediapipe": MediaPipeWithFallback, "mediapipe-short": MediaPipeDetector,
+             "mediapipe-full": lambda min_score=0.5: MediaPipeDetector(BLAZEFACE_FULL, min_score)}
 
 
 def make_detector(name: str = "mediapipe", **kw) -> FaceDetector:

@@ -160,3 +160,15 @@ def test_evaluate_skips_bad_labels_with_a_count(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "skipped 2 file(s)" in p.stderr
     assert '"faces": 1' in p.stdout and '"skipped_files": 2' in p.stdout
+
+
+def test_a_small_distant_face_is_found_by_the_full_range_fallback(landmarker, face):
+    rgb, gt = face
+    small = np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] // 3, rgb.shape[0] // 3), Image.BILINEAR))
+    canvas = np.full((1200, 1600, 3), 90, np.uint8)
+    canvas[700:700 + small.shape[0], 300:300 + small.shape[1]] = small
+    assert landmarker.detector.short.detect(canvas) == []   # too small for the short-range model
+    faces = landmarker.predict(canvas)
+    assert len(faces) == 1
+    expected = (gt + 0.5) / 3 - 0.5 + [300, 700]
+    assert nme(faces[0].keypoints[None], expected[None])[0] < 0.1
