@@ -1,0 +1,666 @@
+"""fkd demo: facial keypoints you can see, on any photo, live on a webcam, inside the network, as a morph.
+
+    python app.py                  # http://127.0.0.1:7860 (a CPU Hugging Face Space runs it unchanged)
+
+Named endpoints for scripts (gradio_client):
+    from gradio_client import Client, handle_file
+    c = Client("http://127.0.0.1:7860")
+    image, result = c.predict(handle_file("me.jpg"), "auto", "ibug68", api_name="/keypoints")
+    video = c.predict(handle_file("a.jpg"), handle_file("b.jpg"), 48, 24, api_name="/morph")
+    grid = c.predict("ibug68", api_name="/filters")
+
+Runs offline on weights/ (the landmark models and the MediaPipe face detector ship there) and
+never imports training code. Landmarkers load lazily, once per model, and are only read from;
+everything a user sends or gets back lives in per-request temporary folders or per-session state.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import gradio as gr
+import numpy as np
+import torch
+from gradio_image_annotation import image_annotator
+from PIL import Image, UnidentifiedImageError
+
+from fkd import morph, viz
+from fkd.data import write_pts
+from fkd.geometry import crop_matrix, to_gray, warp
+from fkd.io import ImageError, load_image, load_image_sized
+from fkd.landmarker import MODELS, Face, Landmarker, WeightsError, check_box
+from fkd.models import first_conv
+from fkd.smoothing import PointSmoother, strength_to_cutoff
+from fkd.weights import WEIGHTS_DIR, read_card
+
+# -----------------------------------------------------------------------------------------------
+# settings (environment variables override them, e.g. on a bigger Space)
+ROOT = Path(__file__).resolve().parent
+EXAMPLES = ROOT / "examples"
+REPORTS = WEIGHTS_DIR / "reports"
+CONCURRENCY = int(os.environ.get("FKD_CONCURRENCY", "2"))      # events of one kind at once (2 vCPU Space)
+TORCH_THREADS = int(os.environ.get("FKD_TORCH_THREADS", "1"))  # per request; requests run side by side
+DISPLAY_SIDE = 1280          # annotated photos bigger than this are shrunk for the browser (JSON stays full size)
+ANNOTATOR_SIDE = 1024        # the box-drawing canvas
+MORPH_SIZE = 512             # morph frames are MORPH_SIZE² (even: h264 wants even sizes)
+MORPH_MODEL = "ibug68"       # morphing needs the 68-point layout (eyes, mouth corners)
+TMP_ROOT = Path(tempfile.gettempdir()) / "fkd_app"   # per-request folders for downloads
+TMP_MAX_AGE_S = 3600
+QUEUE_KW = dict(default_concurrency_limit=CONCURRENCY, max_size=64)
+LAUNCH_KW = dict(max_file_size="20mb", theme=gr.themes.Soft(primary_hue="teal"), show_error=False,
+                 css=".fkd-intro p {margin: 0.2em 0}", footer_links=["api", "gradio"])
+
+torch.set_num_threads(TORCH_THREADS)
+log = logging.getLogger("fkd.app")
+
+MODEL_ORDER = ["ibug68", "ibug68_resnet18", "imm58", "nose"]
+MODEL_LABELS = {"ibug68": "300-W 68 points (Part 3, default)", "ibug68_resnet18": "300-W 68 points, ResNet18 baseline",
+                "imm58": "IMM 58 points (Part 2)", "nose": "nose tip (Part 1)"}
+
+
+def model_choices() -> list[tuple[str, str]]:
+    """(label, name) per model in MODELS; ones whose weights are not there yet say so."""
+    names = [m for m in MODEL_ORDER if m in MODELS] + [m for m in MODELS if m not in MODEL_ORDER]
+    return [(MODEL_LABELS.get(m, MODELS[m]) + ("" if (WEIGHTS_DIR / f"{m}.safetensors").exists() else " (no weights yet)"), m)
+            for m in names]
+
+
+# -----------------------------------------------------------------------------------------------
+# shared, read-only: one Landmarker per model, loaded on first use
+
+_LANDMARKERS: dict[str, Landmarker] = {}
+_LM_LOCK = threading.Lock()
+
+
+def get_landmarker(name: str) -> Landmarker:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; pick one of {', '.join(MODELS)}")
+    with _LM_LOCK:  # two first requests must not load the same model twice
+        if name not in _LANDMARKERS:
+            _LANDMARKERS[name] = Landmarker(name)
+        return _LANDMARKERS[name]
+
+
+def user_errors(fn):
+    """Errors a user can fix become a gr.Error with a plain message; anything else is logged, not shown."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (ImageError, ValueError, WeightsError) as e:
+            raise gr.Error(_clean(str(e), *args)) from None
+        except Exception:
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error("Something went wrong on our side; the error was logged. Please try another photo.") from None
+    return wrapper
+
+
+def _clean(msg: str, *inputs) -> str:
+    """No server paths in messages: uploads are named by their file name, repo files relative to the repo."""
+    for x in inputs:
+        if isinstance(x, str) and os.sep in x:
+            msg = msg.replace(x, Path(x).name)
+    return msg.replace(str(ROOT) + os.sep, "")
+
+
+class CheckedImage(gr.Image):
+    """gr.Image whose upload is checked on arrival: a file that is no image gives a message, not a crash.
+
+    (gr.Image opens the upload with PIL before our code runs; a text file renamed .jpg would
+    otherwise raise there.) `is_template` keeps the frontend of gr.Image.
+    """
+    is_template = True
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
+            name = getattr(payload, "orig_name", None) or "the upload"
+            if isinstance(e, Image.DecompressionBombError):
+                raise gr.Error(f"{name}: the image is too large to open safely") from None
+            raise gr.Error(f"{name}: not an image file (or a format we cannot read)") from None
+
+
+def request_dir() -> Path:
+    """A fresh private folder for one request's downloads; folders older than an hour are removed."""
+    TMP_ROOT.mkdir(mode=0o700, exist_ok=True)
+    now = time.time()
+    for d in TMP_ROOT.iterdir():
+        try:
+            if now - d.stat().st_mtime > TMP_MAX_AGE_S:
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass
+    return Path(tempfile.mkdtemp(dir=TMP_ROOT))
+
+
+def _shrink(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """(image with longest side ≤ max_side, factor applied)."""
+    s = min(1.0, max_side / max(rgb.shape[:2]))
+    if s == 1.0:
+        return rgb, 1.0
+    return cv2.resize(rgb, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA), s
+
+
+def _scaled(face: Face, s: float) -> Face:
+    return Face(box=face.box * s, score=face.score, keypoints=face.keypoints * s, confidence=face.confidence)
+
+
+# -----------------------------------------------------------------------------------------------
+# 1. keypoints on a photo
+
+def detect_keypoints(path: str | None, model: str, boxes=None) -> tuple[np.ndarray, list[Face], tuple[int, int]]:
+    """(RGB as loaded (≤ 4096 px), faces in *original* pixels, original (W, H)). Boxes in original pixels."""
+    if not path:
+        raise gr.Error("Add a photo first: upload one, paste it, take one with the webcam or click an example.")
+    lm = get_landmarker(model)
+    rgb, (W, H) = load_image_sized(path)
+    s = W / rgb.shape[1]  # > 1 when a huge photo was downscaled on loading
+    if boxes is not None:
+        boxes = [check_box(b, W, H) / s for b in boxes]
+    faces = lm.predict(rgb, boxes=boxes)
+    if s != 1.0:
+        gr.Info(f"Large photo ({W}×{H}): worked on a copy {rgb.shape[1]}×{rgb.shape[0]}; points are in full-size pixels.")
+    return rgb, [_scaled(f, s) for f in faces], (W, H)
+
+
+def annotate(rgb: np.ndarray, faces: list[Face], full_w: int, model: str, numbers: bool, contours: bool) -> np.ndarray:
+    """The photo (browser-sized) with boxes, points, contours and numbers sized to the faces, not the photo."""
+    small, s = _shrink(rgb, DISPLAY_SIDE)
+    s *= rgb.shape[1] / full_w  # original pixels → display pixels
+    shown = [_scaled(f, s) for f in faces]
+    sides = [max(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in shown] or [100.0]
+    out = viz.draw_faces(small, shown, contours=get_landmarker(model).layout.contours if contours else (),
+                         radius=int(np.clip(min(sides) / 110, 1, 6)))
+    if numbers:
+        for f, side in zip(shown, sides):
+            size = float(np.clip(side / 750, 0.22, 0.9))
+            for i, (x, y) in enumerate(f.keypoints):
+                cv2.putText(out, str(i), (int(x) + 2, int(y) - 2), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 0), 1,
+                            cv2.LINE_AA)
+    return out
+
+
+def keypoints_json(faces: list[Face], size: tuple[int, int], model: str, name: str = "") -> dict:
+    return {"image": name, "width": size[0], "height": size[1], "model": model,
+            "faces": [f.to_dict() for f in faces]}
+
+
+def write_downloads(faces: list[Face], result: dict, stem: str) -> list[str]:
+    """One .pts per face (300-W convention), plus the JSON and a CSV of every point."""
+    d = request_dir()
+    files = []
+    for k, f in enumerate(faces, 1):
+        write_pts(d / f"{stem}_face{k}.pts", f.keypoints)
+        files.append(str(d / f"{stem}_face{k}.pts"))
+    (d / f"{stem}_keypoints.json").write_text(json.dumps(result, indent=1))
+    rows = ["face,point,x,y,face_confidence"] + [f"{k},{i},{x:.2f},{y:.2f},{f.confidence:.4f}"
+                                                  for k, f in enumerate(faces, 1) for i, (x, y) in enumerate(f.keypoints)]
+    (d / f"{stem}_keypoints.csv").write_text("\n".join(rows) + "\n")
+    return files + [str(d / f"{stem}_keypoints.json"), str(d / f"{stem}_keypoints.csv")]
+
+
+def faces_summary(faces: list[Face], model: str) -> str:
+    if not faces:
+        return "**No face found.** Try *draw* mode and mark the face with a box."
+    lines = [f"**{len(faces)} face{'s' * (len(faces) > 1)}**, model *{MODEL_LABELS.get(model, model)}*",
+             "", "| face | box (x0, y0, x1, y1) | detector score | landmark confidence |", "|---|---|---|---|"]
+    for k, f in enumerate(faces, 1):
+        low = " ⚠ low: occluded, blurred or not a face?" if f.confidence < 0.3 else ""
+        lines.append(f"| {k} | {', '.join(f'{v:.0f}' for v in f.box)} | {f.score:.2f} | {f.confidence:.2f}{low} |")
+    return "\n".join(lines)
+
+
+def parse_boxes(text: str | None) -> list[list[float]] | None:
+    """API boxes: JSON [[x0, y0, x1, y1], ...] (or one box [x0, y0, x1, y1]) in original pixels."""
+    if not text or not str(text).strip():
+        return None
+    try:
+        boxes = json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError(f"boxes must be JSON like [[x0, y0, x1, y1], ...], got {text!r}") from None
+    if isinstance(boxes, list) and len(boxes) == 4 and all(isinstance(v, (int, float)) for v in boxes):
+        boxes = [boxes]
+    if not isinstance(boxes, list) or not boxes:
+        raise ValueError("boxes must be a non-empty JSON list of [x0, y0, x1, y1]")
+    return boxes
+
+
+@user_errors
+def keypoints_api(image: str | None, box_mode: str = "auto", model: str = "ibug68", boxes: str = ""):
+    """Keypoints of every face (box_mode "auto": MediaPipe finds them) or of the given boxes ("draw":
+    `boxes` = JSON [[x0, y0, x1, y1], ...] in image pixels). Returns the annotated image and the JSON."""
+    given = parse_boxes(boxes) if box_mode == "draw" else None
+    if box_mode == "draw" and given is None:
+        raise gr.Error("Box mode 'draw' needs boxes: JSON [[x0, y0, x1, y1], ...] in image pixels.")
+    rgb, faces, size = detect_keypoints(image, model, given)
+    if not faces:
+        gr.Warning("No face found in this photo.")
+    return annotate(rgb, faces, size[0], model, False, True), keypoints_json(faces, size, model, Path(image).name)
+
+
+@user_errors
+def keypoints_ui(image, box_mode, model, numbers, contours, annotation=None):
+    boxes = None
+    if box_mode == "draw":
+        boxes = boxes_from_annotation(annotation, image)
+    rgb, faces, size = detect_keypoints(image, model, boxes)
+    if not faces:
+        gr.Warning("No face found. Try 'draw' mode and mark the face with a box.")
+    stem = Path(image).stem[:40] or "photo"
+    result = keypoints_json(faces, size, model, Path(image).name)
+    table = [[k, i, round(float(x), 1), round(float(y), 1)] for k, f in enumerate(faces, 1) for i, (x, y) in enumerate(f.keypoints)]
+    return (annotate(rgb, faces, size[0], model, numbers, contours), faces_summary(faces, model), table,
+            write_downloads(faces, result, stem) if faces else None, result)
+
+
+def boxes_from_annotation(annotation, image) -> list[np.ndarray]:
+    """Boxes drawn on the (shrunk) annotator canvas → original-image pixels."""
+    if not annotation or annotation.get("image") is None or not annotation.get("boxes"):
+        raise gr.Error("Draw at least one box around a face (drag on the picture under 'Face boxes'), or switch to 'auto'.")
+    _, (W, _) = load_image_sized(image)
+    s = W / annotation["image"].shape[1]
+    return [np.array([b["xmin"], b["ymin"], b["xmax"], b["ymax"]], np.float32) * s for b in annotation["boxes"]]
+
+
+@user_errors
+def show_annotator(box_mode, image):
+    """In draw mode, put the current photo (shrunk) on the box-drawing canvas."""
+    if box_mode != "draw":
+        return gr.update(visible=False)
+    if not image:
+        return gr.update(visible=True, value=None)
+    small, _ = _shrink(load_image(image), ANNOTATOR_SIDE)
+    return gr.update(visible=True, value={"image": small, "boxes": []})
+
+
+def create_keypoints_tab(ui_fn, api_fn, annotator_fn, examples: list[str]):
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5):
+            image = CheckedImage(label="Photo", type="filepath", image_mode=None, height=360,
+                                 sources=["upload", "webcam", "clipboard"])
+            box_mode = gr.Radio([("auto: find every face (MediaPipe)", "auto"), ("draw: I mark the faces", "draw")],
+                                value="auto", label="Face boxes")
+            annotation = image_annotator(label="Drag to draw one box per face", visible=False, sources=[],
+                                         label_list=["face"], label_colors=[(0, 160, 140)], image_type="numpy",
+                                         use_default_label=True, show_clear_button=False, height=420)
+            model = gr.Dropdown(model_choices(), value="ibug68", label="Model")
+            with gr.Row():
+                numbers = gr.Checkbox(value=True, label="point numbers")
+                contours = gr.Checkbox(value=True, label="connecting contours")
+            run = gr.Button("Find keypoints", variant="primary")
+            boxes = gr.Textbox(value="", visible=False, label="boxes (JSON, for draw mode over the API)")
+        with gr.Column(scale=6):
+            out = gr.Image(label="Keypoints", type="numpy", format="png", interactive=False, height=480, elem_id="kp-out")
+            summary = gr.Markdown(elem_id="kp-summary")
+            with gr.Accordion("Points table, JSON and downloads", open=False):
+                files = gr.File(label="Downloads: .pts per face, JSON, CSV", file_count="multiple", interactive=False)
+                table = gr.Dataframe(headers=["face", "point", "x", "y"], datatype=["number"] * 4, interactive=False,
+                                     max_height=300, label="Points (original-image pixels, 0-based)")
+                result = gr.JSON(label="Keypoints JSON")
+    gr.Examples([[p, "auto", "ibug68", True, True] for p in examples], [image, box_mode, model, numbers, contours],
+                [out, summary, table, files, result], fn=ui_fn, run_on_click=True, cache_examples=False,
+                visible_columns=[0], label="Examples (click one)")
+
+    for trigger in (box_mode.change, image.change):
+        trigger(annotator_fn, [box_mode, image], annotation, api_visibility="private", show_progress="hidden")
+    run.click(ui_fn, [image, box_mode, model, numbers, contours, annotation], [out, summary, table, files, result],
+              api_visibility="private")
+    gr.Button(visible=False).click(api_fn, [image, box_mode, model, boxes], [out, result], api_name="keypoints")
+
+
+# -----------------------------------------------------------------------------------------------
+# 2. live webcam
+
+class LiveSession:
+    """Per-browser-session webcam state (lives in gr.State): the smoother and frame timing."""
+
+    def __init__(self):
+        self.smoother = PointSmoother(min_cutoff=1.0, beta=0.7)
+        self.last = None          # time of the previous frame
+        self.rate = None          # frames per second received, smoothed
+        self.model = None
+
+    def tick(self, now: float) -> float | None:
+        if self.last is not None and now > self.last:
+            r = 1.0 / (now - self.last)
+            self.rate = r if self.rate is None else 0.8 * self.rate + 0.2 * r
+        self.last = now
+        return self.rate
+
+
+def live_step(frame: np.ndarray | None, model: str, strength: float, state: LiveSession | None,
+              contours: bool = True) -> tuple[np.ndarray | None, str, LiveSession]:
+    """One webcam frame: detect, landmarks, smooth over time (One-Euro), draw. Pure apart from `state`."""
+    state = state if isinstance(state, LiveSession) else LiveSession()
+    if frame is None:
+        return None, "", state
+    t0 = time.perf_counter()
+    lm = get_landmarker(model)
+    if state.model != model:
+        state.smoother.reset()
+        state.model = model
+    faces = lm.predict(frame)
+    now = time.monotonic()
+    if strength > 0:
+        state.smoother.configure(min_cutoff=strength_to_cutoff(strength))
+        faces = state.smoother(faces, now)
+    else:
+        state.smoother.reset()
+    out = viz.draw_faces(frame, faces, contours=lm.layout.contours if contours else ())
+    ms = 1000 * (time.perf_counter() - t0)
+    rate = state.tick(now)
+    shown = f"{rate:.1f} frames/s shown" if rate else "starting…"
+    return out, f"**{shown}** · {ms:.0f} ms per frame on the server · {len(faces)} face(s)", state
+
+
+@user_errors
+def live_ui(frame, model, strength, contours, state):
+    out, text, state = live_step(frame, model, strength, state, contours)
+    return out, text, state
+
+
+def create_live_tab(fn):
+    gr.Markdown("Allow the camera, then press record: each frame goes to the server, comes back with its keypoints "
+                "and is smoothed over time so the points hold still. Move the slider to trade steadiness for lag.")
+    state = gr.State(None)  # per session: each visitor has their own smoother
+    with gr.Row():
+        cam = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy", height=360)
+        out = gr.Image(label="Keypoints", type="numpy", interactive=False, height=360)
+    with gr.Row():
+        model = gr.Dropdown(model_choices(), value="ibug68", label="Model")
+        strength = gr.Slider(0, 1, value=0.5, step=0.05, label="Smoothing (0 = raw)")
+        contours = gr.Checkbox(value=True, label="connecting contours")
+    fps = gr.Markdown(elem_id="live-status")
+    cam.stream(fn, [cam, model, strength, contours, state], [out, fps, state], stream_every=0.1, time_limit=600,
+               concurrency_limit=max(4, CONCURRENCY), api_visibility="private", show_progress="hidden")
+
+
+# -----------------------------------------------------------------------------------------------
+# 3. filters and feature maps
+
+def conv_layers(model: torch.nn.Module) -> list[torch.nn.Conv2d]:
+    return [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+def kernel_grid(weight: np.ndarray, cell: int = 24, max_out: int = 32, max_in: int = 16) -> np.ndarray:
+    """Filters (O, I, k, k) as a picture: colour tiles when I is 1 or 3, else one row per filter,
+    one column per input channel (first `max_out` × `max_in`), each tile normalised on its own."""
+    w = np.asarray(weight, np.float32)
+    if w.shape[1] in (1, 3):
+        return viz.filter_grid(w[:64], cell=cell)
+    w = w[:max_out, :max_in]
+    O, I = w.shape[:2]
+    grid = np.full((O * (cell + 2) + 2, I * (cell + 2) + 2, 3), 255, np.uint8)
+    lo, hi = w.min(axis=(2, 3), keepdims=True), w.max(axis=(2, 3), keepdims=True)
+    tiles = ((w - lo) / (hi - lo + 1e-8) * 255).astype(np.uint8)
+    for o in range(O):
+        for i in range(I):
+            t = cv2.resize(tiles[o, i], (cell, cell), interpolation=cv2.INTER_NEAREST)
+            y, x = 2 + o * (cell + 2), 2 + i * (cell + 2)
+            grid[y:y + cell, x:x + cell] = t[..., None]
+    return grid
+
+
+def _describe(conv: torch.nn.Conv2d) -> str:
+    o, i, kh, kw = conv.weight.shape
+    groups = f", depthwise ({conv.groups} groups)" if conv.groups > 1 else ""
+    return f"{o} filters of {i}×{kh}×{kw}, stride {conv.stride[0]}{groups}"
+
+
+@user_errors
+def filters_api(model: str = "ibug68"):
+    """The learned first-layer convolution filters of `model` as an image grid."""
+    return kernel_grid(first_conv(get_landmarker(model).model).weight.detach().numpy(), cell=48)
+
+
+@user_errors
+def filters_ui(model):
+    convs = conv_layers(get_landmarker(model).model)
+    grids = [kernel_grid(c.weight.detach().numpy(), cell=48 if c.weight.shape[1] <= 3 else 20) for c in convs[:2]]
+    text = f"**Layer 1:** {_describe(convs[0])}. **Layer 2:** {_describe(convs[1])}" + (
+        " (rows: filters, columns: input channels; the first 32 × 16 are shown)." if convs[1].weight.shape[1] > 3 else ".")
+    return grids[0], grids[1], text
+
+
+def model_input(lm: Landmarker, rgb: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+    """The crop the Landmarker feeds its model for a detector box: (RGB crop for display, input tensor).
+
+    Mirrors Landmarker.predict_boxes: calibrated box → crop_matrix → warp → [-0.5, 0.5], gray if 1 channel.
+    """
+    size = (lm.cfg.input_w, lm.cfg.input_h)
+    patch = warp(rgb, crop_matrix(lm.calibration.apply(np.asarray(box, np.float32)), lm.crop, size), size)
+    x = to_gray(patch)[None] if lm.cfg.in_channels == 1 else patch.transpose(2, 0, 1)
+    x = torch.from_numpy(np.ascontiguousarray(x))[None].float().div_(255).sub_(0.5)
+    shown = np.repeat(to_gray(patch)[..., None], 3, 2) if lm.cfg.in_channels == 1 else patch
+    return shown, x
+
+
+@user_errors
+def feature_maps_api(image: str | None, model: str = "ibug68"):
+    """First-layer feature maps of `model` on the input crop of the first (left-most) face in `image`."""
+    return feature_maps(image, model)[1]
+
+
+@user_errors
+def feature_maps_ui(image, model):
+    if not image:  # photo cleared: clear the outputs, no error
+        return None, None
+    return feature_maps(image, model)
+
+
+def feature_maps(image, model) -> tuple[np.ndarray, np.ndarray]:
+    if not image:
+        raise gr.Error("Add a photo first (or click an example).")
+    lm = get_landmarker(model)
+    rgb = load_image(image)
+    found = lm.detect(rgb)
+    if not found:
+        raise gr.Error("No face found in this photo, so there is no model input to show.")
+    crop, x = model_input(lm, rgb, found[0][0])
+    with torch.inference_mode():
+        maps = first_conv(lm.model)(x)[0].numpy()                 # (C, h, w): before BN/activation
+    crop = cv2.resize(crop, (crop.shape[1] * 2, crop.shape[0] * 2), interpolation=cv2.INTER_NEAREST)
+    return crop, viz.feature_grid(maps[:64], cell=64)
+
+
+def create_filters_tab(filters_fn, filters_api_fn, maps_fn, maps_api_fn, examples: list[str]):
+    gr.Markdown("What the network learned to look for first: each small tile is one convolution filter "
+                "(bright = positive weights). Below, the first layer's responses to a face from your photo.")
+    model = gr.Dropdown(model_choices(), value="ibug68", label="Model")
+    info = gr.Markdown()
+    with gr.Row():
+        conv1 = gr.Image(label="Layer 1 filters", type="numpy", interactive=False, height=300)
+        conv2 = gr.Image(label="Layer 2 filters", type="numpy", interactive=False, height=300)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2):
+            image = CheckedImage(label="Photo", type="filepath", image_mode=None, height=260,
+                                 sources=["upload", "webcam", "clipboard"])
+        crop = gr.Image(label="Model input (first face)", type="numpy", interactive=False, height=260, scale=2)
+        maps = gr.Image(label="Layer 1 feature maps", type="numpy", interactive=False, height=420, scale=3)
+    gr.Examples([[p] for p in examples], [image], label="Examples (click one)")
+    model.change(filters_fn, model, [conv1, conv2, info], api_visibility="private")
+    for trigger in (image.change, model.change):  # a new photo or model: new feature maps
+        trigger(maps_fn, [image, model], [crop, maps], api_visibility="private")
+    gr.Button(visible=False).click(filters_api_fn, model, conv1, api_name="filters")
+    gr.Button(visible=False).click(maps_api_fn, [image, model], maps, api_name="feature_maps")
+    return model, (conv1, conv2, info)
+
+
+# -----------------------------------------------------------------------------------------------
+# 4. morph
+
+def largest_face(path: str | None, which: str) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB as loaded, 68 keypoints in its pixels) of the largest face in a photo; clear errors otherwise."""
+    if not path:
+        raise gr.Error(f"Add {which} first.")
+    rgb = load_image(path)
+    faces = get_landmarker(MORPH_MODEL).predict(rgb)
+    if not faces:
+        raise gr.Error(f"No face found in {which}.")
+    if len(faces) > 1:
+        gr.Info(f"{which} has {len(faces)} faces: morphing the largest.")
+    f = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+    return rgb, f.keypoints
+
+
+def make_morph(path_a, path_b, n_frames, fps, back):
+    n_frames, fps = int(np.clip(n_frames, 2, 240)), float(np.clip(fps, 1, 60))
+    img_a, pts_a = largest_face(path_a, "photo 1")
+    img_b, pts_b = largest_face(path_b, "photo 2")
+    a, pa, b, pb = morph.align_pair(img_a, pts_a, img_b, pts_b, MORPH_SIZE)
+    tris = morph.triangulate(morph.with_border((pa + pb) / 2, MORPH_SIZE, MORPH_SIZE))
+    frames = morph.morph_frames(a, pa, b, pb, n_frames, tris)
+    if back:
+        frames = morph.there_and_back(frames)
+    d = request_dir()
+    video = morph.write_mp4(d / "morph.mp4", frames, fps)
+    gif = morph.write_gif(d / "morph.gif", frames, fps)
+    return (morph.draw_triangulation(a, pa, tris), morph.draw_triangulation(b, pb, tris), str(video), str(gif))
+
+
+@user_errors
+def morph_api(image_1: str | None, image_2: str | None, frames: float = 48, fps: float = 24, there_and_back: bool = False):
+    """Morph face 1 into face 2: aligned, triangulated on 68 keypoints, cross-dissolved. Returns an mp4 (h264)."""
+    return make_morph(image_1, image_2, frames, fps, there_and_back)[2]
+
+
+@user_errors
+def morph_ui(image_1, image_2, frames, fps, there_and_back):
+    return make_morph(image_1, image_2, frames, fps, there_and_back)
+
+
+def create_morph_tab(ui_fn, api_fn, examples: list[list[str]]):
+    gr.Markdown(f"Two faces → 68 keypoints each → both aligned into one {MORPH_SIZE}×{MORPH_SIZE} frame → "
+                "triangles between the points (and the frame's corners) → each triangle warped and the colours "
+                "blended, frame by frame.")
+    with gr.Row():
+        a = CheckedImage(label="Photo 1", type="filepath", image_mode=None, height=280, sources=["upload", "webcam", "clipboard"])
+        b = CheckedImage(label="Photo 2", type="filepath", image_mode=None, height=280, sources=["upload", "webcam", "clipboard"])
+    with gr.Row():
+        frames = gr.Slider(2, 120, value=48, step=1, label="Frames")
+        fps = gr.Slider(1, 60, value=24, step=1, label="Frames per second")
+        back = gr.Checkbox(value=True, label="There and back (loops smoothly)")
+    run = gr.Button("Morph", variant="primary")
+    with gr.Row():
+        tri_a = gr.Image(label="Photo 1, aligned, with triangles", type="numpy", interactive=False, height=320)
+        tri_b = gr.Image(label="Photo 2, aligned onto photo 1", type="numpy", interactive=False, height=320)
+        video = gr.Video(label="Morph (mp4)", format=None, autoplay=True, loop=True, height=320, interactive=False,
+                         elem_id="morph-video")
+    gif = gr.File(label="Download the GIF", interactive=False)
+    gr.Examples(examples, [a, b], label="Example pairs (click one, then Morph)")
+    run.click(ui_fn, [a, b, frames, fps, back], [tri_a, tri_b, video, gif], api_visibility="private",
+              concurrency_limit=1, concurrency_id="morph")
+    gr.Button(visible=False).click(api_fn, [a, b, frames, fps, back], video, api_name="morph",
+                                   concurrency_limit=1, concurrency_id="morph")
+
+
+# -----------------------------------------------------------------------------------------------
+# 5. training
+
+def _table(d: dict, head: tuple[str, str], names: dict | None = None) -> str:
+    rows = [f"| {(names or {}).get(k, k)} | {v} |" for k, v in d.items() if not isinstance(v, (dict, list))]
+    return f"| {head[0]} | {head[1]} |\n|---|---|\n" + "\n".join(rows) if rows else ""
+
+
+METRIC_NAMES = {"faces": "validation faces", "nme_mean": "NME mean (% inter-ocular)", "nme_median": "NME median (%)",
+                "fr8": "failure rate (NME > 8 %)", "auc8": "AUC at 8 % (×100)", "mae_px": "mean abs error (px, model input)",
+                "mean_dist_px": "mean distance (px, model input)"}
+
+
+@user_errors
+def training_ui(model: str):
+    try:
+        card = read_card(model)
+    except WeightsError as e:
+        return f"**{MODEL_LABELS.get(model, model)}:** {_clean(str(e))}", None, None, None
+    name = card.get("name", model)
+    hist = card.get("history") or []
+    parts = [f"### {card.get('part', name)}"]
+    if card.get("val_metrics"):
+        parts += [_table(card["val_metrics"], ("validation", ""), METRIC_NAMES)]
+    else:
+        parts.append("No validation metrics in the model card yet.")
+    if card.get("training"):
+        t = {k: v for k, v in card["training"].items() if k in ("data", "split", "train_faces", "val_faces", "epochs",
+                                                                  "batch", "lr", "optimizer", "wall_time_s", "device")}
+        parts += [_table(t, ("training", ""), {"wall_time_s": "wall time (s)", "lr": "learning rate"})]
+    curves = viz.loss_curves(hist, name) if hist else _png(f"{name}_curves.png")
+    if curves is None:
+        parts.append("No training history recorded for these weights yet.")
+    points = viz.point_error_plot(card["val_point_nme"]) if card.get("val_point_nme") else _png(f"{name}_points.png")
+    return "\n\n".join(parts), curves, _png(f"{name}_gallery.png"), points
+
+
+def _png(name: str) -> np.ndarray | None:
+    """A report picture as RGB (arrays, not paths: nothing outside the temp folders is served)."""
+    p = REPORTS / name
+    im = cv2.imread(str(p), cv2.IMREAD_COLOR) if p.is_file() else None
+    return None if im is None else cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
+
+
+def create_training_tab(fn):
+    gr.Markdown("How each model was trained, read from its model card (weights/*.json) and the report "
+                "pictures written at the end of training (weights/reports/).")
+    model = gr.Dropdown(model_choices(), value="ibug68", label="Model")
+    with gr.Row(equal_height=False):
+        summary = gr.Markdown()
+        curves = gr.Image(label="Loss curves", type="numpy", interactive=False, height=320)
+    gallery = gr.Image(label="Best and worst validation faces (green: truth, red: prediction)", type="numpy",
+                       interactive=False)
+    points = gr.Image(label="Error per landmark", type="numpy", interactive=False)
+    model.change(fn, model, [summary, curves, gallery, points], api_visibility="private")
+    return model, (summary, curves, gallery, points)
+
+
+# -----------------------------------------------------------------------------------------------
+# the app
+
+def _examples() -> tuple[list[str], list[list[str]]]:
+    order = ["helen_1466887621_1.jpg", "helen_1238081332_1.jpg", "breakingbad.jpg", "helen_2232426029_1.jpg"]
+    singles = [str(EXAMPLES / n) for n in order if (EXAMPLES / n).is_file()]
+    faces = [p for p in singles if "breakingbad" not in p]
+    pairs = [[faces[i], faces[(i + 1) % len(faces)]] for i in range(len(faces))] if len(faces) > 1 else []
+    return singles, pairs
+
+
+INTRO = """# fkd · facial keypoints
+Find facial keypoints in any photo (68 with the 300-W model, 58 with IMM, or just the nose tip), follow them
+live on your webcam, look at what the network's first layers learned, and morph one face into another.
+Everything runs on CPU. Photos are processed for your request only; download files are deleted within the hour."""
+
+
+def build_demo() -> gr.Blocks:
+    examples, pairs = _examples()
+    with gr.Blocks(title="fkd: facial keypoints", delete_cache=(1800, 3600)) as demo:
+        gr.Markdown(INTRO, elem_classes="fkd-intro")
+        with gr.Tabs():
+            with gr.Tab("Keypoints"):
+                create_keypoints_tab(keypoints_ui, keypoints_api, show_annotator, examples)
+            with gr.Tab("Live webcam"):
+                create_live_tab(live_ui)
+            with gr.Tab("Filters"):
+                f_model, f_out = create_filters_tab(filters_ui, filters_api, feature_maps_ui, feature_maps_api, examples)
+            with gr.Tab("Morph"):
+                create_morph_tab(morph_ui, morph_api, pairs)
+            with gr.Tab("Training"):
+                t_model, t_out = create_training_tab(training_ui)
+        demo.load(filters_ui, f_model, list(f_out), api_visibility="private")
+        demo.load(training_ui, t_model, list(t_out), api_visibility="private")
+    return demo
+
+
+demo = build_demo()
+
+if __name__ == "__main__":
+    demo.queue(**QUEUE_KW).launch(**LAUNCH_KW)

@@ -1,0 +1,310 @@
+"""The Gradio app end to end: a real server on 127.0.0.1, called with gradio_client like a user's script.
+
+Also the parts a browser cannot see: bad and hostile inputs, per-request files, per-session state.
+"""
+import json
+import socket
+import subprocess
+import sys
+
+import httpx
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, W300, val_faces
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_module():
+    import app
+    return app
+
+
+@pytest.fixture(scope="module")
+def server(app_module):
+    port = free_port()
+    app_module.demo.queue(**app_module.QUEUE_KW).launch(
+        **app_module.LAUNCH_KW, prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        app_module.demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def faces():
+    """Two validation faces (never trained on) with their ground-truth points."""
+    return sorted(val_faces(), key=lambda r: r.image.name)[:2]
+
+
+def nme(pred, gt) -> float:
+    return float(np.linalg.norm(np.asarray(pred) - gt, axis=1).mean() / np.linalg.norm(gt[36] - gt[45]))
+
+
+def check_faces(result: dict, gt: np.ndarray | None = None, n_points: int = 68):
+    assert result["faces"], "no face found"
+    for f in result["faces"]:
+        k, (x0, y0, x1, y1) = np.array(f["keypoints"]), f["box"]
+        assert k.shape == (n_points, 2)
+        # BlazeFace's box stops above the chin: allow 15 % of its side around it
+        m = 0.15 * max(x1 - x0, y1 - y0)
+        assert (k[:, 0] >= x0 - m).all() and (k[:, 0] <= x1 + m).all(), "points left/right of the face box"
+        assert (k[:, 1] >= y0 - m).all() and (k[:, 1] <= y1 + m).all(), "points above/below the face box"
+        assert (k[:, 0] >= x0).mean() > 0.8 and ((k[:, 1] >= y0) & (k[:, 1] <= y1)).mean() > 0.8
+    if gt is not None:
+        best = min(nme(f["keypoints"], gt) for f in result["faces"])
+        assert best < 0.10, f"NME {100 * best:.1f} % vs ground truth"
+
+
+# -----------------------------------------------------------------------------------------------
+# named endpoints
+
+def test_endpoints_are_named(client):
+    named = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/keypoints", "/morph", "/filters"} <= set(named)
+
+
+def test_keypoints_endpoint_on_real_photos(client, faces):
+    for r in faces:
+        image, result = client.predict(handle_file(str(r.image)), "auto", "ibug68", api_name="/keypoints")
+        w, h = Image.open(r.image).size
+        assert (result["width"], result["height"]) == (w, h)
+        check_faces(result, r.points)
+        out = iio.imread(image)
+        assert out.ndim == 3 and out.shape[:2] == (h, w)  # small photo: drawn at full size
+        assert not np.array_equal(out[..., :3], np.asarray(Image.open(r.image).convert("RGB"))), "nothing drawn"
+        assert "/tmp" not in json.dumps(result) and str(ROOT) not in json.dumps(result)
+
+
+def test_keypoints_defaults_and_other_models(client, faces):
+    path = handle_file(str(faces[0].image))
+    _, result = client.predict(path, api_name="/keypoints")  # box mode and model have defaults
+    assert result["model"] == "ibug68" and len(result["faces"][0]["keypoints"]) == 68
+    _, imm = client.predict(path, "auto", "imm58", api_name="/keypoints")
+    check_faces(imm, n_points=58)
+    _, nose = client.predict(path, "auto", "nose", api_name="/keypoints")
+    assert len(nose["faces"][0]["keypoints"]) == 1
+    # the nose tip sits between the eyes and the mouth of the 68-point answer
+    k68, tip = np.array(result["faces"][0]["keypoints"]), np.array(nose["faces"][0]["keypoints"][0])
+    assert np.linalg.norm(tip - k68[30]) < 0.5 * np.linalg.norm(k68[36] - k68[45])
+
+
+def test_keypoints_with_drawn_boxes(client, faces):
+    r = faces[0]
+    lo, hi = r.points.min(0), r.points.max(0)
+    pad = 0.15 * (hi - lo)
+    box = [float(v) for v in (*(lo - pad), *(hi + pad))]
+    _, result = client.predict(handle_file(str(r.image)), "draw", "ibug68", json.dumps([box]), api_name="/keypoints")
+    assert len(result["faces"]) == 1 and result["faces"][0]["score"] == 1.0
+    check_faces(result, r.points)
+
+
+def test_box_outside_the_image_is_a_clear_error(client, faces):
+    with pytest.raises(AppError, match="outside"):
+        client.predict(handle_file(str(faces[0].image)), "draw", "ibug68", "[[5000, 5000, 6000, 6000]]",
+                       api_name="/keypoints")
+    with pytest.raises(AppError, match="needs boxes"):
+        client.predict(handle_file(str(faces[0].image)), "draw", "ibug68", "", api_name="/keypoints")
+    with pytest.raises(AppError, match="JSON"):
+        client.predict(handle_file(str(faces[0].image)), "draw", "ibug68", "[[1, 2", api_name="/keypoints")
+
+
+def test_bad_image_is_a_message_not_a_crash(client, tmp_path):
+    fake = tmp_path / "holiday.jpg"
+    fake.write_text("this is not a photo\n" * 20)
+    with pytest.raises(AppError, match="holiday.jpg: not an image"):
+        client.predict(handle_file(str(fake)), "auto", "ibug68", api_name="/keypoints")
+    truncated = tmp_path / "cut.jpg"
+    truncated.write_bytes(open(W300 / "afw" / "2086996835_3.jpg", "rb").read()[:3000])
+    with pytest.raises(AppError, match="cut.jpg"):
+        client.predict(handle_file(str(truncated)), "auto", "ibug68", api_name="/keypoints")
+    # the server still works afterwards
+    _, result = client.predict(handle_file(str(W300 / "afw" / "2086996835_3.jpg")), api_name="/keypoints")
+    assert result["faces"]
+
+
+def test_no_face_is_an_empty_answer(client, tmp_path):
+    blank = tmp_path / "wall.png"
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(blank)
+    image, result = client.predict(handle_file(str(blank)), api_name="/keypoints")
+    assert result["faces"] == [] and iio.imread(image).shape[:2] == (240, 320)
+
+
+def test_huge_photo_is_downscaled_not_refused(client, faces, tmp_path):
+    r = faces[0]
+    im = Image.open(r.image)
+    s = 5200 / im.width
+    big = tmp_path / "big.jpg"
+    im.resize((5200, round(im.height * s)), Image.BILINEAR).save(big, quality=80)
+    image, result = client.predict(handle_file(str(big)), api_name="/keypoints")
+    assert result["width"] == 5200
+    check_faces(result, r.points * s + (s - 1) / 2)  # full-size pixels, not those of the working copy
+    assert max(iio.imread(image).shape[:2]) <= 1280   # the picture sent back is browser-sized
+
+
+def test_upload_size_is_capped(client, tmp_path):
+    huge = tmp_path / "huge.jpg"
+    huge.write_bytes(b"\xff\xd8\xff" + b"\0" * (21 * 2**20))
+    with pytest.raises(Exception):
+        client.predict(handle_file(str(huge)), api_name="/keypoints")
+
+
+def test_server_files_are_never_read(client, server):
+    # a file the client holds is uploaded and checked: not an image
+    with pytest.raises(AppError, match="not an image") as e:
+        client.predict(handle_file("/etc/passwd"), api_name="/keypoints")
+    assert "root:" not in str(e.value)
+    # a bare string is not a file reference
+    with pytest.raises(AppError) as e:
+        client.predict("/etc/passwd", api_name="/keypoints")
+    assert "root:" not in str(e.value)
+    # raw HTTP naming server paths (outside the upload folder): refused, even for real images
+    for path in ("/etc/passwd", str(W300 / "afw" / "2086996835_3.jpg"), str(ROOT / "examples" / "breakingbad.jpg")):
+        job = httpx.post(f"{server}/gradio_api/call/keypoints",
+                         json={"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, "auto", "ibug68", ""]})
+        answer = httpx.get(f"{server}/gradio_api/call/keypoints/{job.json()['event_id']}", timeout=60).text
+        assert "event: error" in answer and "faces" not in answer and "root:" not in answer, answer[:200]
+    for path in ("/etc/passwd", str(ROOT / "app.py"), str(ROOT / "weights" / "ibug68.json")):
+        assert httpx.get(f"{server}/gradio_api/file={path}").status_code in (403, 404)
+
+
+def test_unknown_model_is_refused(client, faces):
+    with pytest.raises(AppError):
+        client.predict(handle_file(str(faces[0].image)), "auto", "../../etc/passwd", api_name="/keypoints")
+
+
+def test_morph_endpoint_gives_a_playable_video(client, app_module, faces):
+    from fkd import morph
+    pa, pb = str(faces[0].image), str(faces[1].image)
+    video = client.predict(handle_file(pa), handle_file(pb), 6, 12, False, api_name="/morph")
+    frames = iio.imread(video)
+    meta = iio.immeta(video)
+    assert meta.get("codec") == "h264" and abs(meta.get("fps", 12) - 12) < 0.5
+    assert frames.shape == (6, app_module.MORPH_SIZE, app_module.MORPH_SIZE, 3)
+    # the same alignment in-process: first frame = aligned photo 1, last = aligned photo 2
+    img_a, pts_a = app_module.largest_face(pa, "photo 1")
+    img_b, pts_b = app_module.largest_face(pb, "photo 2")
+    a, _, b, _ = morph.align_pair(img_a, pts_a, img_b, pts_b, app_module.MORPH_SIZE)
+    diff = lambda x, y: float(np.abs(x.astype(np.float32) - y.astype(np.float32)).mean())  # noqa: E731
+    assert diff(frames[0], a) < 6 and diff(frames[-1], b) < 6, (diff(frames[0], a), diff(frames[-1], b))
+    assert diff(frames[0], b) > 3 * diff(frames[0], a)   # the ends really are different faces
+    mid = diff(frames[3], a), diff(frames[3], b)
+    assert min(mid) > 2, "the middle frame is just one of the photos"
+    back = iio.imread(client.predict(handle_file(pa), handle_file(pb), 5, 10, True, api_name="/morph"))
+    assert len(back) == 8 and diff(back[-1], a) < diff(back[-1], b)
+
+
+def test_morph_without_a_face_is_a_clear_error(client, faces, tmp_path):
+    blank = tmp_path / "wall.png"
+    Image.new("RGB", (200, 200), (90, 90, 90)).save(blank)
+    with pytest.raises(AppError, match="No face found in photo 2"):
+        client.predict(handle_file(str(faces[0].image)), handle_file(str(blank)), 4, 10, api_name="/morph")
+
+
+def test_filters_and_feature_maps_endpoints(client, app_module, faces):
+    grid = iio.imread(client.predict("ibug68", api_name="/filters"))
+    expected = app_module.filters_api("ibug68")
+    assert grid.shape[:2] == expected.shape[:2] and grid.std() > 5
+    nose = iio.imread(client.predict("nose", api_name="/filters"))
+    assert nose.shape != grid.shape                       # another model, other filters
+    maps = iio.imread(client.predict(handle_file(str(faces[0].image)), "ibug68", api_name="/feature_maps"))
+    assert maps.ndim == 3 and maps.shape[0] > 100
+
+
+# -----------------------------------------------------------------------------------------------
+# in-process: what the UI gets, state, errors
+
+def test_ui_downloads_are_per_request_and_correct(app_module, faces):
+    from fkd.data import read_pts
+    r = faces[0]
+    out1 = app_module.keypoints_ui(str(r.image), "auto", "ibug68", True, True, None)
+    out2 = app_module.keypoints_ui(str(r.image), "auto", "ibug68", False, False, None)
+    image, summary, table, files, result = out1
+    assert "1 face" in summary and len(table) == 68
+    pts = [f for f in files if f.endswith(".pts")]
+    assert len(pts) == 1
+    np.testing.assert_allclose(read_pts(pts[0]), np.array(result["faces"][0]["keypoints"]), atol=0.01)
+    csv = [f for f in files if f.endswith(".csv")][0]
+    assert len(open(csv).read().strip().splitlines()) == 1 + 68
+    assert json.load(open([f for f in files if f.endswith(".json")][0])) == result
+    dirs1, dirs2 = {str(p).rsplit("/", 1)[0] for p in files}, {str(p).rsplit("/", 1)[0] for p in out2[3]}
+    assert len(dirs1) == 1 and dirs1.isdisjoint(dirs2), "two requests shared a folder"
+    assert not np.array_equal(image, out2[0])  # the toggles change the picture
+
+
+def test_drawn_boxes_are_scaled_back_to_the_photo(app_module, faces, tmp_path):
+    r = faces[0]
+    im = Image.open(r.image)
+    s = 3.0
+    big = tmp_path / "big.png"
+    im.resize((round(im.width * s), round(im.height * s)), Image.BILINEAR).save(big)
+    shown = app_module.show_annotator("draw", str(big))["value"]["image"]
+    assert max(shown.shape[:2]) <= app_module.ANNOTATOR_SIDE
+    d = shown.shape[1] / (im.width * s)                    # photo → canvas
+    lo, hi = r.points.min(0) * s, r.points.max(0) * s
+    box = dict(zip(("xmin", "ymin", "xmax", "ymax"), (np.r_[lo - 40, hi + 40] * d).round()))
+    _, _, _, _, result = app_module.keypoints_ui(str(big), "draw", "ibug68", True, True,
+                                                 {"image": shown, "boxes": [box]})
+    check_faces(result, r.points * s + (s - 1) / 2)
+    with pytest.raises(Exception, match="Draw at least one box"):
+        app_module.keypoints_ui(str(big), "draw", "ibug68", True, True, {"image": shown, "boxes": []})
+
+
+def test_missing_weights_are_a_clear_error(app_module, faces, monkeypatch):
+    import gradio as gr
+    monkeypatch.setitem(app_module.MODELS, "not_trained_yet", "a model without weights")
+    with pytest.raises(gr.Error, match="not_trained_yet.json: model card not found") as e:
+        app_module.keypoints_api(str(faces[0].image), "auto", "not_trained_yet")
+    assert str(ROOT) not in str(e.value)
+    summary, curves, *_ = app_module.training_ui("not_trained_yet")
+    assert "not found" in summary and curves is None
+
+
+def test_live_sessions_are_independent_and_smoothed(app_module, faces):
+    from fkd.io import load_image
+    frame = load_image(faces[0].image)
+    rng = np.random.default_rng(0)
+    s1 = None
+    for _ in range(3):
+        noisy = np.clip(frame.astype(np.int16) + rng.integers(-12, 13, frame.shape), 0, 255).astype(np.uint8)
+        out, text, s1 = app_module.live_step(noisy, "ibug68", 0.5, s1)
+    assert isinstance(s1, app_module.LiveSession) and s1.smoother.tracks and "frames/s" in text
+    assert out.shape == frame.shape and not np.array_equal(out, noisy)
+    # a new visitor starts from scratch: its first frame is the raw prediction, not session 1's average
+    raw = app_module.get_landmarker("ibug68").predict(frame)[0].keypoints
+    _, _, s2 = app_module.live_step(frame, "ibug68", 0.5, None)
+    assert s2 is not s1 and len(s2.smoother.tracks) == 1
+    np.testing.assert_allclose(s2.smoother.tracks[0][1].x[2:] * s2.smoother.tracks[0][2], raw, atol=1e-3)
+    assert app_module.live_step(None, "ibug68", 0.5, None)[0] is None
+
+
+def test_training_tab_reads_cards_and_reports(app_module):
+    summary, curves, gallery, points = app_module.training_ui("imm58")
+    assert "NME" in summary and curves is not None and curves.ndim == 3
+    summary, *_ = app_module.training_ui("ibug68")
+    assert summary.startswith("###")
+
+
+def test_app_does_not_import_training_code():
+    code = ("import sys; sys.path.insert(0, %r); import app; "
+            "print([m for m in ('fkd.recipes', 'fkd.engine', 'fkd.transforms', 'train') if m in sys.modules])" % str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
