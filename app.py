@@ -34,7 +34,6 @@ from PIL import Image, UnidentifiedImageError
 
 from fkd import morph, viz
 from fkd.data import write_pts
-from fkd.geometry import crop_matrix, to_gray, warp
 from fkd.io import ImageError, load_image, load_image_sized
 from fkd.landmarker import MODELS, Face, Landmarker, WeightsError, check_box
 from fkd.models import first_conv
@@ -434,16 +433,10 @@ def filters_ui(model):
 
 
 def model_input(lm: Landmarker, rgb: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
-    """The crop the Landmarker feeds its model for a detector box: (RGB crop for display, input tensor).
-
-    Mirrors Landmarker.predict_boxes: calibrated box → crop_matrix → warp → [-0.5, 0.5], gray if 1 channel.
-    """
-    size = (lm.cfg.input_w, lm.cfg.input_h)
-    patch = warp(rgb, crop_matrix(lm.calibration.apply(np.asarray(box, np.float32)), lm.crop, size), size)
-    x = to_gray(patch)[None] if lm.cfg.in_channels == 1 else patch.transpose(2, 0, 1)
-    x = torch.from_numpy(np.ascontiguousarray(x))[None].float().div_(255).sub_(0.5)
-    shown = np.repeat(to_gray(patch)[..., None], 3, 2) if lm.cfg.in_channels == 1 else patch
-    return shown, x
+    """The crop the Landmarker feeds its model for a detector box: (RGB crop for display, input tensor)."""
+    _, x = lm.model_inputs(rgb, [box])
+    shown = ((x[0].permute(1, 2, 0).numpy() + 0.5) * 255).round().clip(0, 255).astype(np.uint8)
+    return (np.repeat(shown, 3, 2) if shown.shape[2] == 1 else shown), x
 
 
 @user_errors

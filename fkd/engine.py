@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,7 +180,3 @@ class History:
         keys = list(self.rows[0])
         lines = [",".join(keys)] + [",".join(f"{r.get(k, '')}" for k in keys) for r in self.rows]
         Path(path).write_text("\n".join(lines) + "\n")
-
-
-def wall() -> float:
-    return time.time()

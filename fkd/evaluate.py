@@ -72,17 +72,15 @@ def load_folder(d: Path, n_points: int):
 
 def main(argv=None) -> int:
     args = get_args_parser().parse_args(argv)
-    from fkd.landmarker import Landmarker, WeightsError
+    from fkd.predict import open_landmarker
     from fkd.metrics import nme, summary
 
     d = Path(args.dir)
     if not d.is_dir():
         print(f"error: {d}: no such folder", file=sys.stderr)
         return 2
-    try:
-        lm = Landmarker(args.model, flip_test=args.flip_test)
-    except WeightsError as e:
-        print(f"error: {e}", file=sys.stderr)
+    lm = open_landmarker(args.model, args.flip_test)
+    if lm is None:
         return 2
     n = lm.layout.n_points
     if n == 1:

@@ -95,9 +95,8 @@ class Landmarker:
         return [Face(box=(b * scale).astype(np.float32), score=s, keypoints=p * scale, confidence=c)
                 for (b, s), p, c in zip(found, pts, conf)]
 
-    @torch.inference_mode()
-    def predict_boxes(self, rgb: np.ndarray, boxes: list[np.ndarray], box_kind: str = "face"):
-        """Keypoints for boxes on an already-loaded RGB image: (list of (N, 2), list of confidences)."""
+    def model_inputs(self, rgb: np.ndarray, boxes: list[np.ndarray], box_kind: str = "face"):
+        """The model's input for each box: (crop matrices image → input, x (B, C, H, W) in [-0.5, 0.5])."""
         size = (self.cfg.input_w, self.cfg.input_h)
         cal = self.calibration if box_kind == "face" else IDENTITY
         mats, crops = [], []
@@ -107,7 +106,13 @@ class Landmarker:
             patch = to_gray(patch)[None] if self.cfg.in_channels == 1 else patch.transpose(2, 0, 1)
             mats.append(M)
             crops.append(torch.from_numpy(np.ascontiguousarray(patch)))
-        x = torch.stack(crops).float().div_(255).sub_(0.5)
+        return mats, torch.stack(crops).float().div_(255).sub_(0.5)
+
+    @torch.inference_mode()
+    def predict_boxes(self, rgb: np.ndarray, boxes: list[np.ndarray], box_kind: str = "face"):
+        """Keypoints for boxes on an already-loaded RGB image: (list of (N, 2), list of confidences)."""
+        size = (self.cfg.input_w, self.cfg.input_h)
+        mats, x = self.model_inputs(rgb, boxes, box_kind)
         pred, conf = self._run(x)
         if self.flip_test and len(self.layout.flip) > 1:
             pf, cf = self._run(torch.flip(x, dims=[-1]))

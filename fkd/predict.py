@@ -40,19 +40,26 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
+def open_landmarker(model: str, flip_test: bool = False):
+    """The Landmarker for a CLI, or None after printing why it could not be loaded."""
+    from fkd.landmarker import Landmarker, WeightsError
+    try:
+        return Landmarker(model, flip_test=flip_test)
+    except WeightsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
 def main(argv=None) -> int:
     args = get_args_parser().parse_args(argv)
     from fkd.io import ImageError, load_image
-    from fkd.landmarker import Landmarker, WeightsError
 
     for target in (args.json, args.draw):
         if target and not _writable(Path(target) if target == args.draw else Path(target).parent):
             print(f"error: cannot write to {target}", file=sys.stderr)
             return 2
-    try:
-        lm = Landmarker(args.model, flip_test=args.flip_test)
-    except WeightsError as e:
-        print(f"error: {e}", file=sys.stderr)
+    lm = open_landmarker(args.model, args.flip_test)
+    if lm is None:
         return 2
     results, failed = [], 0
     for path in args.images:

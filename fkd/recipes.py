@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,11 +18,11 @@ import torch
 from fkd import engine
 from fkd.data import PatchDataset, find_300w, find_imm, split_300w, split_imm
 from fkd.geometry import CropSpec, box_side, landmark_box
-from fkd.layouts import IBUG68, IMM58, IMM_NOSE_INDEX, LAYOUTS
+from fkd.layouts import IMM_NOSE_INDEX, LAYOUTS
 from fkd.metrics import point_nme, summary
 from fkd.models import ModelConfig, build_model
 from fkd.transforms import EvalPreset, TrainPreset
-from fkd.weights import WEIGHTS_DIR, save_json, save_weights
+from fkd.weights import save_weights
 
 
 @dataclass
@@ -180,7 +179,6 @@ def run(args) -> dict:
     steps_per_epoch = len(train_loader)
     total = recipe.epochs * steps_per_epoch
     eyes = eyes_of(recipe)
-    best_model = raw_model
     for epoch in range(start_epoch, recipe.epochs):
         t_ep = time.time()
         if sampler is not None:
