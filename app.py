@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -51,7 +52,8 @@ DISPLAY_SIDE = 1280          # annotated photos bigger than this are shrunk for 
 ANNOTATOR_SIDE = 1024        # the box-drawing canvas
 MORPH_SIZE = 512             # morph frames are MORPH_SIZE² (even: h264 wants even sizes)
 MORPH_MODEL = "ibug68"       # morphing needs the 68-point layout (eyes, mouth corners)
-TMP_ROOT = Path(tempfile.gettempdir()) / "fkd_app"   # per-request folders for downloads
+# per-request folders for downloads, inside Gradio's temp dir so one setting governs both
+TMP_ROOT = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio") / f"fkd_app_{os.getpid()}"
 TMP_MAX_AGE_S = 3600
 QUEUE_KW = dict(default_concurrency_limit=CONCURRENCY, max_size=64)
 LAUNCH_KW = dict(max_file_size="20mb", theme=gr.themes.Soft(primary_hue="teal"), show_error=False,
@@ -132,7 +134,7 @@ class CheckedImage(gr.Image):
 
 def request_dir() -> Path:
     """A fresh private folder for one request's downloads; folders older than an hour are removed."""
-    TMP_ROOT.mkdir(mode=0o700, exist_ok=True)
+    TMP_ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
     now = time.time()
     for d in TMP_ROOT.iterdir():
         try:
@@ -245,7 +247,11 @@ def keypoints_api(image: str | None, box_mode: str = "auto", model: str = "ibug6
     rgb, faces, size = detect_keypoints(image, model, given)
     if not faces:
         gr.Warning("No face found in this photo.")
-    return annotate(rgb, faces, size[0], model, False, True), keypoints_json(faces, size, model, Path(image).name)
+    # A file of our own, not an array: Gradio caches arrays under a content hash with a plain write, so
+    # two users getting the same picture at once could download a half-written file.
+    png = request_dir() / "keypoints.png"
+    Image.fromarray(annotate(rgb, faces, size[0], model, False, True)).save(png)
+    return str(png), keypoints_json(faces, size, model, Path(image).name)
 
 
 @user_errors
@@ -655,5 +661,29 @@ def build_demo() -> gr.Blocks:
 
 demo = build_demo()
 
+def delete_cached_files(blocks: gr.Blocks) -> None:
+    """Remove the uploads and results this server cached: users' photos must not outlive it.
+    (Gradio's `delete_cache` only ages them out while running and does not on shutdown.)"""
+    cache = Path(gr.utils.get_upload_folder()).resolve()
+    for files in blocks.temp_file_sets:
+        for f in list(files):
+            if not Path(f).resolve().is_relative_to(cache):  # never anything outside Gradio's cache
+                continue
+            Path(f).unlink(missing_ok=True)
+            try:
+                Path(f).parent.rmdir()  # the per-file hash folder, when empty
+            except OSError:
+                pass
+    shutil.rmtree(TMP_ROOT, ignore_errors=True)
+
+
+def _graceful_exit(signum, frame) -> None:
+    raise KeyboardInterrupt  # Gradio then closes the server, which deletes its cached files
+
+
 if __name__ == "__main__":
-    demo.queue(**QUEUE_KW).launch(**LAUNCH_KW)
+    signal.signal(signal.SIGTERM, _graceful_exit)  # `kill`, docker stop, a Space restart
+    try:
+        demo.queue(**QUEUE_KW).launch(**LAUNCH_KW)
+    finally:
+        delete_cached_files(demo)

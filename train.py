@@ -35,7 +35,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from runs/<name>/checkpoint")
     p.add_argument("--init", help="start from these trained weights (fine-tuning), e.g. weights/ibug68")
     p.add_argument("--sweep", action="store_true", help="nose: learning rate × epochs table")
-    p.add_argument("--eval-every", type=int, default=1, help="validate every N epochs")
+    p.add_argument("--eval-every", type=int, help="validate every N epochs (default: the recipe's)")
     p.add_argument("--stop-after", type=int, default=0, help="stop after this many epochs (resume later)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N training faces (smoke tests)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")

@@ -29,7 +29,7 @@ class ModelConfig:
     width: int = 64             # resnet18 base width (64 = torchvision's)
     blurpool: bool = False      # resnet18: anti-aliased downsampling (Zhang 2019)
     hidden: int = 256           # imm_cnn: fully connected width
-    grid_stride: int = 16       # pipnet: input pixels per grid cell
+    grid_stride: int = 16       # pipnet: input pixels per grid cell (16, or 8 with stride-8 features)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -172,7 +172,8 @@ def _resnet18(width: int, n_out: int) -> ResNet:
 class PIPNet(nn.Module):
     """Grid classification + in-cell offsets (PIPNet-style) on a MobileNetV3-Large trunk.
 
-    For each landmark: a score per cell of the (H/16)×(W/16) grid and an (x, y) offset per cell.
+    For each landmark: a score per cell of the (H/s)×(W/s) grid (s = 16, or 8 with the stride-8
+    features merged in, FPN-style) and an (x, y) offset per cell.
     Training: cross-entropy over cells + L1 on offsets of the true cell and its 3×3 neighbours.
     Decoding: the best cell, refined by the score-weighted offsets of its 3×3 neighbours, which
     is smooth over time (less webcam jitter) where a plain argmax would jump between cells.
@@ -190,12 +191,27 @@ class PIPNet(nn.Module):
         self.mix = nn.Sequential(
             nn.Conv2d(112, 112, 3, padding=1, groups=112, bias=False), nn.BatchNorm2d(112), nn.Hardswish(),
             nn.Conv2d(112, 192, 1, bias=False), nn.BatchNorm2d(192), nn.Hardswish())
+        if cfg.grid_stride == 8:                    # finer grid: merge the stride-8 features too
+            self.fine = nn.Sequential(nn.Conv2d(40, 112, 1, bias=False), nn.BatchNorm2d(112))
+        elif cfg.grid_stride != 16:
+            raise ValueError(f"pipnet grid_stride must be 8 or 16, not {cfg.grid_stride}")
         self.head = nn.Conv2d(192, 3 * cfg.n_points, 1)   # scores, x offsets, y offsets
+        for m in self.modules():
+            # torchvision's MobileNetV3 uses momentum 0.01: at a high learning rate the running
+            # statistics lag the weights for dozens of epochs and eval-mode predictions are poor
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = 0.1
 
     def raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        low = self.low(x)
-        high = F.interpolate(self.lateral(self.high(low)), size=low.shape[-2:], mode="nearest")
-        out = self.head(self.mix(low + high))                    # (B, 3N, g_h, g_w)
+        if self.cfg.grid_stride == 8:
+            f8 = self.low[:7](x)                                  # (B, 40, H/8, W/8)
+            low = self.low[7:](f8)
+        else:
+            low = self.low(x)
+        merged = low + F.interpolate(self.lateral(self.high(low)), size=low.shape[-2:], mode="nearest")
+        if self.cfg.grid_stride == 8:
+            merged = self.fine(f8) + F.interpolate(merged, size=f8.shape[-2:], mode="nearest")
+        out = self.head(self.mix(merged))                         # (B, 3N, g_h, g_w)
         B, _, gh, gw = out.shape
         n = self.cfg.n_points
         scores = out[:, :n].reshape(B, n, gh * gw)               # (B, N, G)

@@ -42,6 +42,7 @@ class Recipe:
     crop: CropSpec = field(default_factory=CropSpec)
     aug: dict = field(default_factory=dict)
     point_index: list[int] | None = None
+    eval_every: int = 1             # validate every N epochs (and always after the last)
 
 
 RECIPES = {
@@ -56,8 +57,8 @@ RECIPES = {
                        ModelConfig("resnet18", 68, 3, 128, 128, loss="wing", width=32), pad=(32, 32), epochs=40,
                        batch=32, lr=1e-3, optimizer="adamw", weight_decay=1e-4, ema=0.998),
     "ibug68": Recipe("ibug68", "Part 3+: 68 points, grid + offset heads on MobileNetV3", "300w", "ibug68",
-                     ModelConfig("pipnet", 68, 3, 128, 128), pad=(32, 32), epochs=140, batch=32, lr=1e-3,
-                     optimizer="adamw", weight_decay=1e-4, ema=0.998),
+                     ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=8), pad=(32, 32), epochs=200, batch=32,
+                     lr=1e-3, optimizer="adamw", weight_decay=1e-4, ema=0.998, eval_every=5),
 }
 
 
@@ -117,7 +118,7 @@ def eyes_of(recipe: Recipe):
 def run(args) -> dict:
     """Train one recipe end to end: data, model, loop, checkpoints, weights + card, report."""
     recipe = dataclasses.replace(RECIPES[args.model])
-    for k in ("epochs", "batch", "lr"):
+    for k in ("epochs", "batch", "lr", "eval_every"):
         if getattr(args, k, None) is not None:
             setattr(recipe, k, getattr(args, k))
     if getattr(args, "blurpool", False):
@@ -189,7 +190,7 @@ def run(args) -> dict:
         elapsed += time.time() - t_ep
         if d.master:
             row = {"epoch": epoch, "train_loss": round(loss, 6), "elapsed_s": round(elapsed, 1)}
-            if (epoch + 1) % args.eval_every == 0 or epoch + 1 == recipe.epochs:
+            if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
                 pred, gt = engine.predict(raw_model, val_loader, device)
                 val_loss = float(np.mean([l for l in _val_losses(raw_model, val_loader, device)]))
                 s = summary(pred, gt, eyes)

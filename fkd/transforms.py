@@ -57,7 +57,8 @@ class TrainPreset:
                  gray_prob: float = 0.1):
         self.size_wh, self.flip_perm = size_wh, list(flip_perm)
         self.rotate, self.shift, self.scale = rotate, shift, scale
-        self.color = v2.ColorJitter(brightness=color, contrast=color, saturation=color, hue=0.02) if color else None
+        # no hue jitter: on tensors it costs ~1.6 ms a sample, a sixth of a training step, for little
+        self.color = v2.ColorJitter(brightness=color, contrast=color, saturation=color) if color else None
         self.gray = v2.RandomGrayscale(gray_prob) if gray_prob else None
         self.erase = v2.RandomErasing(p=erase, scale=(0.02, 0.12), value=0) if erase else None
 

@@ -308,3 +308,34 @@ def test_app_does_not_import_training_code():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_stopping_the_server_deletes_users_photos(faces, tmp_path):
+    """`python app.py` stopped by SIGTERM (kill, docker stop, a Space restart) leaves no upload or result behind."""
+    import os
+    import signal
+    import time
+
+    cache, port = tmp_path / "gradio", free_port()
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(cache), "GRADIO_SERVER_NAME": "127.0.0.1",
+           "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
+    server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        c, t0 = None, time.time()
+        while c is None and time.time() - t0 < 120 and server.poll() is None:
+            try:
+                c = Client(f"http://127.0.0.1:{port}", verbose=False, download_files=str(tmp_path / "client"))
+            except Exception:
+                time.sleep(1)
+        assert c is not None, "the app did not start"
+        _, result = c.predict(handle_file(str(faces[0].image)), "auto", "ibug68", api_name="/keypoints")
+        assert result["faces"]
+        stored = [p.name for p in cache.rglob("*") if p.is_file()]
+        assert faces[0].image.name in stored and "keypoints.png" in stored
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert [p for p in cache.rglob("*") if p.is_file()] == []

@@ -5,10 +5,11 @@ from fkd.models import ModelConfig, PIPNet, build_model
 
 CONFIGS = [ModelConfig("nose_cnn", 1, 1, 80, 60, loss="mse"), ModelConfig("imm_cnn", 58, 1, 240, 180, loss="mse"),
            ModelConfig("resnet18", 68, 3, 128, 128, width=16), ModelConfig("resnet18", 68, 3, 128, 128, width=16, blurpool=True),
-           ModelConfig("pipnet", 68, 3, 128, 128)]
+           ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=16), ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=8)]
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.arch + ("_blur" if c.blurpool else ""))
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.arch + ("_blur" if c.blurpool else "") +
+                         (f"_s{c.grid_stride}" if c.arch == "pipnet" else ""))
 def test_output_shapes_and_loss(cfg):
     m = build_model(cfg)
     x = torch.randn(2, cfg.in_channels, cfg.input_h, cfg.input_w)
@@ -20,6 +21,16 @@ def test_output_shapes_and_loss(cfg):
     m.eval()
     pred2, none = m(x)
     assert none is None and pred2.shape == (2, cfg.n_points, 2)
+
+
+def test_pipnet_grid_follows_the_stride():
+    for stride in (16, 8):
+        m = PIPNet(ModelConfig("pipnet", 5, 3, 128, 96, grid_stride=stride))
+        scores, offsets = m.raw(torch.randn(1, 3, 96, 128))
+        assert scores.shape == (1, 5, (96 // stride) * (128 // stride))
+        assert offsets.shape == (1, 5, (96 // stride) * (128 // stride), 2)
+    with pytest.raises(ValueError, match="grid_stride"):
+        PIPNet(ModelConfig("pipnet", 5, 3, 128, 128, grid_stride=4))
 
 
 def test_pipnet_decode_recovers_a_point_from_perfect_maps():
