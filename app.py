@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -52,8 +53,8 @@ DISPLAY_SIDE = 1280          # annotated photos bigger than this are shrunk for 
 ANNOTATOR_SIDE = 1024        # the box-drawing canvas
 MORPH_SIZE = 512             # morph frames are MORPH_SIZE² (even: h264 wants even sizes)
 MORPH_MODEL = "ibug68"       # morphing needs the 68-point layout (eyes, mouth corners)
-# per-request folders for downloads, inside Gradio's temp dir so one setting governs both
-TMP_ROOT = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio") / f"fkd_app_{os.getpid()}"
+# per-request folders for downloads and result images, inside Gradio's temp dir (GRADIO_TEMP_DIR)
+TMP_ROOT = Path(gr.utils.get_upload_folder()) / f"fkd_app_{os.getpid()}"
 TMP_MAX_AGE_S = 3600
 QUEUE_KW = dict(default_concurrency_limit=CONCURRENCY, max_size=64)
 LAUNCH_KW = dict(max_file_size="20mb", theme=gr.themes.Soft(primary_hue="teal"), show_error=False,
@@ -132,6 +133,30 @@ class CheckedImage(gr.Image):
             raise gr.Error(f"{name}: not an image file (or a format we cannot read)") from None
 
 
+class ResultImage(gr.Image):
+    """Output gr.Image whose arrays go to a private file, named after the label.
+
+    Gradio caches an array under a content hash with a plain write, so two users getting the same
+    picture at once (the same example, the filters every visitor loads) could download a
+    half-written file; a file of our own is served as it is.
+    """
+    is_template = True
+
+    def postprocess(self, value):
+        if isinstance(value, np.ndarray):
+            name = re.sub(r"[^a-z0-9]+", "_", (self.label or "image").lower()).strip("_")[:40] or "image"
+            path = new_dir() / f"{name}.{self.format}"
+            Image.fromarray(value).save(path)
+            value = str(path)
+        return super().postprocess(value)
+
+
+def new_dir() -> Path:
+    """A fresh private folder (no clean-up scan: this runs for every webcam frame)."""
+    TMP_ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=TMP_ROOT))
+
+
 def request_dir() -> Path:
     """A fresh private folder for one request's downloads; folders older than an hour are removed."""
     TMP_ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -142,7 +167,7 @@ def request_dir() -> Path:
                 shutil.rmtree(d, ignore_errors=True)
         except OSError:
             pass
-    return Path(tempfile.mkdtemp(dir=TMP_ROOT))
+    return new_dir()
 
 
 def _shrink(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -247,11 +272,7 @@ def keypoints_api(image: str | None, box_mode: str = "auto", model: str = "ibug6
     rgb, faces, size = detect_keypoints(image, model, given)
     if not faces:
         gr.Warning("No face found in this photo.")
-    # A file of our own, not an array: Gradio caches arrays under a content hash with a plain write, so
-    # two users getting the same picture at once could download a half-written file.
-    png = request_dir() / "keypoints.png"
-    Image.fromarray(annotate(rgb, faces, size[0], model, False, True)).save(png)
-    return str(png), keypoints_json(faces, size, model, Path(image).name)
+    return annotate(rgb, faces, size[0], model, False, True), keypoints_json(faces, size, model, Path(image).name)
 
 
 @user_errors
@@ -306,7 +327,7 @@ def create_keypoints_tab(ui_fn, api_fn, annotator_fn, examples: list[str]):
             run = gr.Button("Find keypoints", variant="primary")
             boxes = gr.Textbox(value="", visible=False, label="boxes (JSON, for draw mode over the API)")
         with gr.Column(scale=6):
-            out = gr.Image(label="Keypoints", type="numpy", format="png", interactive=False, height=480, elem_id="kp-out")
+            out = ResultImage(label="Keypoints", type="numpy", format="png", interactive=False, height=480, elem_id="kp-out")
             summary = gr.Markdown(elem_id="kp-summary")
             with gr.Accordion("Points table, JSON and downloads", open=False):
                 files = gr.File(label="Downloads: .pts per face, JSON, CSV", file_count="multiple", interactive=False)
@@ -381,7 +402,7 @@ def create_live_tab(fn):
     state = gr.State(None)  # per session: each visitor has their own smoother
     with gr.Row():
         cam = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy", height=360)
-        out = gr.Image(label="Keypoints", type="numpy", interactive=False, height=360)
+        out = ResultImage(label="Keypoints", type="numpy", interactive=False, height=360)
     with gr.Row():
         model = gr.Dropdown(model_choices(), value="ibug68", label="Model")
         strength = gr.Slider(0, 1, value=0.5, step=0.05, label="Smoothing (0 = raw)")
@@ -479,14 +500,14 @@ def create_filters_tab(filters_fn, filters_api_fn, maps_fn, maps_api_fn, example
     model = gr.Dropdown(model_choices(), value="ibug68", label="Model")
     info = gr.Markdown()
     with gr.Row():
-        conv1 = gr.Image(label="Layer 1 filters", type="numpy", interactive=False, height=300)
-        conv2 = gr.Image(label="Layer 2 filters", type="numpy", interactive=False, height=300)
+        conv1 = ResultImage(label="Layer 1 filters", type="numpy", interactive=False, height=300)
+        conv2 = ResultImage(label="Layer 2 filters", type="numpy", interactive=False, height=300)
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
             image = CheckedImage(label="Photo", type="filepath", image_mode=None, height=260,
                                  sources=["upload", "webcam", "clipboard"])
-        crop = gr.Image(label="Model input (first face)", type="numpy", interactive=False, height=260, scale=2)
-        maps = gr.Image(label="Layer 1 feature maps", type="numpy", interactive=False, height=420, scale=3)
+        crop = ResultImage(label="Model input (first face)", type="numpy", interactive=False, height=260, scale=2)
+        maps = ResultImage(label="Layer 1 feature maps", type="numpy", interactive=False, height=420, scale=3)
     gr.Examples([[p] for p in examples], [image], label="Examples (click one)")
     model.change(filters_fn, model, [conv1, conv2, info], api_visibility="private")
     for trigger in (image.change, model.change):  # a new photo or model: new feature maps
@@ -552,8 +573,8 @@ def create_morph_tab(ui_fn, api_fn, examples: list[list[str]]):
         back = gr.Checkbox(value=True, label="There and back (loops smoothly)")
     run = gr.Button("Morph", variant="primary")
     with gr.Row():
-        tri_a = gr.Image(label="Photo 1, aligned, with triangles", type="numpy", interactive=False, height=320)
-        tri_b = gr.Image(label="Photo 2, aligned onto photo 1", type="numpy", interactive=False, height=320)
+        tri_a = ResultImage(label="Photo 1, aligned, with triangles", type="numpy", interactive=False, height=320)
+        tri_b = ResultImage(label="Photo 2, aligned onto photo 1", type="numpy", interactive=False, height=320)
         video = gr.Video(label="Morph (mp4)", format=None, autoplay=True, loop=True, height=320, interactive=False,
                          elem_id="morph-video")
     gif = gr.File(label="Download the GIF", interactive=False)
@@ -614,10 +635,10 @@ def create_training_tab(fn):
     model = gr.Dropdown(model_choices(), value="ibug68", label="Model")
     with gr.Row(equal_height=False):
         summary = gr.Markdown()
-        curves = gr.Image(label="Loss curves", type="numpy", interactive=False, height=320)
-    gallery = gr.Image(label="Best and worst validation faces (green: truth, red: prediction)", type="numpy",
+        curves = ResultImage(label="Loss curves", type="numpy", interactive=False, height=320)
+    gallery = ResultImage(label="Best and worst validation faces (green: truth, red: prediction)", type="numpy",
                        interactive=False)
-    points = gr.Image(label="Error per landmark", type="numpy", interactive=False)
+    points = ResultImage(label="Error per landmark", type="numpy", interactive=False)
     model.change(fn, model, [summary, curves, gallery, points], api_visibility="private")
     return model, (summary, curves, gallery, points)
 
@@ -678,7 +699,7 @@ def delete_cached_files(blocks: gr.Blocks) -> None:
 
 
 def _graceful_exit(signum, frame) -> None:
-    raise KeyboardInterrupt  # Gradio then closes the server, which deletes its cached files
+    raise KeyboardInterrupt  # Gradio's launch() then closes the server and returns to our `finally`
 
 
 if __name__ == "__main__":

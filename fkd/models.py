@@ -191,10 +191,11 @@ class PIPNet(nn.Module):
         self.mix = nn.Sequential(
             nn.Conv2d(112, 112, 3, padding=1, groups=112, bias=False), nn.BatchNorm2d(112), nn.Hardswish(),
             nn.Conv2d(112, 192, 1, bias=False), nn.BatchNorm2d(192), nn.Hardswish())
-        if cfg.grid_stride == 8:                    # finer grid: merge the stride-8 features too
-            self.fine = nn.Sequential(nn.Conv2d(40, 112, 1, bias=False), nn.BatchNorm2d(112))
-        elif cfg.grid_stride != 16:
+        if cfg.grid_stride not in (8, 16):
             raise ValueError(f"pipnet grid_stride must be 8 or 16, not {cfg.grid_stride}")
+        # stride 8: a finer grid that also merges the stride-8 features (the output of low[6])
+        self.fine = (nn.Sequential(nn.Conv2d(40, 112, 1, bias=False), nn.BatchNorm2d(112))
+                     if cfg.grid_stride == 8 else None)
         self.head = nn.Conv2d(192, 3 * cfg.n_points, 1)   # scores, x offsets, y offsets
         for m in self.modules():
             # torchvision's MobileNetV3 uses momentum 0.01: at a high learning rate the running
@@ -203,13 +204,13 @@ class PIPNet(nn.Module):
                 m.momentum = 0.1
 
     def raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.cfg.grid_stride == 8:
-            f8 = self.low[:7](x)                                  # (B, 40, H/8, W/8)
-            low = self.low[7:](f8)
-        else:
-            low = self.low(x)
+        low = x
+        for i, layer in enumerate(self.low):
+            low = layer(low)
+            if i == 6:
+                f8 = low                                          # (B, 40, H/8, W/8)
         merged = low + F.interpolate(self.lateral(self.high(low)), size=low.shape[-2:], mode="nearest")
-        if self.cfg.grid_stride == 8:
+        if self.fine is not None:
             merged = self.fine(f8) + F.interpolate(merged, size=f8.shape[-2:], mode="nearest")
         out = self.head(self.mix(merged))                         # (B, 3N, g_h, g_w)
         B, _, gh, gw = out.shape

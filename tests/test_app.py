@@ -3,9 +3,12 @@
 Also the parts a browser cannot see: bad and hostile inputs, per-request files, per-session state.
 """
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import httpx
 import imageio.v3 as iio
@@ -312,10 +315,6 @@ def test_app_does_not_import_training_code():
 
 def test_stopping_the_server_deletes_users_photos(faces, tmp_path):
     """`python app.py` stopped by SIGTERM (kill, docker stop, a Space restart) leaves no upload or result behind."""
-    import os
-    import signal
-    import time
-
     cache, port = tmp_path / "gradio", free_port()
     env = {**os.environ, "GRADIO_TEMP_DIR": str(cache), "GRADIO_SERVER_NAME": "127.0.0.1",
            "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
