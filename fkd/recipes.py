@@ -205,9 +205,10 @@ def run(args) -> dict:
             engine.save_checkpoint(ckpt, raw_model, optimizer, ema,
                                    {"epoch": epoch, "step": step, "elapsed": elapsed, "history": history.rows,
                                     "args": {k: v for k, v in vars(args).items()}, "recipe": recipe.name})
-            if args.stop_after and epoch + 1 >= args.stop_after:
+        if args.stop_after and epoch + 1 >= args.stop_after:  # every rank stops, not only the master
+            if d.master:
                 print(f"stopping after epoch {epoch} as asked (--stop-after); --resume continues")
-                return {}
+            return {}
     if not d.master:
         return {}
     # Ship the EMA weights unless they score worse than the raw ones (EMA lags on short runs).
