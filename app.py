@@ -63,15 +63,13 @@ LAUNCH_KW = dict(max_file_size="20mb", theme=gr.themes.Soft(primary_hue="teal"),
 torch.set_num_threads(TORCH_THREADS)
 log = logging.getLogger("fkd.app")
 
-MODEL_ORDER = ["ibug68", "ibug68_resnet18", "imm58", "nose"]
-MODEL_LABELS = {"ibug68": "300-W 68 points (Part 3, default)", "ibug68_resnet18": "300-W 68 points, ResNet18 baseline",
-                "imm58": "IMM 58 points (Part 2)", "nose": "nose tip (Part 1)"}
+MODEL_ORDER = ["ibug68", "ibug68_fast", "ibug68_resnet18", "imm58", "nose"]
 
 
 def model_choices() -> list[tuple[str, str]]:
     """(label, name) per model in MODELS; ones whose weights are not there yet say so."""
     names = [m for m in MODEL_ORDER if m in MODELS] + [m for m in MODELS if m not in MODEL_ORDER]
-    return [(MODEL_LABELS.get(m, MODELS[m]) + ("" if (WEIGHTS_DIR / f"{m}.safetensors").exists() else " (no weights yet)"), m)
+    return [(MODELS[m] + ("" if (WEIGHTS_DIR / f"{m}.safetensors").exists() else " (no weights yet)"), m)
             for m in names]
 
 
@@ -239,7 +237,7 @@ def write_downloads(faces: list[Face], result: dict, stem: str) -> list[str]:
 def faces_summary(faces: list[Face], model: str) -> str:
     if not faces:
         return "**No face found.** Try *draw* mode and mark the face with a box."
-    lines = [f"**{len(faces)} face{'s' * (len(faces) > 1)}**, model *{MODEL_LABELS.get(model, model)}*",
+    lines = [f"**{len(faces)} face{'s' * (len(faces) > 1)}**, model *{MODELS.get(model, model)}*",
              "", "| face | box (x0, y0, x1, y1) | detector score | landmark confidence |", "|---|---|---|---|"]
     for k, f in enumerate(faces, 1):
         low = " ⚠ low: occluded, blurred or not a face?" if f.confidence < 0.3 else ""
@@ -603,7 +601,7 @@ def training_ui(model: str):
     try:
         card = read_card(model)
     except WeightsError as e:
-        return f"**{MODEL_LABELS.get(model, model)}:** {_clean(str(e))}", None, None, None
+        return f"**{MODELS.get(model, model)}:** {_clean(str(e))}", None, None, None
     name = card.get("name", model)
     hist = card.get("history") or []
     parts = [f"### {card.get('part', name)}"]
