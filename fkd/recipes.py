@@ -59,11 +59,11 @@ RECIPES = {
     "ibug68": Recipe("ibug68", "Part 3+: 68 points, grid + offset heads on MobileNetV3", "300w", "ibug68",
                      ModelConfig("pipnet", 68, 3, 160, 160, grid_stride=8), pad=(40, 40), epochs=110, batch=32,
                      lr=1e-3, optimizer="adamw", weight_decay=1e-4, ema=0.998, eval_every=5),
-    # the same network on a 128² crop: ~1.4x faster per face, a little less accurate
-    "ibug68_fast": Recipe("ibug68_fast", "Part 3+: 68 points, grid + offset heads on MobileNetV3, 128² (fast)",
-                          "300w", "ibug68", ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=8), pad=(32, 32),
-                          epochs=200, batch=32, lr=1e-3, optimizer="adamw", weight_decay=1e-4, ema=0.998, eval_every=5),
 }
+# the same network and training on a 128² crop: ~1.4x faster per face, a little less accurate
+RECIPES["ibug68_fast"] = dataclasses.replace(
+    RECIPES["ibug68"], name="ibug68_fast", part="Part 3+: 68 points, grid + offset heads on MobileNetV3, 128² (fast)",
+    model=dataclasses.replace(RECIPES["ibug68"].model, input_w=128, input_h=128), pad=(32, 32), epochs=200)
 
 
 def imm_crop(records) -> CropSpec:
