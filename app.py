@@ -63,14 +63,11 @@ LAUNCH_KW = dict(max_file_size="20mb", theme=gr.themes.Soft(primary_hue="teal"),
 torch.set_num_threads(TORCH_THREADS)
 log = logging.getLogger("fkd.app")
 
-MODEL_ORDER = ["ibug68", "ibug68_fast", "ibug68_resnet18", "imm58", "nose"]
-
 
 def model_choices() -> list[tuple[str, str]]:
-    """(label, name) per model in MODELS; ones whose weights are not there yet say so."""
-    names = [m for m in MODEL_ORDER if m in MODELS] + [m for m in MODELS if m not in MODEL_ORDER]
-    return [(MODELS[m] + ("" if (WEIGHTS_DIR / f"{m}.safetensors").exists() else " (no weights yet)"), m)
-            for m in names]
+    """(label, name) per model in MODELS, in its order; ones whose weights are not there yet say so."""
+    return [(label + ("" if (WEIGHTS_DIR / f"{m}.safetensors").exists() else " (no weights yet)"), m)
+            for m, label in MODELS.items()]
 
 
 # -----------------------------------------------------------------------------------------------
@@ -157,7 +154,7 @@ def new_dir() -> Path:
 
 def request_dir() -> Path:
     """A fresh private folder for one request's downloads; folders older than an hour are removed."""
-    TMP_ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fresh = new_dir()
     now = time.time()
     for d in TMP_ROOT.iterdir():
         try:
@@ -165,7 +162,7 @@ def request_dir() -> Path:
                 shutil.rmtree(d, ignore_errors=True)
         except OSError:
             pass
-    return new_dir()
+    return fresh
 
 
 def _shrink(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:

@@ -14,10 +14,14 @@ from safetensors.torch import load_file
 from fkd.weights import load_model
 
 
-def train(*args, tmp, **kw):
-    cmd = [sys.executable, "train.py", *args, "--data", str(DATA), "--out", str(tmp / "w"), "--run-dir", str(tmp / "r"),
-           "--quiet", "--threads", "1"]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, **kw)
+def train(*args, tmp, procs: int = 1):
+    """train.py on the fixture data, in one process or `procs` torchrun processes."""
+    launch = [sys.executable] + (["-m", "torch.distributed.run", "--nproc_per_node", str(procs), "--master_port",
+                                  "29731"] if procs > 1 else [])
+    cmd = launch + ["train.py", *args, "--data", str(DATA), "--out", str(tmp / "w"), "--run-dir", str(tmp / "r"),
+                    "--quiet", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"} if procs > 1 else None
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
 
 
 @pytest.mark.parametrize("recipe,name,n", [("nose", "nose", 1), ("imm58", "imm58", 58),
@@ -62,26 +66,18 @@ def test_killed_run_resumes_to_the_same_final_state(tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
-def torchrun(*args, tmp):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29731",
-           "train.py", *args, "--data", str(DATA), "--out", str(tmp / "w"), "--run-dir", str(tmp / "r"),
-           "--quiet", "--threads", "1"]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-
-
 def test_torchrun_two_processes(tmp_path):
-    p = torchrun("nose", "--epochs", "2", tmp=tmp_path)
+    p = train("nose", "--epochs", "2", tmp=tmp_path, procs=2)
     assert p.returncode == 0, p.stderr[-3000:]
     _, card = load_model(tmp_path / "w" / "nose")
     assert card["training"]["world_size"] == 2
 
 
 def test_torchrun_stops_on_every_rank_and_resumes(tmp_path):
-    p = torchrun("nose", "--epochs", "3", "--stop-after", "1", tmp=tmp_path)
+    p = train("nose", "--epochs", "3", "--stop-after", "1", tmp=tmp_path, procs=2)
     assert p.returncode == 0, p.stderr[-3000:]  # a rank that kept training would die at its next all-reduce
     assert "stopping after epoch 0" in p.stdout and not (tmp_path / "w" / "nose.safetensors").exists()
-    p = torchrun("nose", "--epochs", "3", "--resume", tmp=tmp_path)
+    p = train("nose", "--epochs", "3", "--resume", tmp=tmp_path, procs=2)
     assert p.returncode == 0, p.stderr[-3000:]
     _, card = load_model(tmp_path / "w" / "nose")
     assert [r["epoch"] for r in card["history"]] == [0, 1, 2]
