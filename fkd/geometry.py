@@ -7,6 +7,7 @@ calibration (fkd/calibration.py).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -63,15 +64,27 @@ def warp(image: np.ndarray, M: np.ndarray, out_wh: tuple[int, int]) -> np.ndarra
     """Crop/resize by `M`. Area-averaging when shrinking a lot avoids aliasing on big photos."""
     scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))
     if scale < 0.5:
-        # shrink the source first so bilinear sampling doesn't skip pixels (big photo, small face)
-        f = 0.5 / scale
-        small = cv2.resize(image, None, fx=1 / f, fy=1 / f, interpolation=cv2.INTER_AREA)
-        ys, xs = image.shape[0] / small.shape[0], image.shape[1] / small.shape[1]
-        # map small-image pixels back to the original ones, then apply M
-        S = np.array([[xs, 0, (xs - 1) / 2], [0, ys, (ys - 1) / 2], [0, 0, 1]])
-        M = M @ S
-        image = small
+        # shrink the source first, by a whole factor f so that the area average is a plain f×f box
+        # mean (~20x faster than a fractional one), and only the part the crop reads: bilinear
+        # sampling then works at a scale in [0.5, 1) and skips no pixel (big photo, small face)
+        f = math.ceil(0.5 / scale)
+        x0, y0, x1, y1 = _source_rect(M, out_wh, image.shape[1], image.shape[0], margin=2 * f + 2)
+        x0, y0 = x0 - x0 % f, y0 - y0 % f
+        w, h = (x1 - x0) // f, (y1 - y0) // f
+        if w >= 1 and h >= 1:
+            image = cv2.resize(image[y0:y0 + h * f, x0:x0 + w * f], (w, h), interpolation=cv2.INTER_AREA)
+            # small-image pixel (u, v) is the mean of original pixels f·u + x0 … f·u + x0 + f - 1
+            M = M @ np.array([[f, 0, (f - 1) / 2 + x0], [0, f, (f - 1) / 2 + y0], [0, 0, 1]])
     return cv2.warpAffine(image, M, out_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _source_rect(M: np.ndarray, out_wh: tuple[int, int], W: int, H: int, margin: float) -> tuple[int, int, int, int]:
+    """Integer rectangle (x0, y0, x1, y1) of the image that the output of `M` reads, plus `margin`."""
+    w, h = out_wh
+    corners = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [-0.5, h - 0.5], [w - 0.5, h - 0.5]])
+    src = apply_affine(invert_affine(M), corners)
+    lo, hi = np.floor(src.min(0) - margin), np.ceil(src.max(0) + margin) + 1
+    return int(max(0, lo[0])), int(max(0, lo[1])), int(min(W, hi[0])), int(min(H, hi[1]))
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
