@@ -41,14 +41,19 @@ class _Export(torch.nn.Module):
         return pred, torch.ones(x.shape[0], dtype=x.dtype)
 
 
+# bump when the exported graph changes, so that old cached exports are not reused
+EXPORT_VERSION = "b1"
+
+
 def export_onnx(model: torch.nn.Module, cfg) -> bytes:
+    """A graph for batch 1: with every shape fixed, ONNX Runtime drops the shape arithmetic of the
+    decoding (~0.3 ms of ~4.5 at 160²); several faces run one after the other."""
     buf = io.BytesIO()
-    x = torch.zeros(2, cfg.in_channels, cfg.input_h, cfg.input_w)
-    axes = {"x": {0: "batch"}, "points": {0: "batch"}, "confidence": {0: "batch"}}
+    x = torch.zeros(1, cfg.in_channels, cfg.input_h, cfg.input_w)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(_Export(model).eval(), (x,), buf, input_names=["x"], output_names=["points", "confidence"],
-                          opset_version=17, dynamo=False, dynamic_axes=axes)
+                          opset_version=17, dynamo=False)
     return buf.getvalue()
 
 
@@ -59,7 +64,7 @@ class OnnxRunner:
         import onnxruntime as ort
 
         digest = hashlib.sha256(Path(weights_path).read_bytes()).hexdigest()[:16]
-        cached = CACHE_DIR / f"{Path(weights_path).stem}-{digest}.onnx"
+        cached = CACHE_DIR / f"{Path(weights_path).stem}-{digest}-{EXPORT_VERSION}.onnx"
         if cached.exists():
             blob = cached.read_bytes()
         else:
@@ -78,5 +83,6 @@ class OnnxRunner:
         self.session = ort.InferenceSession(blob, so, providers=["CPUExecutionProvider"])
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pts, conf = self.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})
-        return pts, conf
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        outs = [self.session.run(None, {"x": x[i:i + 1]}) for i in range(len(x))]
+        return np.concatenate([p for p, _ in outs]), np.concatenate([c for _, c in outs])
