@@ -30,6 +30,9 @@ class ModelConfig:
     blurpool: bool = False      # resnet18: anti-aliased downsampling (Zhang 2019)
     hidden: int = 256           # imm_cnn: fully connected width
     grid_stride: int = 16       # pipnet: input pixels per grid cell (16, or 8 with stride-8 features)
+    upsample: str = "nearest"   # pipnet: how coarse features are brought to the grid (nearest | bilinear)
+    mix_kernel: int = 3         # pipnet: depthwise kernel of the layer that mixes the merged features
+    offset_weight: float = 1.0  # pipnet: weight of the offset L1 against the cell cross-entropy
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -189,10 +192,15 @@ class PIPNet(nn.Module):
         self.high = feats[13:16]                    # (B, 160, H/32, W/32)
         self.lateral = nn.Sequential(nn.Conv2d(160, 112, 1, bias=False), nn.BatchNorm2d(112))
         self.mix = nn.Sequential(
-            nn.Conv2d(112, 112, 3, padding=1, groups=112, bias=False), nn.BatchNorm2d(112), nn.Hardswish(),
+            nn.Conv2d(112, 112, cfg.mix_kernel, padding=cfg.mix_kernel // 2, groups=112, bias=False),
+            nn.BatchNorm2d(112), nn.Hardswish(),
             nn.Conv2d(112, 192, 1, bias=False), nn.BatchNorm2d(192), nn.Hardswish())
         if cfg.grid_stride not in (8, 16):
             raise ValueError(f"pipnet grid_stride must be 8 or 16, not {cfg.grid_stride}")
+        if cfg.upsample not in ("nearest", "bilinear"):
+            raise ValueError(f"pipnet upsample must be nearest or bilinear, not {cfg.upsample!r}")
+        if cfg.mix_kernel % 2 == 0:
+            raise ValueError(f"pipnet mix_kernel must be odd, not {cfg.mix_kernel}")
         # stride 8: a finer grid that also merges the stride-8 features (the output of low[6])
         self.fine = (nn.Sequential(nn.Conv2d(40, 112, 1, bias=False), nn.BatchNorm2d(112))
                      if cfg.grid_stride == 8 else None)
@@ -209,15 +217,22 @@ class PIPNet(nn.Module):
             low = layer(low)
             if i == 6:
                 f8 = low                                          # (B, 40, H/8, W/8)
-        merged = low + F.interpolate(self.lateral(self.high(low)), size=low.shape[-2:], mode="nearest")
+        merged = low + self._up(self.lateral(self.high(low)), low)
         if self.fine is not None:
-            merged = self.fine(f8) + F.interpolate(merged, size=f8.shape[-2:], mode="nearest")
+            merged = self.fine(f8) + self._up(merged, f8)
         out = self.head(self.mix(merged))                         # (B, 3N, g_h, g_w)
         B, _, gh, gw = out.shape
         n = self.cfg.n_points
         scores = out[:, :n].reshape(B, n, gh * gw)               # (B, N, G)
         offsets = out[:, n:].reshape(B, 2, n, gh * gw).permute(0, 2, 3, 1)  # (B, N, G, 2) in cells
         return scores, offsets
+
+    def _up(self, coarse: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        # bilinear gives each fine cell its own blend of coarse features; nearest gives the 2×2
+        # fine cells under one coarse cell the same ones, so their offsets rest on the fine branch alone
+        if self.cfg.upsample == "bilinear":
+            return F.interpolate(coarse, size=like.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(coarse, size=like.shape[-2:], mode="nearest")
 
     def _grid(self, gh: int, gw: int, device) -> torch.Tensor:
         ys, xs = torch.meshgrid(torch.arange(gh, device=device), torch.arange(gw, device=device), indexing="ij")
@@ -272,7 +287,7 @@ class PIPNet(nn.Module):
         off = offsets.gather(2, idx[..., None].expand(-1, -1, -1, 2))      # (B, N, 9, 2)
         want = t[:, :, None, :] - grid[idx]                                # offset from each neighbour
         reg = ((off - want).abs().sum(-1) * valid).sum() / valid.sum().clamp_min(1)
-        return cls + reg
+        return cls + self.cfg.offset_weight * reg
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

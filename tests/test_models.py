@@ -5,11 +5,12 @@ from fkd.models import ModelConfig, PIPNet, build_model
 
 CONFIGS = [ModelConfig("nose_cnn", 1, 1, 80, 60, loss="mse"), ModelConfig("imm_cnn", 58, 1, 240, 180, loss="mse"),
            ModelConfig("resnet18", 68, 3, 128, 128, width=16), ModelConfig("resnet18", 68, 3, 128, 128, width=16, blurpool=True),
-           ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=16), ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=8)]
+           ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=16), ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=8),
+           ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=8, upsample="bilinear", mix_kernel=5, offset_weight=2.0)]
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.arch + ("_blur" if c.blurpool else "") +
-                         (f"_s{c.grid_stride}" if c.arch == "pipnet" else ""))
+                         (f"_s{c.grid_stride}_{c.upsample}" if c.arch == "pipnet" else ""))
 def test_output_shapes_and_loss(cfg):
     m = build_model(cfg)
     x = torch.randn(2, cfg.in_channels, cfg.input_h, cfg.input_w)
@@ -31,6 +32,10 @@ def test_pipnet_grid_follows_the_stride():
         assert offsets.shape == (1, 5, (96 // stride) * (128 // stride), 2)
     with pytest.raises(ValueError, match="grid_stride"):
         PIPNet(ModelConfig("pipnet", 5, 3, 128, 128, grid_stride=4))
+    with pytest.raises(ValueError, match="upsample"):
+        PIPNet(ModelConfig("pipnet", 5, 3, 128, 128, upsample="bicubic"))
+    with pytest.raises(ValueError, match="mix_kernel"):
+        PIPNet(ModelConfig("pipnet", 5, 3, 128, 128, mix_kernel=4))
 
 
 def test_pipnet_decode_recovers_a_point_from_perfect_maps():
@@ -72,3 +77,17 @@ def test_unknown_config_is_rejected():
         ModelConfig.from_dict({"arch": "pipnet", "depth": 3})
     with pytest.raises(ValueError, match="architecture"):
         ModelConfig.from_dict({"arch": "vit"})
+
+
+def test_pipnet_offset_weight_scales_only_the_offset_term():
+    torch.manual_seed(0)
+    cfg = ModelConfig("pipnet", 4, 3, 64, 64, grid_stride=8)
+    ref = PIPNet(cfg).eval()
+    x, t = torch.randn(1, 3, 64, 64), torch.rand(1, 4, 2) * 64
+    losses = []
+    for w in (0.0, 1.0, 2.0):
+        m = PIPNet(ModelConfig("pipnet", 4, 3, 64, 64, grid_stride=8, offset_weight=w)).eval()
+        m.load_state_dict(ref.state_dict())
+        losses.append(float(m(x, t)[1]))
+    cls, one, two = losses
+    assert one > cls > 0 and two - one == pytest.approx(one - cls, rel=1e-4)

@@ -106,3 +106,18 @@ def test_fine_tune_from_trained_weights(tmp_path):
     assert card["training"]["init"].endswith("nose")
     wrong = train("imm58", "--epochs", "1", "--init", str(tmp_path / "w" / "nose"), tmp=tmp_path)
     assert wrong.returncode != 0 and "not this recipe's" in wrong.stderr
+
+
+@pytest.mark.parametrize("key", ["nose", "imm58", "resnet18", "ibug68", "ibug68_fast"])
+def test_shipped_weights_are_what_their_recipe_trains(key):
+    """`python train.py KEY` must rebuild the network in weights/: same config, epochs and crop."""
+    from fkd.geometry import CropSpec
+    from fkd.models import ModelConfig
+    from fkd.recipes import RECIPES
+    from fkd.weights import resolve
+    recipe = RECIPES[key]
+    card = json.loads(resolve(recipe.name).with_suffix(".json").read_text())
+    assert ModelConfig.from_dict(card["config"]) == recipe.model
+    assert card["training"]["epochs"] == recipe.epochs and card["training"]["batch"] == recipe.batch
+    if recipe.data == "300w":  # the IMM crops are measured from the data at training time
+        assert CropSpec(**card["crop"]) == recipe.crop
