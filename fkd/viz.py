@@ -69,12 +69,14 @@ def loss_curves(history: list[dict], title: str = "") -> np.ndarray:
         ax.plot(*zip(*v), label="validation loss")
     ax.set_xlabel("epoch"), ax.set_ylabel("loss"), ax.set_yscale("log")
     n = [(r["epoch"], r["val_nme"]) for r in history if "val_nme" in r]
+    top = ax
     if n:
-        ax2 = ax.twinx()
-        ax2.plot(*zip(*n), color="tab:green", alpha=0.6, label="validation NME %")
-        ax2.set_ylabel("validation NME %"), ax2.set_ylim(0, max(10, min(30, 2 * min(x[1] for x in n))))
-        ax2.legend(loc="upper center")
-    ax.legend(loc="upper right"), ax.set_title(title)
+        top = ax.twinx()
+        top.plot(*zip(*n), color="tab:green", alpha=0.6, label="validation NME %")
+        top.set_ylabel("validation NME %"), top.set_ylim(0, max(10, min(30, 2 * min(x[1] for x in n))))
+    # one legend for both axes, on the upper one so that no curve is drawn over it
+    handles = [h for a in dict.fromkeys([ax, top]) for h in a.get_legend_handles_labels()[0]]
+    top.legend(handles, [h.get_label() for h in handles], loc="upper right"), ax.set_title(title)
     return _fig_to_array(fig)
 
 
