@@ -94,6 +94,13 @@ def test_keypoints_endpoint_on_real_photos(client, faces):
         assert out.ndim == 3 and out.shape[:2] == (h, w)  # small photo: drawn at full size
         assert not np.array_equal(out[..., :3], np.asarray(Image.open(r.image).convert("RGB"))), "nothing drawn"
         assert "/tmp" not in json.dumps(result) and str(ROOT) not in json.dumps(result)
+    # photos get the mirrored second pass (the library's default is one pass)
+    import fkd
+    lm = fkd.Landmarker("ibug68", flip_test=True)
+    want = lm.predict(str(faces[0].image))
+    lm.close()
+    _, result = client.predict(handle_file(str(faces[0].image)), "auto", "ibug68", api_name="/keypoints")
+    assert np.abs(np.array(result["faces"][0]["keypoints"]) - want[0].keypoints).max() < 0.02
 
 
 def test_keypoints_defaults_and_other_models(client, faces):
