@@ -73,7 +73,12 @@ def main() -> None:
     _, val = split_300w(recs, root)
     import cv2
     from fkd.io import load_image
-    frame = cv2.resize(load_image(val[0].image), (640, 480))
+    # the webcam frame: the first validation photo in which the detector sees one face and nothing
+    # else (every detection costs a landmark pass, even one that is then dropped)
+    from fkd.detect import make_detector
+    det = make_detector("mediapipe")
+    frame = next(f for f in (cv2.resize(load_image(r.image), (640, 480)) for r in val) if len(det.detect(f)) == 1)
+    det.close()
 
     rows, curves, sizes = [], {}, {}
     for name in a.models:
@@ -113,6 +118,8 @@ def main() -> None:
             rounds[name].append(speed(name, frame))
             print(name, json.dumps(rounds[name][-1]), flush=True)
     speeds = {name: {k: float(np.median([r[k] for r in rs])) for k in rs[0]} for name, rs in rounds.items()}
+    # other load only ever adds time: the quietest round is the closest to the model's own cost
+    best = {name: min(r["onnx_1t_ms"] for r in rs) for name, rs in rounds.items()}
     save_png(HERE / "ced.png", ced_plot(curves))
 
     lines = ["# Accuracy and speed: 68-point models", "",
@@ -126,12 +133,13 @@ def main() -> None:
                      f"{r['nme_median']:.2f} | {r['fr8']:.2f} | {r['auc8']:.1f} | {r['not_found']} | {r['mae_px']:.2f} |")
     lines += ["", "Speed, batch 1 after warm-up, median ms per face of the landmark model alone "
               f"(the crop is ready), median of {a.rounds} rounds that take the models in turns; "
-              "'frame' = MediaPipe detection + crop + landmarks + drawing on a 640×480 frame, "
-              "ONNX Runtime, 1 thread.", "",
-              "| model | file MB | ONNX 1 thread | ONNX 2 threads | torch 1 thread | torch 2 threads | detector ms | frame ms (fps) |",
-              "|---|---|---|---|---|---|---|---|"]
+              "'frame' = MediaPipe detection + crop + landmarks + drawing on a 640×480 frame "
+              "(one face), ONNX Runtime, 1 thread.", "",
+              "| model | file MB | ONNX 1 thread | ONNX 1 thread, quietest round | ONNX 2 threads | torch 1 thread | "
+              "torch 2 threads | detector ms | frame ms (fps) |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for name, s in speeds.items():
-        lines.append(f"| {name} | {sizes[name]:.1f} | {s['onnx_1t_ms']:.2f} | {s['onnx_2t_ms']:.2f} | {s['torch_1t_ms']:.2f} | "
+        lines.append(f"| {name} | {sizes[name]:.1f} | {s['onnx_1t_ms']:.2f} | {best[name]:.2f} | {s['onnx_2t_ms']:.2f} | {s['torch_1t_ms']:.2f} | "
                      f"{s['torch_2t_ms']:.2f} | {s['detector_ms']:.2f} | {s['frame_1t_ms']:.2f} ({1000 / s['frame_1t_ms']:.0f}) |")
     if "worst" in locals():
         lines += ["", f"Hardest landmarks of {a.models[0]} (landmark box, NME %): " +
