@@ -22,7 +22,7 @@ from fkd.io import ImageError, ImageLike, load_image_sized
 from fkd.layouts import LAYOUTS
 from fkd.weights import WeightsError, load_model, resolve
 
-MODELS = {"ibug68": "300-W 68 points (Part 3, default)", "ibug68_fast": "300-W 68 points, fast (128² input)",
+MODELS = {"ibug68": "300-W 68 points (Part 3, default)", "ibug68_ctx": "300-W 68 points, with stride-32 context (slower)",
           "ibug68_resnet18": "300-W 68 points, ResNet18 baseline",
           "imm58": "IMM 58 points (Part 2)", "nose": "nose tip (Part 1)"}
 
