@@ -34,6 +34,7 @@ class ModelConfig:
     mix_kernel: int = 3         # pipnet: depthwise kernel of the layer that mixes the merged features
     offset_weight: float = 1.0  # pipnet: weight of the offset L1 against the cell cross-entropy
     context: bool = True        # pipnet: merge the stride-32 stage (False: ~30 % less time per face, less context)
+    mix_width: int = 192        # pipnet: channels the head reads (its 1×1 convs are the costliest layers at stride 8)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -196,7 +197,7 @@ class PIPNet(nn.Module):
         self.mix = nn.Sequential(
             nn.Conv2d(112, 112, cfg.mix_kernel, padding=cfg.mix_kernel // 2, groups=112, bias=False),
             nn.BatchNorm2d(112), nn.Hardswish(),
-            nn.Conv2d(112, 192, 1, bias=False), nn.BatchNorm2d(192), nn.Hardswish())
+            nn.Conv2d(112, cfg.mix_width, 1, bias=False), nn.BatchNorm2d(cfg.mix_width), nn.Hardswish())
         if cfg.grid_stride not in (8, 16):
             raise ValueError(f"pipnet grid_stride must be 8 or 16, not {cfg.grid_stride}")
         if cfg.upsample not in ("nearest", "bilinear"):
@@ -206,7 +207,7 @@ class PIPNet(nn.Module):
         # stride 8: a finer grid that also merges the stride-8 features (the output of low[6])
         self.fine = (nn.Sequential(nn.Conv2d(40, 112, 1, bias=False), nn.BatchNorm2d(112))
                      if cfg.grid_stride == 8 else None)
-        self.head = nn.Conv2d(192, 3 * cfg.n_points, 1)   # scores, x offsets, y offsets
+        self.head = nn.Conv2d(cfg.mix_width, 3 * cfg.n_points, 1)   # scores, x offsets, y offsets
         for m in self.modules():
             # torchvision's MobileNetV3 uses momentum 0.01: at a high learning rate the running
             # statistics lag the weights for dozens of epochs and eval-mode predictions are poor

@@ -7,11 +7,13 @@ CONFIGS = [ModelConfig("nose_cnn", 1, 1, 80, 60, loss="mse"), ModelConfig("imm_c
            ModelConfig("resnet18", 68, 3, 128, 128, width=16), ModelConfig("resnet18", 68, 3, 128, 128, width=16, blurpool=True),
            ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=16), ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=8),
            ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=8, upsample="bilinear", mix_kernel=5, offset_weight=2.0),
-           ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=8, upsample="bilinear", context=False)]
+           ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=8, upsample="bilinear", context=False),
+           ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=8, upsample="bilinear", context=False, mix_width=64)]
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.arch + ("_blur" if c.blurpool else "") +
-                         (f"_s{c.grid_stride}_{c.upsample}" + ("" if c.context else "_nocontext") if c.arch == "pipnet" else ""))
+                         (f"_s{c.grid_stride}_{c.upsample}" + ("" if c.context else "_nocontext") + f"_w{c.mix_width}"
+                          if c.arch == "pipnet" else ""))
 def test_output_shapes_and_loss(cfg):
     m = build_model(cfg)
     x = torch.randn(2, cfg.in_channels, cfg.input_h, cfg.input_w)
