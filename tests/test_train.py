@@ -108,7 +108,7 @@ def test_fine_tune_from_trained_weights(tmp_path):
     assert wrong.returncode != 0 and "not this recipe's" in wrong.stderr
 
 
-@pytest.mark.parametrize("key", ["nose", "imm58", "resnet18", "ibug68", "ibug68_ctx"])
+@pytest.mark.parametrize("key", ["nose", "imm58", "resnet18", "ibug68", "ibug68_ctx", "ibug68_slim"])
 def test_shipped_weights_are_what_their_recipe_trains(key):
     """`python train.py KEY` must rebuild the network in weights/: same config, epochs and crop."""
     from fkd.geometry import CropSpec
