@@ -1,6 +1,6 @@
 """Accuracy and speed of the 68-point models side by side, on the fixed 300-W validation split.
 
-    python bench/accuracy.py [--data ../shared/data] [--models ibug68 ibug68_ctx ibug68_resnet18] [--rounds 3]
+    python bench/accuracy.py [--data ../shared/data] [--models ibug68 ibug68_ctx ...] [--rounds 3]
 
 Writes bench/accuracy_report.md (+ bench/ced.png, bench/point_error_ibug68.png) with: NME mean /
 median, FR@8 %, AUC@8 % and faces not found for both box protocols (landmark box, MediaPipe +
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fkd.calibration import IDENTITY  # noqa: E402
 from fkd.data import find_300w, split_300w  # noqa: E402
 from fkd.evaluate import evaluate_records  # noqa: E402
-from fkd.landmarker import Landmarker  # noqa: E402
+from fkd.landmarker import MODELS, Landmarker  # noqa: E402
 from fkd.metrics import nme, point_nme, summary  # noqa: E402
 from fkd.viz import ced_plot, draw_faces, point_error_plot, save_png  # noqa: E402
 from fkd.weights import resolve  # noqa: E402
@@ -64,7 +64,8 @@ def speed(name: str, rgb: np.ndarray) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    p.add_argument("--models", nargs="+", default=["ibug68", "ibug68_ctx", "ibug68_resnet18"])
+    # every 68-point model the library offers, in fkd.MODELS' order (no second list to keep in step)
+    p.add_argument("--models", nargs="+", default=[m for m in MODELS if m.startswith("ibug68")])
     p.add_argument("--rounds", type=int, default=3, help="timing rounds over all models (median kept)")
     p.add_argument("--out", default=str(HERE / "accuracy_report.md"))
     a = p.parse_args()
