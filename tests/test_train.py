@@ -108,6 +108,20 @@ def test_fine_tune_from_trained_weights(tmp_path):
     assert wrong.returncode != 0 and "not this recipe's" in wrong.stderr
 
 
+def test_fine_tune_from_a_card_older_than_a_config_key(tmp_path):
+    """Cards written before a ModelConfig key existed (weights/ibug68.json has no mix_width) still
+    serve as --init: a missing key means its default, as when the app loads them."""
+    first = train("nose", "--epochs", "1", tmp=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    card_path = tmp_path / "w" / "nose.json"
+    card = json.loads(card_path.read_text())
+    del card["config"]["mix_width"]
+    card_path.write_text(json.dumps(card))
+    again = train("nose", "--epochs", "1", "--name", "nose_ft", "--init", str(tmp_path / "w" / "nose"), tmp=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "starting from" in again.stdout
+
+
 @pytest.mark.parametrize("key", ["nose", "imm58", "resnet18", "ibug68", "ibug68_ctx", "ibug68_slim"])
 def test_shipped_weights_are_what_their_recipe_trains(key):
     """`python train.py KEY` must rebuild the network in weights/: same config, epochs and crop."""
