@@ -35,8 +35,6 @@ class ModelConfig:
     offset_weight: float = 1.0  # pipnet: weight of the offset L1 against the cell cross-entropy
     context: bool = True        # pipnet: merge the stride-32 stage (False: ~30 % less time per face, less context)
     mix_width: int = 192        # pipnet: channels the head reads (its 1×1 convs are the costliest layers at stride 8)
-    neighbours: int = 0         # pipnet: each landmark's cell also locates its K nearest landmarks, and the
-                                # estimates are averaged (PIPNet's neighbour regression); 0 = off
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -210,13 +208,6 @@ class PIPNet(nn.Module):
         self.fine = (nn.Sequential(nn.Conv2d(40, 112, 1, bias=False), nn.BatchNorm2d(112))
                      if cfg.grid_stride == 8 else None)
         self.head = nn.Conv2d(cfg.mix_width, 3 * cfg.n_points, 1)   # scores, x offsets, y offsets
-        if cfg.neighbours:
-            # a 1×1 conv per landmark, but only evaluated in that landmark's cell: ~0.3 M MACs, not 100 M
-            n, k, c = cfg.n_points, cfg.neighbours, cfg.mix_width
-            self.nb_weight = nn.Parameter(torch.empty(n, 2 * k, c).uniform_(-c ** -0.5, c ** -0.5))
-            self.nb_bias = nn.Parameter(torch.zeros(n, 2 * k))
-            # which landmarks each one locates: set from the training mean shape (nearest_landmarks)
-            self.register_buffer("nb_index", torch.zeros(n, k, dtype=torch.long))
         for m in self.modules():
             # torchvision's MobileNetV3 uses momentum 0.01: at a high learning rate the running
             # statistics lag the weights for dozens of epochs and eval-mode predictions are poor
@@ -224,10 +215,6 @@ class PIPNet(nn.Module):
                 m.momentum = 0.1
 
     def raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.heads(self.features(x))
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The (B, mix_width, g_h, g_w) features every head reads."""
         low = x
         for i, layer in enumerate(self.low):
             low = layer(low)
@@ -236,10 +223,7 @@ class PIPNet(nn.Module):
         merged = low + self._up(self.lateral(self.high(low)), low) if self.high is not None else low
         if self.fine is not None:
             merged = self.fine(f8) + self._up(merged, f8)
-        return self.mix(merged)
-
-    def heads(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.head(f)                                        # (B, 3N, g_h, g_w)
+        out = self.head(self.mix(merged))                         # (B, 3N, g_h, g_w)
         B, _, gh, gw = out.shape
         n = self.cfg.n_points
         scores = out[:, :n].reshape(B, n, gh * gw)               # (B, N, G)
@@ -258,33 +242,15 @@ class PIPNet(nn.Module):
         return torch.stack([xs, ys], -1).reshape(-1, 2).float()  # (G, 2) cell corners, in cells
 
     def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None):
-        f = self.features(x)
-        scores, offsets = self.heads(f)
+        scores, offsets = self.raw(x)
         gh, gw = x.shape[-2] // self.cfg.grid_stride, x.shape[-1] // self.cfg.grid_stride
         grid = self._grid(gh, gw, x.device)
         s = self.cfg.grid_stride
-        pred = self.vote(self.decode(scores, offsets, grid, gh, gw), f, scores.argmax(-1), grid) * s - 0.5
+        pred = self.decode(scores, offsets, grid, gh, gw) * s - 0.5
         loss = None
         if targets is not None:
-            loss = self._loss(scores, offsets, grid, (targets + 0.5) / s, gh, gw, f)
+            loss = self._loss(scores, offsets, grid, (targets + 0.5) / s, gh, gw)
         return pred, loss
-
-    def located_neighbours(self, f: torch.Tensor, cell: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-        """Where each landmark's cell (B, N) puts its K neighbours: (B, N, K, 2) in cells."""
-        B, C = f.shape[:2]
-        n, k = self.cfg.n_points, self.cfg.neighbours
-        at = f.flatten(2).gather(2, cell[:, None, :].expand(B, C, n))          # (B, C, N)
-        rel = torch.einsum("bcn,nkc->bnk", at, self.nb_weight) + self.nb_bias   # (B, N, 2K)
-        return grid[cell][:, :, None, :] + rel.view(B, n, k, 2)
-
-    def vote(self, own: torch.Tensor, f: torch.Tensor, cell: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-        """Average each landmark's own estimate (B, N, 2) with those its neighbours' cells make of it."""
-        if not self.cfg.neighbours:
-            return own
-        n = self.cfg.n_points
-        nb = self.located_neighbours(f, cell, grid).flatten(1, 2)              # (B, N·K, 2)
-        into = F.one_hot(self.nb_index.flatten(), n).T.to(own.dtype)           # (N, N·K): who says what of whom
-        return (own + into @ nb) / (1 + into.sum(1))[:, None]
 
     @staticmethod
     def _neighbours(cell: torch.Tensor, gh: int, gw: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -307,16 +273,14 @@ class PIPNet(nn.Module):
     def predict_with_confidence(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Points (B, N, 2) in input pixels and a per-face confidence: the mean over landmarks of
         the probability mass in the chosen 3×3 cells (near 1 = sure, low = not a face / occluded)."""
-        f = self.features(x)
-        scores, offsets = self.heads(f)
+        scores, offsets = self.raw(x)
         gh, gw = x.shape[-2] // self.cfg.grid_stride, x.shape[-1] // self.cfg.grid_stride
-        grid, best = self._grid(gh, gw, x.device), scores.argmax(-1)
-        pred = self.vote(self.decode(scores, offsets, grid, gh, gw), f, best, grid) * self.cfg.grid_stride - 0.5
-        idx, valid = self._neighbours(best, gh, gw)
+        pred = self.decode(scores, offsets, self._grid(gh, gw, x.device), gh, gw) * self.cfg.grid_stride - 0.5
+        idx, valid = self._neighbours(scores.argmax(-1), gh, gw)
         mass = (scores.softmax(-1).gather(-1, idx) * valid).sum(-1)       # (B, N)
         return pred, mass.mean(-1)
 
-    def _loss(self, scores, offsets, grid, target_cells, gh, gw, f=None) -> torch.Tensor:
+    def _loss(self, scores, offsets, grid, target_cells, gh, gw) -> torch.Tensor:
         t = target_cells                                                   # (B, N, 2) in cells
         cx = t[..., 0].floor().clamp(0, gw - 1).long()
         cy = t[..., 1].floor().clamp(0, gh - 1).long()
@@ -326,17 +290,7 @@ class PIPNet(nn.Module):
         off = offsets.gather(2, idx[..., None].expand(-1, -1, -1, 2))      # (B, N, 9, 2)
         want = t[:, :, None, :] - grid[idx]                                # offset from each neighbour
         reg = ((off - want).abs().sum(-1) * valid).sum() / valid.sum().clamp_min(1)
-        if self.cfg.neighbours and f is not None:   # from the true cell, as PIPNet trains it
-            nb = self.located_neighbours(f, cell, grid)                        # (B, N, K, 2)
-            reg = reg + (nb - t[:, self.nb_index]).abs().sum(-1).mean()
         return cls + self.cfg.offset_weight * reg
-
-
-def nearest_landmarks(mean_shape: torch.Tensor, k: int) -> torch.Tensor:
-    """(N, 2) mean shape → (N, K) indices of each landmark's K nearest other landmarks."""
-    d = torch.cdist(mean_shape, mean_shape)
-    d.fill_diagonal_(float("inf"))
-    return d.topk(k, largest=False).indices
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

@@ -20,7 +20,7 @@ from fkd.data import PatchDataset, find_300w, find_imm, split_300w, split_imm
 from fkd.geometry import CropSpec, box_side, landmark_box
 from fkd.layouts import IMM_NOSE_INDEX, LAYOUTS
 from fkd.metrics import point_nme, summary
-from fkd.models import ModelConfig, build_model, nearest_landmarks
+from fkd.models import ModelConfig, build_model
 from fkd.transforms import EvalPreset, TrainPreset
 from fkd.weights import save_weights
 
@@ -73,22 +73,6 @@ RECIPES["ibug68_ctx"] = dataclasses.replace(
 RECIPES["ibug68_slim"] = dataclasses.replace(
     RECIPES["ibug68"], name="ibug68_slim", part="Part 3+: 68 points, grid + offset heads on MobileNetV3 (to stride 16), 160², 128-wide head",
     model=dataclasses.replace(RECIPES["ibug68"].model, mix_width=128), epochs=120)
-
-# experiment: PIPNet's neighbour regression (each landmark's cell also locates its 10 nearest landmarks)
-RECIPES["ibug68_nrm"] = dataclasses.replace(
-    RECIPES["ibug68"], name="ibug68_nrm", part="Part 3+: 68 points, grid + offset + neighbour heads on MobileNetV3 (to stride 16), 160²",
-    model=dataclasses.replace(RECIPES["ibug68"].model, neighbours=10), epochs=100)
-RECIPES["ibug68_nrm_wd"] = dataclasses.replace(RECIPES["ibug68_nrm"], name="ibug68_nrm_wd", weight_decay=0.05)
-
-
-def mean_shape(records, point_index=None) -> torch.Tensor:
-    """(N, 2) mean of the points, each face scaled into its landmark box (side 1, centred on 0)."""
-    shapes = []
-    for r in records:
-        pts = r.points if point_index is None else r.points[point_index]
-        b = landmark_box(pts)
-        shapes.append((pts - (b[:2] + b[2:]) / 2) / box_side(b))
-    return torch.from_numpy(np.mean(shapes, 0)).float()
 
 
 def imm_crop(records) -> CropSpec:
@@ -179,8 +163,6 @@ def run(args) -> dict:
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=64)
 
     model = build_model(recipe.model)
-    if getattr(model, "nb_index", None) is not None:
-        model.nb_index.copy_(nearest_landmarks(mean_shape(train_recs, recipe.point_index), recipe.model.neighbours))
     if getattr(args, "init", None):  # fine-tune: start from trained weights of the same architecture
         from fkd.weights import load_model
         init_model, init_card = load_model(args.init)

@@ -1,20 +1,18 @@
 import pytest
 import torch
 
-from fkd.models import ModelConfig, PIPNet, build_model, nearest_landmarks
+from fkd.models import ModelConfig, PIPNet, build_model
 
 CONFIGS = [ModelConfig("nose_cnn", 1, 1, 80, 60, loss="mse"), ModelConfig("imm_cnn", 58, 1, 240, 180, loss="mse"),
            ModelConfig("resnet18", 68, 3, 128, 128, width=16), ModelConfig("resnet18", 68, 3, 128, 128, width=16, blurpool=True),
            ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=16), ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=8),
            ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=8, upsample="bilinear", mix_kernel=5, offset_weight=2.0),
            ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=8, upsample="bilinear", context=False),
-           ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=8, upsample="bilinear", context=False, mix_width=64),
-           ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=8, upsample="bilinear", context=False, neighbours=4)]
+           ModelConfig("pipnet", 68, 3, 128, 128, grid_stride=8, upsample="bilinear", context=False, mix_width=64)]
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.arch + ("_blur" if c.blurpool else "") +
                          (f"_s{c.grid_stride}_{c.upsample}" + ("" if c.context else "_nocontext") + f"_w{c.mix_width}"
-                          + f"_nb{c.neighbours}"
                           if c.arch == "pipnet" else ""))
 def test_output_shapes_and_loss(cfg):
     m = build_model(cfg)
@@ -58,44 +56,6 @@ def test_pipnet_decode_recovers_a_point_from_perfect_maps():
         offsets[0, n] = cells[0, n] - grid                      # every cell points at the target
     pred = m.decode(scores, offsets, grid, gh, gw) * 16 - 0.5
     assert torch.allclose(pred, target, atol=1e-3)
-
-
-def test_nearest_landmarks_excludes_itself():
-    shape = torch.tensor([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [10.0, 0.0]])
-    nb = nearest_landmarks(shape, 2)
-    assert nb.tolist() == [[1, 2], [0, 2], [1, 0], [2, 1]]
-
-
-def test_neighbour_vote_averages_what_each_cell_says_of_each_landmark():
-    """With neighbours on, a landmark's point is the mean of its own estimate and of the estimates
-    made from the cells of the landmarks that count it among their neighbours."""
-    torch.manual_seed(0)
-    cfg = ModelConfig("pipnet", 3, 3, 64, 64, grid_stride=8, context=False, mix_width=16, neighbours=1)
-    m = PIPNet(cfg).eval()
-    m.nb_index.copy_(torch.tensor([[1], [0], [1]]))          # 0 locates 1, 1 locates 0, 2 locates 1
-    grid = m._grid(8, 8, "cpu")
-    f = torch.randn(1, 16, 8, 8)
-    cell = torch.tensor([[3, 20, 40]])
-    own = torch.tensor([[[1.0, 1.0], [2.0, 2.0], [5.0, 5.0]]])
-    said = m.located_neighbours(f, cell, grid)[0, :, 0]       # (3, 2): what 0, 1, 2 say of 1, 0, 1
-    voted = m.vote(own, f, cell, grid)[0]
-    assert torch.allclose(voted[0], (own[0, 0] + said[1]) / 2)
-    assert torch.allclose(voted[1], (own[0, 1] + said[0] + said[2]) / 3)
-    assert torch.allclose(voted[2], own[0, 2])               # nobody locates landmark 2
-    # without neighbours the own estimate is returned untouched
-    plain = PIPNet(ModelConfig("pipnet", 3, 3, 64, 64, grid_stride=8, context=False, mix_width=16))
-    assert plain.vote(own, f, cell, grid) is own
-
-
-def test_neighbour_index_survives_save_and_load(tmp_path):
-    from fkd.weights import load_model, save_weights
-
-    cfg = ModelConfig("pipnet", 5, 3, 64, 64, grid_stride=8, context=False, mix_width=16, neighbours=2)
-    m = PIPNet(cfg)
-    m.nb_index.copy_(nearest_landmarks(torch.randn(5, 2), 2))
-    save_weights(tmp_path / "m", m, {"name": "m", "layout": "ibug68", "config": cfg.to_dict()})
-    back, _ = load_model(tmp_path / "m")
-    assert torch.equal(back.nb_index, m.nb_index)
 
 
 def test_a_few_steps_reduce_the_loss():
