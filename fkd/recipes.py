@@ -166,8 +166,8 @@ def run(args) -> dict:
     if getattr(args, "init", None):  # fine-tune: start from trained weights of the same architecture
         from fkd.weights import load_model
         init_model, init_card = load_model(args.init)
-        # compare through ModelConfig: cards written before a config key existed get its default
-        if ModelConfig.from_dict(init_card["config"]) != recipe.model:
+        # the config load_model parsed (a key older cards lack takes its default), not the card's raw dict
+        if init_model.cfg != recipe.model:
             raise SystemExit(f"error: {args.init} is a {init_card['config']['arch']} model, not this recipe's")
         model.load_state_dict(init_model.state_dict())
         if d.master:
