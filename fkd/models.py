@@ -35,7 +35,6 @@ class ModelConfig:
     offset_weight: float = 1.0  # pipnet: weight of the offset L1 against the cell cross-entropy
     context: bool = True        # pipnet: merge the stride-32 stage (False: ~30 % less time per face, less context)
     mix_width: int = 192        # pipnet: channels the head reads (its 1×1 convs are the costliest layers at stride 8)
-    cell_sigma: float = 0.0     # pipnet: 0 = one-hot cell labels; > 0 = Gaussian labels over the 3×3 cells (in cells)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -281,26 +280,13 @@ class PIPNet(nn.Module):
         mass = (scores.softmax(-1).gather(-1, idx) * valid).sum(-1)       # (B, N)
         return pred, mass.mean(-1)
 
-    def _soft_labels(self, t, grid, idx, valid, n_cells: int) -> torch.Tensor:
-        """Gaussian cell labels over the true cell's 3×3 neighbourhood: a point near a cell border
-        gets its mass split between the two cells, so the decode's probability-weighted vote of
-        their offsets is what training asked for rather than a coin flip between one-hot cells."""
-        d2 = ((grid[idx] + 0.5 - t[:, :, None, :]) ** 2).sum(-1)          # (B, N, 9) to cell centres
-        w = torch.exp(-d2 / (2 * self.cfg.cell_sigma ** 2)) * valid
-        w = w / w.sum(-1, keepdim=True)
-        return torch.zeros(*t.shape[:2], n_cells, device=t.device).scatter_add_(-1, idx, w)
-
     def _loss(self, scores, offsets, grid, target_cells, gh, gw) -> torch.Tensor:
         t = target_cells                                                   # (B, N, 2) in cells
         cx = t[..., 0].floor().clamp(0, gw - 1).long()
         cy = t[..., 1].floor().clamp(0, gh - 1).long()
         cell = cy * gw + cx                                                # (B, N)
+        cls = F.cross_entropy(scores.reshape(-1, scores.shape[-1]), cell.reshape(-1))
         idx, valid = self._neighbours(cell, gh, gw)
-        if self.cfg.cell_sigma > 0:
-            cls = F.cross_entropy(scores.reshape(-1, scores.shape[-1]),
-                                  self._soft_labels(t, grid, idx, valid, scores.shape[-1]).reshape(-1, scores.shape[-1]))
-        else:
-            cls = F.cross_entropy(scores.reshape(-1, scores.shape[-1]), cell.reshape(-1))
         off = offsets.gather(2, idx[..., None].expand(-1, -1, -1, 2))      # (B, N, 9, 2)
         want = t[:, :, None, :] - grid[idx]                                # offset from each neighbour
         reg = ((off - want).abs().sum(-1) * valid).sum() / valid.sum().clamp_min(1)

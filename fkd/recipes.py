@@ -77,9 +77,6 @@ RECIPES["ibug68_slim"] = dataclasses.replace(
 # experiment: a tighter crop (1.2 landmark-box sides instead of 1.3): ~8 % more pixels per face
 RECIPES["ibug68_c12"] = dataclasses.replace(
     RECIPES["ibug68"], name="ibug68_c12", crop=CropSpec(w=1.2, h=1.2))
-# experiment: the tighter crop + Gaussian cell labels (sigma half a cell)
-RECIPES["ibug68_c12s"] = dataclasses.replace(
-    RECIPES["ibug68_c12"], name="ibug68_c12s", model=dataclasses.replace(RECIPES["ibug68"].model, cell_sigma=0.5))
 
 
 def imm_crop(records) -> CropSpec:

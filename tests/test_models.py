@@ -94,31 +94,3 @@ def test_pipnet_offset_weight_scales_only_the_offset_term():
         losses.append(float(m(x, t)[1]))
     cls, one, two = losses
     assert one > cls > 0 and two - one == pytest.approx(one - cls, rel=1e-4)
-
-
-def test_pipnet_soft_cell_labels_split_mass_by_distance():
-    m = PIPNet(ModelConfig("pipnet", 3, 3, 64, 64, grid_stride=8, cell_sigma=0.5))
-    gh = gw = 8
-    grid = m._grid(gh, gw, "cpu")
-    # in cells: on the border of cells (2,3) and (3,3); at the centre of cell (5,1); in the corner cell (0,0)
-    t = torch.tensor([[[3.0, 3.5], [5.5, 1.5], [0.2, 0.2]]])
-    cell = t[..., 1].floor().long() * gw + t[..., 0].floor().long()
-    idx, valid = m._neighbours(cell, gh, gw)
-    lab = m._soft_labels(t, grid, idx, valid, gh * gw)[0]
-    assert torch.allclose(lab.sum(-1), torch.ones(3))
-    assert lab[0, 3 * gw + 2] == pytest.approx(float(lab[0, 3 * gw + 3]))           # a border point: half and half
-    assert lab[0].argmax() in (3 * gw + 2, 3 * gw + 3)
-    assert lab[1].argmax() == 1 * gw + 5 and lab[1, 1 * gw + 4] == pytest.approx(float(lab[1, 1 * gw + 6]))
-    assert lab[2].argmax() == 0 and lab[2].nonzero().numel() == 4                    # no mass off the grid
-    # cell_sigma changes the cell term only: the offset term is the same L1 with either labels
-    torch.manual_seed(0)
-    x, pts = torch.randn(1, 3, 64, 64), t * 8 - 0.5
-    ref = PIPNet(ModelConfig("pipnet", 3, 3, 64, 64, grid_stride=8)).eval()
-    losses = {}
-    for sigma in (0.0, 0.5):
-        for w in (0.0, 1.0):
-            net = PIPNet(ModelConfig("pipnet", 3, 3, 64, 64, grid_stride=8, offset_weight=w, cell_sigma=sigma)).eval()
-            net.load_state_dict(ref.state_dict())
-            losses[sigma, w] = float(net(x, pts)[1])
-    assert losses[0.5, 0.0] != pytest.approx(losses[0.0, 0.0])
-    assert losses[0.5, 1.0] - losses[0.5, 0.0] == pytest.approx(losses[0.0, 1.0] - losses[0.0, 0.0], rel=1e-4)
