@@ -74,10 +74,6 @@ RECIPES["ibug68_slim"] = dataclasses.replace(
     RECIPES["ibug68"], name="ibug68_slim", part="Part 3+: 68 points, grid + offset heads on MobileNetV3 (to stride 16), 160², 128-wide head",
     model=dataclasses.replace(RECIPES["ibug68"].model, mix_width=128), epochs=120)
 
-# experiment: a tighter crop (1.2 landmark-box sides instead of 1.3): ~8 % more pixels per face
-RECIPES["ibug68_c12"] = dataclasses.replace(
-    RECIPES["ibug68"], name="ibug68_c12", crop=CropSpec(w=1.2, h=1.2))
-
 
 def imm_crop(records) -> CropSpec:
     """The IMM models see the whole photo (seeds' recipe): express it relative to the landmark box,
