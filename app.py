@@ -5,9 +5,9 @@
 Named endpoints for scripts (gradio_client):
     from gradio_client import Client, handle_file
     c = Client("http://127.0.0.1:7860")
-    image, result = c.predict(handle_file("me.jpg"), "auto", "ibug68", api_name="/keypoints")
+    image, result = c.predict(handle_file("me.jpg"), "auto", "ibug68_kd", api_name="/keypoints")
     video = c.predict(handle_file("a.jpg"), handle_file("b.jpg"), 48, 24, api_name="/morph")
-    grid = c.predict("ibug68", api_name="/filters")
+    grid = c.predict("ibug68_kd", api_name="/filters")
 
 Runs offline on weights/ (the landmark models and the MediaPipe face detector ship there) and
 never imports training code. Landmarkers load lazily, once per model, and are only read from;
@@ -37,7 +37,7 @@ from PIL import Image, UnidentifiedImageError
 from fkd import morph, viz
 from fkd.data import write_pts
 from fkd.io import ImageError, load_image, load_image_sized
-from fkd.landmarker import MODELS, Face, Landmarker, WeightsError, check_box
+from fkd.landmarker import DEFAULT_MODEL, MODELS, Face, Landmarker, WeightsError, check_box
 from fkd.models import first_conv
 from fkd.smoothing import PointSmoother, strength_to_cutoff
 from fkd.weights import WEIGHTS_DIR, read_card
@@ -52,7 +52,7 @@ TORCH_THREADS = int(os.environ.get("FKD_TORCH_THREADS", "1"))  # per request; re
 DISPLAY_SIDE = 1280          # annotated photos bigger than this are shrunk for the browser (JSON stays full size)
 ANNOTATOR_SIDE = 1024        # the box-drawing canvas
 MORPH_SIZE = 512             # morph frames are MORPH_SIZE² (even: h264 wants even sizes)
-MORPH_MODEL = "ibug68"       # morphing needs the 68-point layout (eyes, mouth corners)
+MORPH_MODEL = DEFAULT_MODEL  # morphing needs the 68-point layout (eyes, mouth corners)
 PHOTO_FLIP_TEST = True       # photos: average with a mirrored pass (a few ms more per face, ~0.1 % NME less); webcam: one pass
 # per-request folders for downloads and result images, inside Gradio's temp dir (GRADIO_TEMP_DIR)
 TMP_ROOT = Path(gr.utils.get_upload_folder()) / f"fkd_app_{os.getpid()}"
@@ -259,7 +259,7 @@ def parse_boxes(text: str | None) -> list[list[float]] | None:
 
 
 @user_errors
-def keypoints_api(image: str | None, box_mode: str = "auto", model: str = "ibug68", boxes: str = ""):
+def keypoints_api(image: str | None, box_mode: str = "auto", model: str = DEFAULT_MODEL, boxes: str = ""):
     """Keypoints of every face (box_mode "auto": MediaPipe finds them) or of the given boxes ("draw":
     `boxes` = JSON [[x0, y0, x1, y1], ...] in image pixels). Returns the annotated image and the JSON."""
     given = parse_boxes(boxes) if box_mode == "draw" else None
@@ -316,7 +316,7 @@ def create_keypoints_tab(ui_fn, api_fn, annotator_fn, examples: list[str]):
             annotation = image_annotator(label="Drag to draw one box per face", visible=False, sources=[],
                                          label_list=["face"], label_colors=[(0, 160, 140)], image_type="numpy",
                                          use_default_label=True, show_clear_button=False, height=420)
-            model = gr.Dropdown(model_choices(), value="ibug68", label="Model")
+            model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model")
             with gr.Row():
                 numbers = gr.Checkbox(value=True, label="point numbers")
                 contours = gr.Checkbox(value=True, label="connecting contours")
@@ -330,7 +330,7 @@ def create_keypoints_tab(ui_fn, api_fn, annotator_fn, examples: list[str]):
                 table = gr.Dataframe(headers=["face", "point", "x", "y"], datatype=["number"] * 4, interactive=False,
                                      max_height=300, label="Points (original-image pixels, 0-based)")
                 result = gr.JSON(label="Keypoints JSON")
-    gr.Examples([[p, "auto", "ibug68", True, True] for p in examples], [image, box_mode, model, numbers, contours],
+    gr.Examples([[p, "auto", DEFAULT_MODEL, True, True] for p in examples], [image, box_mode, model, numbers, contours],
                 [out, summary, table, files, result], fn=ui_fn, run_on_click=True, cache_examples=False,
                 visible_columns=[0], label="Examples (click one)")
 
@@ -400,7 +400,7 @@ def create_live_tab(fn):
         cam = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy", height=360)
         out = ResultImage(label="Keypoints", type="numpy", interactive=False, height=360)
     with gr.Row():
-        model = gr.Dropdown(model_choices(), value="ibug68", label="Model")
+        model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model")
         strength = gr.Slider(0, 1, value=0.5, step=0.05, label="Smoothing (0 = raw)")
         contours = gr.Checkbox(value=True, label="connecting contours")
     fps = gr.Markdown(elem_id="live-status")
@@ -441,7 +441,7 @@ def _describe(conv: torch.nn.Conv2d) -> str:
 
 
 @user_errors
-def filters_api(model: str = "ibug68"):
+def filters_api(model: str = DEFAULT_MODEL):
     """The learned first-layer convolution filters of `model` as an image grid."""
     return kernel_grid(first_conv(get_landmarker(model).model).weight.detach().numpy(), cell=48)
 
@@ -463,7 +463,7 @@ def model_input(lm: Landmarker, rgb: np.ndarray, box: np.ndarray) -> tuple[np.nd
 
 
 @user_errors
-def feature_maps_api(image: str | None, model: str = "ibug68"):
+def feature_maps_api(image: str | None, model: str = DEFAULT_MODEL):
     """First-layer feature maps of `model` on the input crop of the first (left-most) face in `image`."""
     return feature_maps(image, model)[1]
 
@@ -493,7 +493,7 @@ def feature_maps(image, model) -> tuple[np.ndarray, np.ndarray]:
 def create_filters_tab(filters_fn, filters_api_fn, maps_fn, maps_api_fn, examples: list[str]):
     gr.Markdown("What the network learned to look for first: each small tile is one convolution filter "
                 "(bright = positive weights). Below, the first layer's responses to a face from your photo.")
-    model = gr.Dropdown(model_choices(), value="ibug68", label="Model")
+    model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model")
     info = gr.Markdown()
     with gr.Row():
         conv1 = ResultImage(label="Layer 1 filters", type="numpy", interactive=False, height=300)
@@ -628,7 +628,7 @@ def _png(name: str) -> np.ndarray | None:
 def create_training_tab(fn):
     gr.Markdown("How each model was trained, read from its model card (weights/*.json) and the report "
                 "pictures written at the end of training (weights/reports/).")
-    model = gr.Dropdown(model_choices(), value="ibug68", label="Model")
+    model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model")
     with gr.Row(equal_height=False):
         summary = gr.Markdown()
         curves = ResultImage(label="Loss curves", type="numpy", interactive=False, height=320)

@@ -2,7 +2,7 @@
 
     python bench/accuracy.py [--data ../shared/data] [--models ibug68 ibug68_ctx ...] [--rounds 3]
 
-Writes bench/accuracy_report.md (+ bench/ced.png, bench/point_error_ibug68.png) with: NME mean /
+Writes bench/accuracy_report.md (+ bench/ced.png, bench/point_error_<first model>.png) with: NME mean /
 median, FR@8 %, AUC@8 % and faces not found for both box protocols (landmark box, MediaPipe +
 calibration), ms per face at 1 and 2 threads, webcam-frame rate, and file sizes.
 """

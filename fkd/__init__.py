@@ -3,7 +3,7 @@
 The public surface is small on purpose:
 
     import fkd
-    lm = fkd.Landmarker("ibug68")          # weights from weights/, detector shipped in weights/
+    lm = fkd.Landmarker()                  # weights from weights/, detector shipped in weights/
     faces = lm.predict("photo.jpg")        # list[Face]: box, score, keypoints (original pixels)
 """
 from fkd.io import ImageError, load_image

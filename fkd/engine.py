@@ -84,8 +84,10 @@ def cosine_lr(step: int, total: int, base: float, warmup: int = 200, floor: floa
 # loops
 
 def train_one_epoch(model, optimizer, loader, device, *, step: int, total_steps: int, base_lr: float,
-                    ema: EMA | None = None, raw_model=None, epoch: int = 0, progress: bool = True) -> tuple[float, int]:
-    """One pass over `loader`. Returns (mean loss, global step). A non-finite loss stops the run."""
+                    ema: EMA | None = None, raw_model=None, epoch: int = 0, progress: bool = True,
+                    teacher=None) -> tuple[float, int]:
+    """One pass over `loader`. Returns (mean loss, global step). A non-finite loss stops the run.
+    `teacher(x)` (fkd/distil.py), if given, answers each batch and the model's loss learns from it too."""
     model.train()
     losses = []
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress, mininterval=5)
@@ -95,7 +97,7 @@ def train_one_epoch(model, optimizer, loader, device, *, step: int, total_steps:
             g["lr"] = lr
         x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         y = y.to(device, non_blocking=True)
-        _, loss = model(x, y)
+        _, loss = model(x, y) if teacher is None else model(x, y, teacher(x))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step}: stopping (lower the learning rate?)")
         optimizer.zero_grad(set_to_none=True)

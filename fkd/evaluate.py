@@ -1,6 +1,6 @@
 """Score a model on any folder of labelled faces, in the field's metrics and the course's.
 
-    python -m fkd.evaluate DIR [--model ibug68] [--box detector|landmarks] [--flip-test]
+    python -m fkd.evaluate DIR [--model ibug68_kd] [--box detector|landmarks] [--flip-test]
                            [--ced ced.png] [--export-csv preds.csv] [--pts OUT_DIR] [--json metrics.json]
 
 DIR holds images with 300-W `.pts` (or a dlib XML, or IMM `.asf`). NME is normalised by the outer
@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from fkd.landmarker import DEFAULT_MODEL
+
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", help="folder of images with .pts / .asf / dlib XML")
-    p.add_argument("--model", default="ibug68")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--box", choices=("detector", "landmarks"), default="detector")
     p.add_argument("--flip-test", action="store_true", help="average with a mirrored pass")
     p.add_argument("--ced", help="write the CED plot PNG here (default: none)")

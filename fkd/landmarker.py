@@ -1,6 +1,6 @@
 """`Landmarker`: any image in, every face's box, score and keypoints out, in original-image pixels.
 
-    lm = Landmarker("ibug68")
+    lm = Landmarker()
     for face in lm.predict("group.jpg"):               # MediaPipe finds the faces
         print(face.box, face.score, face.keypoints.shape)
     lm.predict(img, boxes=[(x0, y0, x1, y1)])          # a box drawn by a person: no detector
@@ -22,12 +22,15 @@ from fkd.io import ImageError, ImageLike, load_image_sized
 from fkd.layouts import LAYOUTS
 from fkd.weights import WeightsError, load_model, resolve
 
-MODELS = {"ibug68": "300-W 68 points (Part 3, default)", "ibug68_ctx": "300-W 68 points, with stride-32 context (slower)",
+MODELS = {"ibug68_kd": "300-W 68 points, distilled (Part 3, default)",
+          "ibug68": "300-W 68 points, from scratch (the distilled model's start)", "ibug68_ctx": "300-W 68 points, with stride-32 context (slower)",
           "ibug68_slim": "300-W 68 points, slim head (fastest)",
           "ibug68_resnet18": "300-W 68 points, ResNet18 baseline",
           "imm58": "IMM 58 points (Part 2)", "nose": "nose tip (Part 1)"}
 
-__all__ = ["Face", "Landmarker", "WeightsError", "ImageError", "MODELS"]
+DEFAULT_MODEL = "ibug68_kd"  # the first of MODELS: what the CLI, the app and Landmarker() use
+
+__all__ = ["Face", "Landmarker", "WeightsError", "ImageError", "MODELS", "DEFAULT_MODEL"]
 
 
 @dataclass
@@ -46,7 +49,7 @@ class Face:
 class Landmarker:
     """Loads a landmark model (weights/<model>.safetensors + card) and, lazily, the face detector."""
 
-    def __init__(self, model: str | Path = "ibug68", detector: str = "mediapipe", device: str = "cpu",
+    def __init__(self, model: str | Path = DEFAULT_MODEL, detector: str = "mediapipe", device: str = "cpu",
                  flip_test: bool = False, min_score: float = 0.5, backend: str = "auto", threads: int | None = None,
                  min_confidence: float = 0.8):
         """backend: "onnx" (ONNX Runtime, fastest on CPU), "torch", or "auto" (onnx when installed

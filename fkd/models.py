@@ -8,6 +8,7 @@ so one training loop, one evaluation and one Landmarker serve them all.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -174,6 +175,13 @@ def _resnet18(width: int, n_out: int) -> ResNet:
     return net
 
 
+class Soft(NamedTuple):
+    """A teacher's answer for a batch (fkd/distil.py): what PIPNet's loss learns from beside the labels."""
+    probs: torch.Tensor     # (B, N, G) cell probabilities
+    points: torch.Tensor    # (B, N, 2) input pixels
+    weight: float           # 0–1: share of the loss that follows the teacher instead of the labels
+
+
 class PIPNet(nn.Module):
     """Grid classification + in-cell offsets (PIPNet-style) on a MobileNetV3-Large trunk.
 
@@ -241,7 +249,8 @@ class PIPNet(nn.Module):
         ys, xs = torch.meshgrid(torch.arange(gh, device=device), torch.arange(gw, device=device), indexing="ij")
         return torch.stack([xs, ys], -1).reshape(-1, 2).float()  # (G, 2) cell corners, in cells
 
-    def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None, soft: Soft | None = None):
+        """`soft`: a teacher's cell probabilities and points (fkd/distil.py) mixed into the loss."""
         scores, offsets = self.raw(x)
         gh, gw = x.shape[-2] // self.cfg.grid_stride, x.shape[-1] // self.cfg.grid_stride
         grid = self._grid(gh, gw, x.device)
@@ -250,6 +259,11 @@ class PIPNet(nn.Module):
         loss = None
         if targets is not None:
             loss = self._loss(scores, offsets, grid, (targets + 0.5) / s, gh, gw)
+            if soft is not None:
+                # the teacher's cell distribution (KL) and its points (offsets), like the labels' loss
+                kl = (soft.probs * (soft.probs.clamp_min(1e-8).log() - scores.log_softmax(-1))).sum(-1).mean()
+                kd = kl + self.cfg.offset_weight * self._offset_l1(offsets, grid, (soft.points + 0.5) / s, gh, gw)
+                loss = (1 - soft.weight) * loss + soft.weight * kd
         return pred, loss
 
     @staticmethod
@@ -280,17 +294,23 @@ class PIPNet(nn.Module):
         mass = (scores.softmax(-1).gather(-1, idx) * valid).sum(-1)       # (B, N)
         return pred, mass.mean(-1)
 
-    def _loss(self, scores, offsets, grid, target_cells, gh, gw) -> torch.Tensor:
-        t = target_cells                                                   # (B, N, 2) in cells
-        cx = t[..., 0].floor().clamp(0, gw - 1).long()
-        cy = t[..., 1].floor().clamp(0, gh - 1).long()
-        cell = cy * gw + cx                                                # (B, N)
-        cls = F.cross_entropy(scores.reshape(-1, scores.shape[-1]), cell.reshape(-1))
-        idx, valid = self._neighbours(cell, gh, gw)
+    @staticmethod
+    def _cell_of(target_cells: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
+        cx = target_cells[..., 0].floor().clamp(0, gw - 1).long()
+        cy = target_cells[..., 1].floor().clamp(0, gh - 1).long()
+        return cy * gw + cx                                                # (B, N) flat index
+
+    def _offset_l1(self, offsets, grid, target_cells, gh, gw) -> torch.Tensor:
+        """L1 of the offsets of the target's cell and its 3×3 neighbours (B, N, 2 targets in cells)."""
+        idx, valid = self._neighbours(self._cell_of(target_cells, gh, gw), gh, gw)
         off = offsets.gather(2, idx[..., None].expand(-1, -1, -1, 2))      # (B, N, 9, 2)
-        want = t[:, :, None, :] - grid[idx]                                # offset from each neighbour
-        reg = ((off - want).abs().sum(-1) * valid).sum() / valid.sum().clamp_min(1)
-        return cls + self.cfg.offset_weight * reg
+        want = target_cells[:, :, None, :] - grid[idx]                     # offset from each neighbour
+        return ((off - want).abs().sum(-1) * valid).sum() / valid.sum().clamp_min(1)
+
+    def _loss(self, scores, offsets, grid, target_cells, gh, gw) -> torch.Tensor:
+        cell = self._cell_of(target_cells, gh, gw)
+        cls = F.cross_entropy(scores.reshape(-1, scores.shape[-1]), cell.reshape(-1))
+        return cls + self.cfg.offset_weight * self._offset_l1(offsets, grid, target_cells, gh, gw)
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

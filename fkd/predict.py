@@ -1,6 +1,6 @@
 """Keypoints for photos from the command line.
 
-    python -m fkd.predict photo.jpg [more.jpg ...] [--model ibug68|ibug68_resnet18|imm58|nose]
+    python -m fkd.predict photo.jpg [more.jpg ...] [--model ibug68_kd|ibug68|ibug68_resnet18|imm58|nose]
                           [--box x0,y0,x1,y1] [--json out.json] [--draw out_dir]
 
 Prints (or writes) JSON: [{"image": path, "faces": [{"box": [...], "score": s, "confidence": c,
@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from fkd.landmarker import MODELS
+from fkd.landmarker import DEFAULT_MODEL, MODELS
 
 
 def parse_box(text: str) -> list[float]:
@@ -30,7 +30,7 @@ def parse_box(text: str) -> list[float]:
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--model", default="ibug68", help=f"one of {sorted(MODELS)} or a weights path")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {sorted(MODELS)} or a weights path")
     p.add_argument("--box", type=parse_box, action="append", help="face box x0,y0,x1,y1 (repeatable); skips the detector")
     p.add_argument("--box-kind", choices=("face", "landmarks"), default="face",
                    help="face: a loose box around the face (like a detector's); landmarks: the tight landmark box")

@@ -43,6 +43,9 @@ class Recipe:
     aug: dict = field(default_factory=dict)
     point_index: list[int] | None = None
     eval_every: int = 1             # validate every N epochs (and always after the last)
+    init: str | None = None         # start from these weights (fine-tune); --init overrides
+    teachers: tuple[str, ...] = ()  # distil from these weights (fkd/distil.py), averaged with their mirror
+    distil: float = 0.0             # share of the loss that follows the teachers instead of the labels
 
 
 RECIPES = {
@@ -73,6 +76,11 @@ RECIPES["ibug68_ctx"] = dataclasses.replace(
 RECIPES["ibug68_slim"] = dataclasses.replace(
     RECIPES["ibug68"], name="ibug68_slim", part="Part 3+: 68 points, grid + offset heads on MobileNetV3 (to stride 16), 160², 128-wide head",
     model=dataclasses.replace(RECIPES["ibug68"].model, mix_width=128), epochs=120)
+# `ibug68` fine-tuned 25 epochs on the labels and, half and half, on the answers of the three models
+# above averaged over each image and its mirror (six passes per face in training, one in use)
+RECIPES["ibug68_kd"] = dataclasses.replace(
+    RECIPES["ibug68"], name="ibug68_kd", part="Part 3+: 68 points, `ibug68` distilled from the flip-averaged ibug68 + _ctx + _slim",
+    init="ibug68", teachers=("ibug68", "ibug68_ctx", "ibug68_slim"), distil=0.5, epochs=25, lr=3e-4)
 
 
 def imm_crop(records) -> CropSpec:
@@ -163,15 +171,25 @@ def run(args) -> dict:
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=64)
 
     model = build_model(recipe.model)
-    if getattr(args, "init", None):  # fine-tune: start from trained weights of the same architecture
+    init = getattr(args, "init", None) or recipe.init
+    if init:  # fine-tune: start from trained weights of the same architecture
         from fkd.weights import load_model
-        init_model, init_card = load_model(args.init)
+        init_model, init_card = load_model(init)
         # the config load_model parsed (a key older cards lack takes its default), not the card's raw dict
         if init_model.cfg != recipe.model:
-            raise SystemExit(f"error: {args.init} is a {init_card['config']['arch']} model, not this recipe's")
+            raise SystemExit(f"error: {init} is a {init_card['config']['arch']} model, not this recipe's")
         model.load_state_dict(init_model.state_dict())
         if d.master:
-            print(f"starting from {args.init}")
+            print(f"starting from {init}")
+    teacher = None
+    if recipe.teachers:
+        from fkd.distil import FlipEnsemble
+        teacher = FlipEnsemble.load(list(recipe.teachers), LAYOUTS[recipe.layout].flip, recipe.distil)
+        if recipe.model.arch != "pipnet" or teacher.models[0].cfg.grid_stride != recipe.model.grid_stride:
+            raise SystemExit(f"error: {recipe.name}: distillation needs a pipnet student on its teachers' grid")
+        teacher.models = [m.to(device) for m in teacher.models]
+        if d.master:
+            print(f"distilling from {', '.join(recipe.teachers)} (flip-averaged), weight {recipe.distil}")
     model = model.to(device).to(memory_format=torch.channels_last)
     raw_model = model
     if d.world > 1:
@@ -200,7 +218,7 @@ def run(args) -> dict:
             sampler.set_epoch(epoch)
         loss, step = engine.train_one_epoch(model, optimizer, train_loader, device, step=step, total_steps=total,
                                             base_lr=recipe.lr, ema=ema, raw_model=raw_model, epoch=epoch,
-                                            progress=d.master and not args.quiet)
+                                            progress=d.master and not args.quiet, teacher=teacher)
         elapsed += time.time() - t_ep
         if d.master:
             row = {"epoch": epoch, "train_loss": round(loss, 6), "elapsed_s": round(elapsed, 1)}
@@ -241,7 +259,8 @@ def run(args) -> dict:
         "training": {"data": str(sub.name), "train_faces": len(train_set), "val_faces": len(val_set),
                      "split": "persons 1-32 train / 33-40 val" if recipe.data == "imm" else "fkd/splits/300w_val.txt",
                      "epochs": recipe.epochs, "batch": recipe.batch, "lr": recipe.lr, "optimizer": recipe.optimizer,
-                     "ema": recipe.ema, "weights": which, "init": getattr(args, "init", None), "aug": recipe.aug, "wall_time_s": round(elapsed, 1), "device": str(device),
+                     "ema": recipe.ema, "weights": which, "init": str(init) if init else None,
+                     "teachers": list(recipe.teachers), "distil": recipe.distil, "aug": recipe.aug, "wall_time_s": round(elapsed, 1), "device": str(device),
                      "world_size": d.world, "torch": torch.__version__},
         "val_metrics": {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()},
         "val_point_nme": [round(100 * float(v), 3) for v in point_nme(pred, gt, eyes)] if eyes else None,

@@ -27,7 +27,7 @@ def val_faces():
 @pytest.fixture(scope="session")
 def landmarker():
     import fkd
-    lm = fkd.Landmarker("ibug68")
+    lm = fkd.Landmarker()  # the default model
     yield lm
     lm.close()
 

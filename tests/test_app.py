@@ -18,6 +18,8 @@ from PIL import Image
 
 from conftest import ROOT, W300, val_faces
 
+from fkd.landmarker import DEFAULT_MODEL
+
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
@@ -106,7 +108,7 @@ def test_keypoints_endpoint_on_real_photos(client, faces):
 def test_keypoints_defaults_and_other_models(client, faces):
     path = handle_file(str(faces[0].image))
     _, result = client.predict(path, api_name="/keypoints")  # box mode and model have defaults
-    assert result["model"] == "ibug68" and len(result["faces"][0]["keypoints"]) == 68
+    assert result["model"] == DEFAULT_MODEL and len(result["faces"][0]["keypoints"]) == 68
     _, imm = client.predict(path, "auto", "imm58", api_name="/keypoints")
     check_faces(imm, n_points=58)
     _, nose = client.predict(path, "auto", "nose", api_name="/keypoints")

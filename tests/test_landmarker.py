@@ -13,7 +13,7 @@ from fkd.geometry import landmark_box
 from fkd.metrics import nme
 
 
-@pytest.mark.parametrize("name", ["ibug68", "ibug68_ctx"])
+@pytest.mark.parametrize("name", ["ibug68_kd", "ibug68", "ibug68_ctx"])
 def test_committed_68_point_weights_are_accurate_on_fixture_faces(landmarker, name):
     lm = landmarker if name == landmarker.name else fkd.Landmarker(name)
     faces = val_faces()
@@ -154,7 +154,7 @@ def test_onnx_and_torch_backends_agree(face_image):
     boxes = [b, b + np.float32([-9, 4, -9, 4]), b * np.float32([1.02, 1.0, 1.0, 1.03])]
     results = {}
     for backend in ("torch", "onnx"):
-        lm = fkd.Landmarker("ibug68", backend=backend)
+        lm = fkd.Landmarker(backend=backend)  # the default model
         assert lm.backend == backend
         results[backend] = lm.predict_boxes(rgb, boxes, "landmarks")
         lm.close()
@@ -168,7 +168,7 @@ def test_onnx_and_torch_backends_agree(face_image):
 def test_flip_test_averages_two_passes(landmarker, face_image):
     rgb, gt = face_image
     plain = landmarker.predict(rgb)[0].keypoints
-    lm = fkd.Landmarker("ibug68", flip_test=True)
+    lm = fkd.Landmarker(landmarker.name, flip_test=True)
     both = lm.predict(rgb)[0].keypoints
     assert 0 < np.abs(both - plain).mean() < 3       # a different, nearby answer
     assert nme(both[None], gt[None])[0] < 0.08
@@ -181,13 +181,13 @@ def test_flip_test_averages_two_passes(landmarker, face_image):
 def test_detections_the_landmark_model_does_not_believe_are_dropped():
     # BlazeFace also fires on this man's ear (score 0.53); the 68-point model is unsure there
     path = FIXTURES / "afw_2060241469_1.jpg"  # from 300-W afw/ (research use, see ../shared/data/README.md)
-    lm = fkd.Landmarker("ibug68", min_confidence=0.0)
+    lm = fkd.Landmarker(min_confidence=0.0)  # the default model
     every = lm.predict(path)
     lm.close()
     assert len(every) == 2
     ear, face = sorted(every, key=lambda f: f.confidence)
     assert ear.confidence < 0.8 < face.confidence
-    lm = fkd.Landmarker("ibug68")
+    lm = fkd.Landmarker()
     kept = lm.predict(path)
     assert [f.box.tolist() for f in kept] == [face.box.tolist()]
     assert len(lm.predict(path, boxes=[ear.box])) == 1  # a box the user drew is never dropped

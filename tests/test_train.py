@@ -108,6 +108,16 @@ def test_fine_tune_from_trained_weights(tmp_path):
     assert wrong.returncode != 0 and "not this recipe's" in wrong.stderr
 
 
+def test_distillation_recipe_starts_from_its_init_and_learns_from_its_teachers(tmp_path):
+    p = train("ibug68_kd", "--epochs", "1", "--batch", "2", tmp=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "starting from ibug68" in p.stdout and "distilling from ibug68, ibug68_ctx, ibug68_slim" in p.stdout
+    model, card = load_model(tmp_path / "w" / "ibug68_kd")
+    t = card["training"]
+    assert t["init"] == "ibug68" and t["teachers"] == ["ibug68", "ibug68_ctx", "ibug68_slim"] and 0 < t["distil"] < 1
+    assert model(torch.zeros(1, 3, 160, 160))[0].shape == (1, 68, 2)
+
+
 def test_fine_tune_from_a_card_older_than_a_config_key(tmp_path):
     """Cards written before a ModelConfig key existed (weights/ibug68.json has no mix_width) still
     serve as --init: a missing key means its default, as when the app loads them."""
@@ -122,7 +132,7 @@ def test_fine_tune_from_a_card_older_than_a_config_key(tmp_path):
     assert "starting from" in again.stdout
 
 
-@pytest.mark.parametrize("key", ["nose", "imm58", "resnet18", "ibug68", "ibug68_ctx", "ibug68_slim"])
+@pytest.mark.parametrize("key", ["nose", "imm58", "resnet18", "ibug68", "ibug68_ctx", "ibug68_slim", "ibug68_kd"])
 def test_shipped_weights_are_what_their_recipe_trains(key):
     """`python train.py KEY` must rebuild the network in weights/: same config, epochs and crop."""
     from fkd.geometry import CropSpec
