@@ -139,7 +139,7 @@ def eyes_of(recipe: Recipe):
 def run(args) -> dict:
     """Train one recipe end to end: data, model, loop, checkpoints, weights + card, report."""
     recipe = dataclasses.replace(RECIPES[args.model])
-    for k in ("epochs", "batch", "lr", "eval_every"):
+    for k in ("epochs", "batch", "lr", "eval_every", "distil"):
         if getattr(args, k, None) is not None:
             setattr(recipe, k, getattr(args, k))
     if getattr(args, "blurpool", False):
