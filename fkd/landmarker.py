@@ -23,7 +23,8 @@ from fkd.layouts import LAYOUTS
 from fkd.weights import WeightsError, load_model, resolve
 
 MODELS = {"ibug68_kd": "300-W 68 points, distilled (Part 3, default)",
-          "ibug68": "300-W 68 points, from scratch (the distilled model's start)", "ibug68_ctx": "300-W 68 points, with stride-32 context (slower)",
+          "ibug68": "300-W 68 points, from scratch (the distilled model's start)",
+          "ibug68_ctx": "300-W 68 points, with stride-32 context (slower)",
           "ibug68_slim": "300-W 68 points, slim head (fastest)",
           "ibug68_resnet18": "300-W 68 points, ResNet18 baseline",
           "imm58": "IMM 58 points (Part 2)", "nose": "nose tip (Part 1)"}

@@ -142,6 +142,8 @@ def run(args) -> dict:
     for k in ("epochs", "batch", "lr", "eval_every", "distil"):
         if getattr(args, k, None) is not None:
             setattr(recipe, k, getattr(args, k))
+    if getattr(args, "distil", None) is not None and not recipe.teachers:
+        raise SystemExit(f"error: --distil: {args.model} has no teachers to distil from (try ibug68_kd)")
     if getattr(args, "blurpool", False):
         recipe.model = dataclasses.replace(recipe.model, blurpool=True)
         recipe.name += "_blurpool"

@@ -116,6 +116,8 @@ def test_distillation_recipe_starts_from_its_init_and_learns_from_its_teachers(t
     t = card["training"]
     assert t["init"] == "ibug68" and t["teachers"] == ["ibug68", "ibug68_ctx", "ibug68_slim"] and t["distil"] == 0.25
     assert model(torch.zeros(1, 3, 160, 160))[0].shape == (1, 68, 2)
+    wrong = train("nose", "--epochs", "1", "--distil", "0.5", tmp=tmp_path)
+    assert wrong.returncode != 0 and "no teachers" in wrong.stderr
 
 
 def test_fine_tune_from_a_card_older_than_a_config_key(tmp_path):
