@@ -561,8 +561,10 @@ def create_morph_tab(ui_fn, api_fn, examples: list[list[str]]):
                 "triangles between the points (and the frame's corners) → each triangle warped and the colours "
                 "blended, frame by frame.")
     with gr.Row():
-        a = CheckedImage(label="Photo 1", type="filepath", image_mode=None, height=280, sources=["upload", "webcam", "clipboard"])
-        b = CheckedImage(label="Photo 2", type="filepath", image_mode=None, height=280, sources=["upload", "webcam", "clipboard"])
+        a = CheckedImage(label="Photo 1", type="filepath", image_mode=None, height=280, sources=["upload", "webcam", "clipboard"],
+                         elem_id="morph-a")
+        b = CheckedImage(label="Photo 2", type="filepath", image_mode=None, height=280, sources=["upload", "webcam", "clipboard"],
+                         elem_id="morph-b")
     with gr.Row():
         frames = gr.Slider(2, 120, value=48, step=1, label="Frames")
         fps = gr.Slider(1, 60, value=24, step=1, label="Frames per second")
