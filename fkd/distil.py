@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from fkd.geometry import mirror_points
 from fkd.models import PIPNet, Soft
 
 
@@ -30,10 +31,11 @@ class FlipEnsemble:
         self.weight = weight
 
     @classmethod
-    def load(cls, names: list[str | Path], flip_perm, weight: float) -> "FlipEnsemble":
+    def load(cls, names: list[str | Path], flip_perm, weight: float,
+             device: str | torch.device = "cpu") -> "FlipEnsemble":
         from fkd.weights import load_model
 
-        return cls([load_model(n)[0].to(memory_format=torch.channels_last) for n in names], flip_perm, weight)
+        return cls([load_model(n, device)[0].to(memory_format=torch.channels_last) for n in names], flip_perm, weight)
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> Soft:
@@ -49,7 +51,7 @@ class FlipEnsemble:
                 pts = m.decode(scores, offsets, grid, gh, gw) * s - 0.5
                 if mirrored:  # back to the unmirrored image: flip the grid, swap left and right points
                     p = p.view(B, -1, gh, gw).flip(-1).reshape(B, -1, gh * gw)[:, self.perm]
-                    pts = pts[:, self.perm] * torch.tensor([-1.0, 1.0], device=x.device) + torch.tensor([W - 1.0, 0.0], device=x.device)
+                    pts = mirror_points(pts, W, self.perm)
                 probs.append(p)
                 points.append(pts)
         return Soft(torch.stack(probs).mean(0), torch.stack(points).mean(0), self.weight)

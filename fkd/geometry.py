@@ -56,6 +56,14 @@ def apply_affine(M: np.ndarray, points: np.ndarray) -> np.ndarray:
     return (p @ M[:, :2].T + M[:, 2]).astype(np.float32)
 
 
+def mirror_points(points, width: int, perm):
+    """Points found on a mirrored image, (..., N, 2) numpy or torch, back in the image: x → width - 1 - x
+    (pixel centres on integers) and each point takes its mirror's index, so 36 stays the left eye."""
+    out = points[..., list(perm), :]          # advanced indexing copies, in numpy and in torch
+    out[..., 0] = width - 1 - out[..., 0]
+    return out
+
+
 def invert_affine(M: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(M.astype(np.float64))
 

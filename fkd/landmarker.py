@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from fkd.calibration import IDENTITY, load_calibration
-from fkd.geometry import CropSpec, apply_affine, crop_matrix, invert_affine, to_gray, warp
+from fkd.geometry import CropSpec, apply_affine, crop_matrix, invert_affine, mirror_points, to_gray, warp
 from fkd.io import ImageError, ImageLike, load_image_sized
 from fkd.layouts import LAYOUTS
 from fkd.weights import WeightsError, load_model, resolve
@@ -29,7 +29,7 @@ MODELS = {"ibug68_kd": "300-W 68 points, distilled (Part 3, default)",
           "ibug68_resnet18": "300-W 68 points, ResNet18 baseline",
           "imm58": "IMM 58 points (Part 2)", "nose": "nose tip (Part 1)"}
 
-DEFAULT_MODEL = "ibug68_kd"  # the first of MODELS: what the CLI, the app and Landmarker() use
+DEFAULT_MODEL = next(iter(MODELS))  # the first entry, "ibug68_kd": what the CLIs, the app and Landmarker() use
 
 __all__ = ["Face", "Landmarker", "WeightsError", "ImageError", "MODELS", "DEFAULT_MODEL"]
 
@@ -129,8 +129,7 @@ class Landmarker:
         pred, conf = self._run(x)
         if (self.flip_test if flip_test is None else flip_test) and len(self.layout.flip) > 1:
             pf, cf = self._run(torch.flip(x, dims=[-1]))
-            pf[..., 0] = size[0] - 1 - pf[..., 0]
-            pred = (pred + pf[:, list(self.layout.flip)]) / 2
+            pred = (pred + mirror_points(pf, size[0], self.layout.flip)) / 2
             conf = (conf + cf) / 2
         pts = [apply_affine(invert_affine(M), p) for M, p in zip(mats, pred)]
         return pts, [float(c) for c in conf]

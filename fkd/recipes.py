@@ -186,10 +186,9 @@ def run(args) -> dict:
     teacher = None
     if recipe.teachers:
         from fkd.distil import FlipEnsemble
-        teacher = FlipEnsemble.load(list(recipe.teachers), LAYOUTS[recipe.layout].flip, recipe.distil)
+        teacher = FlipEnsemble.load(list(recipe.teachers), LAYOUTS[recipe.layout].flip, recipe.distil, device)
         if recipe.model.arch != "pipnet" or teacher.models[0].cfg.grid_stride != recipe.model.grid_stride:
             raise SystemExit(f"error: {recipe.name}: distillation needs a pipnet student on its teachers' grid")
-        teacher.models = [m.to(device) for m in teacher.models]
         if d.master:
             print(f"distilling from {', '.join(recipe.teachers)} (flip-averaged), weight {recipe.distil}")
     model = model.to(device).to(memory_format=torch.channels_last)
