@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fkd.models import ModelConfig, PIPNet, build_model
+from fkd.models import DECODE_TEMPERATURE, ModelConfig, PIPNet, build_model
 
 CONFIGS = [ModelConfig("nose_cnn", 1, 1, 80, 60, loss="mse"), ModelConfig("imm_cnn", 58, 1, 240, 180, loss="mse"),
            ModelConfig("resnet18", 68, 3, 128, 128, width=16), ModelConfig("resnet18", 68, 3, 128, 128, width=16, blurpool=True),
@@ -56,6 +56,26 @@ def test_pipnet_decode_recovers_a_point_from_perfect_maps():
         offsets[0, n] = cells[0, n] - grid                      # every cell points at the target
     pred = m.decode(scores, offsets, grid, gh, gw) * 16 - 0.5
     assert torch.allclose(pred, target, atol=1e-3)
+
+
+def test_pipnet_decode_weighs_neighbours_by_softened_probability():
+    """Two neighbouring cells that disagree: the answer is their softmax(score / T)-weighted mean,
+    and the shipped temperature gives the runner-up more say than temperature 1 does."""
+    m = PIPNet(ModelConfig("pipnet", 1, 3, 64, 64))
+    gh = gw = 4
+    grid = m._grid(gh, gw, "cpu")
+    scores = torch.full((1, 1, 16), -50.0)
+    scores[0, 0, 5], scores[0, 0, 6] = 3.0, 1.0                  # best cell (1, 1), runner-up (2, 1)
+    offsets = torch.zeros(1, 1, 16, 2)
+    offsets[0, 0, 5] = torch.tensor([0.6, 0.5])                 # says x = 1.6 cells
+    offsets[0, 0, 6] = torch.tensor([-0.2, 0.5])                # says x = 1.8 cells
+    for T in (1.0, DECODE_TEMPERATURE):
+        w = torch.tensor([3.0, 1.0]).div(T).softmax(0)
+        want = torch.tensor([w[0] * 1.6 + w[1] * 1.8, 1.5])
+        assert torch.allclose(m.decode(scores, offsets, grid, gh, gw, temperature=T)[0, 0], want, atol=1e-4)
+    x1 = m.decode(scores, offsets, grid, gh, gw, temperature=1.0)[0, 0, 0]
+    x_default = m.decode(scores, offsets, grid, gh, gw)[0, 0, 0]
+    assert DECODE_TEMPERATURE > 1 and x_default > x1 + 0.02
 
 
 def test_a_few_steps_reduce_the_loss():
