@@ -141,3 +141,48 @@ def test_triangulation_drawing():
     a, pa = textured(7, 128), random_shape(7, 12, 128)
     out = morph.draw_triangulation(a, pa)
     assert out.shape == a.shape and not np.array_equal(out, a) and np.array_equal(morph.draw_triangulation(a, pa), out)
+
+
+def spots(points, size):
+    """Black image with a bright 3×3 spot on each (rounded) point."""
+    img = np.zeros((size, size), np.uint8)
+    for x, y in np.round(points).astype(int):
+        img[y - 1:y + 2, x - 1:x + 2] = 255
+    return img
+
+
+def spaced_shape(seed, n=30, size=160, gap=12.0):
+    """n points in the middle of the frame, no two closer than `gap` (so spots do not merge)."""
+    rng = np.random.default_rng(seed)
+    pts = []
+    while len(pts) < n:
+        p = rng.uniform(0.25 * size, 0.75 * size, 2)
+        if all(np.hypot(*(p - q)) >= gap for q in pts):
+            pts.append(p)
+    return np.array(pts, np.float32)
+
+
+def test_shape_swap_labels_follow_the_pixels():
+    """The returned keypoints are where the warp put each spot, part way towards the target."""
+    pa = spaced_shape(0)
+    target = pa + np.random.default_rng(1).uniform(-4, 4, pa.shape).astype(np.float32)
+    out, pts = morph.shape_swap(spots(pa, 160), pa, target, 0.8)
+    assert out.shape == (160, 160) and pts.shape == pa.shape
+    np.testing.assert_allclose(pts, pa + 0.8 * (target - pa), atol=1e-3)   # no fold: t kept
+    for x, y in np.round(pts).astype(int):
+        assert out[y, x] > 128                                                # the spot moved there
+    assert (out > 128).sum() < 1.5 * (spots(pa, 160) > 128).sum()             # and nothing else lit up
+
+
+def test_shape_swap_backs_off_instead_of_folding():
+    """A target that would turn the face inside out (x mirrored) is only followed until no
+    triangle folds; t = 0 would give back the image and its points."""
+    pa = spaced_shape(2)
+    mirrored = pa.copy()
+    mirrored[:, 0] = 160 - 1 - pa[:, 0]
+    _, pts = morph.shape_swap(spots(pa, 160), pa, mirrored, 1.0)
+    t = np.abs(pts - pa).sum() / np.abs(mirrored - pa).sum()
+    assert 0 < t < 0.5
+    img = textured(4, 160)
+    same, p0 = morph.shape_swap(img, pa, mirrored, 0.0)
+    assert np.abs(same.astype(int) - img).max() <= 1 and np.allclose(p0, pa, atol=1e-4)
