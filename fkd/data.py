@@ -234,25 +234,3 @@ class PatchDataset:
 
     def __getitem__(self, i: int):
         return self.transform(self.patches[i], self.points[i])
-
-
-def add_shape_swaps(ds: PatchDataset, copies: int, seed: int = 0, t_range: tuple[float, float] = (0.5, 1.0)) -> None:
-    """Append `copies` new faces per face to a training set: face A's patch warped part way
-    (t uniform in `t_range`) onto the shape of a random face B, fitted onto A's points by a
-    similarity (fkd/morph.py `shape_swap`). New combinations of texture and shape, labelled
-    exactly, for a data set (1817 faces) that limits the model more than its capacity does."""
-    import torch
-
-    from fkd.geometry import apply_affine
-    from fkd.morph import shape_swap, similarity
-
-    rng = np.random.default_rng(seed)
-    n = len(ds.patches)
-    for i in [k % n for k in range(copies * n)]:
-        img = ds.patches[i].numpy().transpose(1, 2, 0)                    # (H, W, C) uint8
-        pa, pb = ds.points[i].numpy(), ds.points[int(rng.integers(n))].numpy()
-        target = apply_affine(similarity(pb, pa), pb)
-        out, pts = shape_swap(np.ascontiguousarray(img), pa, target, float(rng.uniform(*t_range)))
-        out = out.reshape(img.shape)                                      # cv2 drops a 1-channel axis
-        ds.patches.append(torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1))))
-        ds.points.append(torch.from_numpy(pts))

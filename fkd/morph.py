@@ -184,36 +184,6 @@ def warp_triangles(image: np.ndarray, src_pts: np.ndarray, dst_pts: np.ndarray, 
     return _remap(image, triangle_index_map(dst, tris, w, h), C, _Grid(w, h))
 
 
-def _folds(src: np.ndarray, dst: np.ndarray, tris: np.ndarray) -> bool:
-    """Does any triangle flip over between src and dst (its vertices change winding)?"""
-    def area(p):
-        a, b, c = p[tris[:, 0]], p[tris[:, 1]], p[tris[:, 2]]
-        return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
-    return bool((np.sign(area(src)) != np.sign(area(dst))).any())
-
-
-def shape_swap(image: np.ndarray, points: np.ndarray, target: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
-    """`image` warped a share `t` of the way from its face's `points` onto another face's shape
-    `target` (already fitted into this image, e.g. by `similarity`): a face that was never
-    photographed, with exact labels (the warp moves every keypoint to its triangle vertex).
-
-    Training uses it to multiply 1817 faces (fkd/data.py `add_shape_swaps`). Where the two shapes
-    differ too much (pose), a triangle would fold over: `t` is halved until none does.
-    Returns the warped image (same size) and its keypoints (N, 2).
-    """
-    h, w = image.shape[:2]
-    n = len(points)
-    src = with_border(points, w, h).astype(np.float64)
-    far = with_border(target, w, h).astype(np.float64)
-    while True:
-        dst = src + t * (far - src)
-        tris = triangulate((src + dst) / 2)
-        if not _folds(src, dst, tris) or t < 1e-3:
-            break
-        t /= 2
-    return warp_triangles(image, src, dst, tris), dst[:n].astype(np.float32)
-
-
 def morph_frames(a: np.ndarray, pa: np.ndarray, b: np.ndarray, pb: np.ndarray, n_frames: int = 60,
                  tris: np.ndarray | None = None) -> list[np.ndarray]:
     """`n_frames` RGB frames from A (first) to B (last): shapes move linearly, colours cross-dissolve.

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from fkd import engine
-from fkd.data import PatchDataset, add_shape_swaps, find_300w, find_imm, split_300w, split_imm
+from fkd.data import PatchDataset, find_300w, find_imm, split_300w, split_imm
 from fkd.geometry import CropSpec, box_side, landmark_box
 from fkd.layouts import IMM_NOSE_INDEX, LAYOUTS
 from fkd.metrics import point_nme, summary
@@ -46,7 +46,6 @@ class Recipe:
     init: str | None = None         # start from these weights (fine-tune); --init overrides
     teachers: tuple[str, ...] = ()  # distil from these weights (fkd/distil.py), averaged with their mirror
     distil: float = 0.0             # share of the loss that follows the teachers instead of the labels
-    shape_swaps: int = 0            # new faces per training face: texture of one on the shape of another
 
 
 RECIPES = {
@@ -82,11 +81,6 @@ RECIPES["ibug68_slim"] = dataclasses.replace(
 RECIPES["ibug68_kd"] = dataclasses.replace(
     RECIPES["ibug68"], name="ibug68_kd", part="Part 3+: 68 points, `ibug68` distilled from the flip-averaged ibug68 + _ctx + _slim",
     init="ibug68", teachers=("ibug68", "ibug68_ctx", "ibug68_slim"), distil=0.5, epochs=25, lr=3e-4)
-# the same, on twice the faces: each training face once more, warped onto another face's shape
-# (fkd/data.py add_shape_swaps); 13 epochs of 3634 faces are as many steps as 25 of 1817
-RECIPES["ibug68_kds"] = dataclasses.replace(
-    RECIPES["ibug68_kd"], name="ibug68_kds", part="Part 3+: 68 points, `ibug68_kd` with shape-swapped faces",
-    shape_swaps=1, epochs=13)
 
 
 def imm_crop(records) -> CropSpec:
@@ -129,10 +123,7 @@ def build_datasets(recipe: Recipe, train_recs, val_recs):
     tr = TrainPreset(size_wh=size, flip_perm=flip, **recipe.aug)
     ev = EvalPreset(size_wh=size)
     kw = dict(spec=recipe.crop, size_wh=size, channels=cfg.in_channels, pad=recipe.pad, point_index=recipe.point_index)
-    train_set = PatchDataset(train_recs, transform=tr, **kw)
-    if recipe.shape_swaps:
-        add_shape_swaps(train_set, recipe.shape_swaps)
-    return train_set, PatchDataset(val_recs, transform=ev, **kw)
+    return PatchDataset(train_recs, transform=tr, **kw), PatchDataset(val_recs, transform=ev, **kw)
 
 
 def make_optimizer(recipe: Recipe, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -270,7 +261,7 @@ def run(args) -> dict:
                      "split": "persons 1-32 train / 33-40 val" if recipe.data == "imm" else "fkd/splits/300w_val.txt",
                      "epochs": recipe.epochs, "batch": recipe.batch, "lr": recipe.lr, "optimizer": recipe.optimizer,
                      "ema": recipe.ema, "weights": which, "init": str(init) if init else None,
-                     "teachers": list(recipe.teachers), "distil": recipe.distil, "shape_swaps": recipe.shape_swaps, "aug": recipe.aug, "wall_time_s": round(elapsed, 1), "device": str(device),
+                     "teachers": list(recipe.teachers), "distil": recipe.distil, "aug": recipe.aug, "wall_time_s": round(elapsed, 1), "device": str(device),
                      "world_size": d.world, "torch": torch.__version__},
         "val_metrics": {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()},
         "val_point_nme": [round(100 * float(v), 3) for v in point_nme(pred, gt, eyes)] if eyes else None,

@@ -91,28 +91,3 @@ def test_300w_split_uses_committed_list_and_never_shares_an_image():
     train, val = split_300w(recs, W300)
     assert len(train) >= 3 and len(val) >= 4
     assert not ({r.person for r in train} & {r.person for r in val})
-
-
-def test_shape_swaps_add_exactly_labelled_faces():
-    """add_shape_swaps doubles a training set with warped copies whose labels sit on their pixels."""
-    import torch
-
-    from fkd.data import PatchDataset, add_shape_swaps
-
-    rng = np.random.default_rng(0)
-    ds = PatchDataset.__new__(PatchDataset)
-    ds.patches, ds.points = [], []
-    for _ in range(4):
-        pts = rng.uniform(40, 120, (68, 2)).astype(np.float32)
-        img = np.zeros((3, 160, 160), np.uint8)
-        for x, y in np.round(pts).astype(int):
-            img[:, y, x] = 255
-        ds.patches.append(torch.from_numpy(img))
-        ds.points.append(torch.from_numpy(pts))
-    add_shape_swaps(ds, copies=2, seed=0)
-    assert len(ds.patches) == len(ds.points) == 12
-    for img, pts in zip(ds.patches[4:], ds.points[4:]):
-        assert img.shape == (3, 160, 160) and img.dtype == torch.uint8 and pts.shape == (68, 2)
-        near = [img[0, int(y) - 1:int(y) + 3, int(x) - 1:int(x) + 3].max() for x, y in pts.numpy()]
-        assert min(near) > 0                                  # each label is on (or next to) its spot
-    assert not all(torch.equal(a, b) for a, b in zip(ds.points[:4], ds.points[4:8]))

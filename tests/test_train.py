@@ -120,16 +120,6 @@ def test_distillation_recipe_starts_from_its_init_and_learns_from_its_teachers(t
     assert wrong.returncode != 0 and "no teachers" in wrong.stderr
 
 
-def test_shape_swap_recipe_trains_on_twice_the_faces(tmp_path):
-    from fkd.recipes import RECIPES, load_records
-
-    p = train("ibug68_kds", "--epochs", "1", "--batch", "2", tmp=tmp_path)
-    assert p.returncode == 0, p.stderr[-2000:]
-    n_train = len(load_records(RECIPES["ibug68_kds"], DATA)[0])
-    _, card = load_model(tmp_path / "w" / "ibug68_kds")
-    assert card["training"]["shape_swaps"] == 1 and card["training"]["train_faces"] == 2 * n_train
-
-
 def test_fine_tune_from_a_card_older_than_a_config_key(tmp_path):
     """Cards written before a ModelConfig key existed (weights/ibug68.json has no mix_width) still
     serve as --init: a missing key means its default, as when the app loads them."""
