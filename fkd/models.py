@@ -224,6 +224,7 @@ class PIPNet(nn.Module):
         self.fine = (nn.Sequential(nn.Conv2d(40, 112, 1, bias=False), nn.BatchNorm2d(112))
                      if cfg.grid_stride == 8 else None)
         self.head = nn.Conv2d(cfg.mix_width, 3 * cfg.n_points, 1)   # scores, x offsets, y offsets
+        self.decode_temperature = DECODE_TEMPERATURE  # an attribute, so a bench can compare others
         for m in self.modules():
             # torchvision's MobileNetV3 uses momentum 0.01: at a high learning rate the running
             # statistics lag the weights for dozens of epochs and eval-mode predictions are poor
@@ -284,10 +285,10 @@ class PIPNet(nn.Module):
         valid = (ny >= 0) & (ny < gh) & (nx >= 0) & (nx < gw)
         return ny.clamp(0, gh - 1) * gw + nx.clamp(0, gw - 1), valid
 
-    def decode(self, scores, offsets, grid, gh, gw, temperature: float = DECODE_TEMPERATURE) -> torch.Tensor:
+    def decode(self, scores, offsets, grid, gh, gw) -> torch.Tensor:
         best = scores.argmax(-1)                                           # (B, N)
         idx, valid = self._neighbours(best, gh, gw)                        # (B, N, 9)
-        prob = (scores / temperature).softmax(-1).gather(-1, idx) * valid  # (B, N, 9)
+        prob = (scores / self.decode_temperature).softmax(-1).gather(-1, idx) * valid  # (B, N, 9)
         off = offsets.gather(2, idx[..., None].expand(-1, -1, -1, 2))      # (B, N, 9, 2)
         pos = grid[idx] + off                                              # (B, N, 9, 2) in cells
         return (prob[..., None] * pos).sum(2) / prob.sum(-1, keepdim=True).clamp_min(1e-6)
