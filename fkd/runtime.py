@@ -64,7 +64,9 @@ class OnnxRunner:
         import onnxruntime as ort
 
         digest = hashlib.sha256(Path(weights_path).read_bytes()).hexdigest()[:16]
-        cached = CACHE_DIR / f"{Path(weights_path).stem}-{digest}-{EXPORT_VERSION}.onnx"
+        # the graph bakes in the decoding's temperature too: a changed one must not reuse an old export
+        t = getattr(model, "decode_temperature", None)
+        cached = CACHE_DIR / f"{Path(weights_path).stem}-{digest}-{EXPORT_VERSION}{'' if t is None else f'-t{t:g}'}.onnx"
         if cached.exists():
             blob = cached.read_bytes()
         else:
