@@ -42,13 +42,11 @@ class FlipEnsemble:
         B, _, H, W = x.shape
         probs, points = [], []
         for m in self.models:
-            s = m.cfg.grid_stride
-            gh, gw = H // s, W // s
-            grid = m._grid(gh, gw, x.device)
+            gh, gw = H // m.cfg.grid_stride, W // m.cfg.grid_stride
             for mirrored in (False, True):
                 scores, offsets = m.raw(x.flip(-1) if mirrored else x)
                 p = scores.softmax(-1)
-                pts = m.decode(scores, offsets, grid, gh, gw) * s - 0.5
+                pts = m.points(scores, offsets, H, W)
                 if mirrored:  # back to the unmirrored image: flip the grid, swap left and right points
                     p = p.view(B, -1, gh, gw).flip(-1).reshape(B, -1, gh * gw)[:, self.perm]
                     pts = mirror_points(pts, W, self.perm)

@@ -261,12 +261,12 @@ class PIPNet(nn.Module):
     def forward(self, x: torch.Tensor, targets: torch.Tensor | None = None, soft: Soft | None = None):
         """`soft`: a teacher's cell probabilities and points (fkd/distil.py) mixed into the loss."""
         scores, offsets = self.raw(x)
-        gh, gw = x.shape[-2] // self.cfg.grid_stride, x.shape[-1] // self.cfg.grid_stride
-        grid = self._grid(gh, gw, x.device)
-        s = self.cfg.grid_stride
-        pred = self.decode(scores, offsets, grid, gh, gw) * s - 0.5
+        pred = self.points(scores, offsets, *x.shape[-2:])
         loss = None
         if targets is not None:
+            s = self.cfg.grid_stride
+            gh, gw = x.shape[-2] // s, x.shape[-1] // s
+            grid = self._grid(gh, gw, x.device)
             loss = self._loss(scores, offsets, grid, (targets + 0.5) / s, gh, gw)
             if soft is not None:
                 # the teacher's cell distribution (KL) and its points (offsets), like the labels' loss
@@ -293,13 +293,19 @@ class PIPNet(nn.Module):
         pos = grid[idx] + off                                              # (B, N, 9, 2) in cells
         return (prob[..., None] * pos).sum(2) / prob.sum(-1, keepdim=True).clamp_min(1e-6)
 
+    def points(self, scores, offsets, h: int, w: int) -> torch.Tensor:
+        """Decoded points (B, N, 2) in the pixels of an h×w input (pixel centres on integers)."""
+        s = self.cfg.grid_stride
+        gh, gw = h // s, w // s
+        return self.decode(scores, offsets, self._grid(gh, gw, scores.device), gh, gw) * s - 0.5
+
     def predict_with_confidence(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Points (B, N, 2) in input pixels and a per-face confidence: the mean over landmarks of
         the probability mass in the chosen 3×3 cells (near 1 = sure, low = not a face / occluded)."""
         scores, offsets = self.raw(x)
-        gh, gw = x.shape[-2] // self.cfg.grid_stride, x.shape[-1] // self.cfg.grid_stride
-        pred = self.decode(scores, offsets, self._grid(gh, gw, x.device), gh, gw) * self.cfg.grid_stride - 0.5
-        idx, valid = self._neighbours(scores.argmax(-1), gh, gw)
+        pred = self.points(scores, offsets, *x.shape[-2:])
+        idx, valid = self._neighbours(scores.argmax(-1), x.shape[-2] // self.cfg.grid_stride,
+                                      x.shape[-1] // self.cfg.grid_stride)
         mass = (scores.softmax(-1).gather(-1, idx) * valid).sum(-1)       # (B, N)
         return pred, mass.mean(-1)
 
