@@ -25,6 +25,7 @@ from fkd.data import find_300w, split_300w  # noqa: E402
 from fkd.evaluate import evaluate_records  # noqa: E402
 from fkd.landmarker import MODELS, Landmarker  # noqa: E402
 from fkd.metrics import nme, point_nme, summary  # noqa: E402
+from fkd.runtime import onnx_available, openvino_bf16, pick_backend  # noqa: E402
 from fkd.viz import ced_plot, draw_faces, point_error_plot, save_png  # noqa: E402
 from fkd.weights import resolve  # noqa: E402
 
@@ -42,16 +43,22 @@ def median_ms(fn, n=200, warmup=20) -> float:
     return 1000 * float(np.median(ts))
 
 
+# the backend the app and Landmarker() use here ("auto"): it gives the frame time and the headline
+FAST = pick_backend("auto", "cpu")
+BACKENDS = [b for b, ok in (("openvino", openvino_bf16()), ("onnx", onnx_available()), ("torch", True)) if ok]
+LABEL = {"openvino": "OpenVINO", "onnx": "ONNX Runtime", "torch": "torch"}
+
+
 def speed(name: str, rgb: np.ndarray) -> dict:
     out = {}
-    for backend in ("onnx", "torch"):
+    for backend in BACKENDS:
         for threads in (1, 2):
             torch.set_num_threads(threads)
             lm = Landmarker(name, backend=backend, threads=threads)
             cfg = lm.cfg
             x = torch.rand(1, cfg.in_channels, cfg.input_h, cfg.input_w) - 0.5
             out[f"{backend}_{threads}t_ms"] = median_ms(lambda: lm._run(x), n=100 if backend == "torch" else 300)
-            if backend == "onnx" and threads == 1:
+            if backend == FAST and threads == 1:
                 # the whole webcam frame: detect + crop + landmarks + draw, 640×480
                 frame = rgb
                 out["frame_1t_ms"] = median_ms(lambda: draw_faces(frame, lm.predict(frame), contours=lm.layout.contours), n=200)
@@ -120,7 +127,7 @@ def main() -> None:
             print(name, json.dumps(rounds[name][-1]), flush=True)
     speeds = {name: {k: float(np.median([r[k] for r in rs])) for k in rs[0]} for name, rs in rounds.items()}
     # other load only ever adds time: the quietest round is the closest to the model's own cost
-    best = {name: min(r["onnx_1t_ms"] for r in rs) for name, rs in rounds.items()}
+    best = {name: min(r[f"{FAST}_1t_ms"] for r in rs) for name, rs in rounds.items()}
     save_png(HERE / "ced.png", ced_plot(curves))
 
     lines = ["# Accuracy and speed: 68-point models", "",
@@ -132,16 +139,18 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['model']} | {'yes' if r['flip_test'] else 'no'} | {r['box']} | {r['nme_mean']:.2f} | "
                      f"{r['nme_median']:.2f} | {r['fr8']:.2f} | {r['auc8']:.1f} | {r['not_found']} | {r['mae_px']:.2f} |")
+    cols = [(b, t) for b in BACKENDS for t in (1, 2)]
     lines += ["", "Speed, batch 1 after warm-up, median ms per face of the landmark model alone "
               f"(the crop is ready), median of {a.rounds} rounds that take the models in turns; "
               "'frame' = MediaPipe detection + crop + landmarks + drawing on a 640×480 frame "
-              "(one face), ONNX Runtime, 1 thread.", "",
-              "| model | file MB | ONNX 1 thread | ONNX 1 thread, quietest round | ONNX 2 threads | torch 1 thread | "
-              "torch 2 threads | detector ms | frame ms (fps) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              f"(one face), {LABEL[FAST]} (the default backend here), 1 thread." +
+              (" OpenVINO computes in bfloat16, which this CPU has." if "openvino" in BACKENDS else ""), "",
+              f"| model | file MB | {LABEL[FAST]} 1 thread, quietest round | " +
+              " | ".join(f"{LABEL[b]} {t} thread{'s' * (t > 1)}" for b, t in cols) + " | detector ms | frame ms (fps) |",
+              "|---|---|---|" + "---|" * len(cols) + "---|---|"]
     for name, s in speeds.items():
-        lines.append(f"| {name} | {sizes[name]:.1f} | {s['onnx_1t_ms']:.2f} | {best[name]:.2f} | {s['onnx_2t_ms']:.2f} | {s['torch_1t_ms']:.2f} | "
-                     f"{s['torch_2t_ms']:.2f} | {s['detector_ms']:.2f} | {s['frame_1t_ms']:.2f} ({1000 / s['frame_1t_ms']:.0f}) |")
+        lines.append(f"| {name} | {sizes[name]:.1f} | {best[name]:.2f} | " + " | ".join(f"{s[f'{b}_{t}t_ms']:.2f}" for b, t in cols) +
+                     f" | {s['detector_ms']:.2f} | {s['frame_1t_ms']:.2f} ({1000 / s['frame_1t_ms']:.0f}) |")
     if "worst" in locals():
         lines += ["", f"Hardest landmarks of {a.models[0]} (landmark box, NME %): " +
                   ", ".join(f"{i} ({pe[i]:.2f})" for i in worst) + " — see point_error_" + a.models[0] + ".png.",

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from conftest import FIXTURES, ROOT, W300, val_faces
 from PIL import Image
 
@@ -147,22 +148,38 @@ def test_evaluate_cli_scores_a_folder(tmp_path):
     assert p.returncode == 2 and "no such folder" in p.stderr
 
 
-def test_onnx_and_torch_backends_agree(face_image):
+@pytest.mark.parametrize("backend, mean_px, max_px", [("onnx", 0.001, 0.01), ("openvino", 0.1, 3.0)])
+def test_fast_backends_agree_with_torch(face_image, backend, mean_px, max_px):
     rgb, gt = face_image
-    # several boxes in one call: the ONNX graph takes one face at a time and must keep their order
+    # several boxes in one call: the graphs take one face at a time and must keep their order
     b = landmark_box(gt)
     boxes = [b, b + np.float32([-9, 4, -9, 4]), b * np.float32([1.02, 1.0, 1.0, 1.03])]
     results = {}
-    for backend in ("torch", "onnx"):
-        lm = fkd.Landmarker(backend=backend)  # the default model
-        assert lm.backend == backend
-        results[backend] = lm.predict_boxes(rgb, boxes, "landmarks")
+    for name in ("torch", backend):
+        lm = fkd.Landmarker(backend=name)  # the default model
+        assert lm.backend == name
+        results[name] = lm.predict_boxes(rgb, boxes, "landmarks")
         lm.close()
-    (pt, ct), (po, co) = results["torch"], results["onnx"]
+    (pt, ct), (po, co) = results["torch"], results[backend]
     assert len(po) == len(co) == 3
-    assert max(np.abs(a - b).max() for a, b in zip(pt, po)) < 0.01
-    assert np.allclose(ct, co, atol=1e-4)
+    # OpenVINO computes in bfloat16 where the CPU has it: ~0.03 px on average, a point near a
+    # cell border can move ~1 px; ONNX Runtime computes what torch does
+    assert max(np.abs(a - b).mean() for a, b in zip(pt, po)) < mean_px
+    assert max(np.abs(a - b).max() for a, b in zip(pt, po)) < max_px
+    assert np.allclose(ct, co, atol=1e-3)
     assert np.abs(po[0] - po[1]).max() > 0.05  # the boxes differ, and so do their answers
+
+
+def test_auto_backend_is_the_fastest_one_installed(monkeypatch):
+    from fkd import runtime
+    monkeypatch.setattr(runtime, "openvino_bf16", lambda: True)
+    assert runtime.pick_backend("auto", "cpu") == "openvino"
+    monkeypatch.setattr(runtime, "openvino_bf16", lambda: False)  # float32 OpenVINO is no faster
+    assert runtime.pick_backend("auto", "cpu") == ("onnx" if runtime.onnx_available() else "torch")
+    assert runtime.pick_backend("auto", "cuda") == "torch"
+    assert runtime.pick_backend("onnx", "cpu") == "onnx"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        runtime.pick_backend("tensorrt", "cpu")
 
 
 def test_flip_test_averages_two_passes(landmarker, face_image):
@@ -191,4 +208,20 @@ def test_detections_the_landmark_model_does_not_believe_are_dropped():
     kept = lm.predict(path)
     assert [f.box.tolist() for f in kept] == [face.box.tolist()]
     assert len(lm.predict(path, boxes=[ear.box])) == 1  # a box the user drew is never dropped
+    lm.close()
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_fast_backends_serve_threads_at_once(backend):
+    # the app's users share one Landmarker: calls from several threads at once must each get
+    # their own answer (one shared OpenVINO request fails with "Infer Request is busy")
+    from concurrent.futures import ThreadPoolExecutor
+    lm = fkd.Landmarker(backend=backend)
+    rng = np.random.default_rng(0)
+    xs = [torch.from_numpy(rng.random((1, 3, 160, 160), dtype=np.float32) - 0.5) for _ in range(6)]
+    alone = [lm._run(x)[0] for x in xs]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda i: lm._run(xs[i % 6])[0], range(36)))
+    assert all(np.array_equal(p, alone[i % 6]) for i, p in enumerate(together))
+    assert not np.array_equal(alone[0], alone[1])
     lm.close()
