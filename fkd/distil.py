@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from fkd.geometry import mirror_points
 from fkd.models import PIPNet, Soft
@@ -41,25 +40,16 @@ class FlipEnsemble:
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> Soft:
         B, _, H, W = x.shape
-        s = self.models[0].cfg.grid_stride
         probs, points = [], []
         for m in self.models:
-            # a student with a larger input (the same crop, more pixels) is taught by teachers that
-            # see that crop at their own size; their answers are brought back to the student's grid
-            h, w = m.cfg.input_h, m.cfg.input_w
-            xt = x if (h, w) == (H, W) else F.interpolate(x, size=(h, w), mode="bilinear", antialias=True)
-            gh, gw = h // s, w // s
+            gh, gw = H // m.cfg.grid_stride, W // m.cfg.grid_stride
             for mirrored in (False, True):
-                scores, offsets = m.raw(xt.flip(-1) if mirrored else xt)
+                scores, offsets = m.raw(x.flip(-1) if mirrored else x)
                 p = scores.softmax(-1)
-                pts = m.points(scores, offsets, h, w)
+                pts = m.points(scores, offsets, H, W)
                 if mirrored:  # back to the unmirrored image: flip the grid, swap left and right points
                     p = p.view(B, -1, gh, gw).flip(-1).reshape(B, -1, gh * gw)[:, self.perm]
-                    pts = mirror_points(pts, w, self.perm)
-                if (h, w) != (H, W):
-                    p = F.interpolate(p.view(B, -1, gh, gw), size=(H // s, W // s), mode="bilinear").flatten(2)
-                    p = p / p.sum(-1, keepdim=True)
-                    pts = (pts + 0.5) * pts.new_tensor([W / w, H / h]) - 0.5
+                    pts = mirror_points(pts, W, self.perm)
                 probs.append(p)
                 points.append(pts)
         return Soft(torch.stack(probs).mean(0), torch.stack(points).mean(0), self.weight)

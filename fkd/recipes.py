@@ -81,12 +81,6 @@ RECIPES["ibug68_slim"] = dataclasses.replace(
 RECIPES["ibug68_kd"] = dataclasses.replace(
     RECIPES["ibug68"], name="ibug68_kd", part="Part 3+: 68 points, `ibug68` distilled from the flip-averaged ibug68 + _ctx + _slim",
     init="ibug68", teachers=("ibug68", "ibug68_ctx", "ibug68_slim"), distil=0.5, epochs=25, lr=3e-4)
-# experiment: `ibug68_kd` fine-tuned at a 192² input (the same crop, 1.44× the pixels), taught by the
-# same teachers at their 160²
-RECIPES["ibug68_kd192"] = dataclasses.replace(
-    RECIPES["ibug68_kd"], name="ibug68_kd192", part="Part 3+: 68 points, `ibug68_kd` fine-tuned at 192²",
-    model=dataclasses.replace(RECIPES["ibug68"].model, input_w=192, input_h=192), pad=(48, 48), init="ibug68_kd",
-    epochs=20)
 
 
 def imm_crop(records) -> CropSpec:
@@ -183,10 +177,8 @@ def run(args) -> dict:
     if init:  # fine-tune: start from trained weights of the same architecture
         from fkd.weights import load_model
         init_model, init_card = load_model(init)
-        # the config load_model parsed (a key older cards lack takes its default), not the card's raw dict;
-        # a grid model is fully convolutional, so it may start from weights trained at another input size
-        size = dict(input_w=recipe.model.input_w, input_h=recipe.model.input_h) if recipe.model.arch == "pipnet" else {}
-        if dataclasses.replace(init_model.cfg, **size) != recipe.model:
+        # the config load_model parsed (a key older cards lack takes its default), not the card's raw dict
+        if init_model.cfg != recipe.model:
             raise SystemExit(f"error: {init} is a {init_card['config']['arch']} model, not this recipe's")
         model.load_state_dict(init_model.state_dict())
         if d.master:

@@ -75,27 +75,6 @@ def test_teacher_maps_mirrored_answers_back_to_the_right_pixel():
     assert torch.allclose(soft.probs.max(-1).values, torch.ones(3, 68), atol=1e-5)
 
 
-def test_teacher_of_a_smaller_input_answers_on_the_students_pixels_and_grid():
-    # a 128² student taught by a 64² teacher: the teacher sees the same crop downscaled, and its
-    # answer comes back in the student's pixels and on the student's 16×16 grid
-    x = torch.zeros(3, 3, 128, 128)
-    spots = [(5, 9), (37, 21), (60, 50)]                                # (u, v) in the teacher's 64² pixels
-    for i, (u, v) in enumerate(spots):
-        x[i, :, 2 * v:2 * v + 2, 2 * u:2 * u + 2] = 1.0                 # a 2×2 block: pixel (u, v) at 64²
-    soft = FlipEnsemble([BrightSpot(CFG)], PERM, 1.0)(x)
-    want = torch.tensor([(2 * u + 0.5, 2 * v + 0.5) for u, v in spots])[:, None, :].expand(3, 68, 2)
-    assert torch.allclose(soft.points, want, atol=1e-3)                 # the block's centre at 128²
-    assert soft.probs.shape == (3, 68, 16 * 16)
-    assert torch.allclose(soft.probs.sum(-1), torch.ones(3, 68), atol=1e-5)
-    # a teacher cell covers 2×2 student cells; resized bilinearly, its probability stays within two
-    # cells of the point's own student cell
-    cells = ((want[:, 0] + 0.5) / 8).floor()                            # (3, 2) the student's cell (x, y)
-    grid = torch.stack(torch.meshgrid(torch.arange(16), torch.arange(16), indexing="xy"), -1).reshape(-1, 2)
-    near = ((grid[None] - cells[:, None]).abs() <= 2).all(-1)           # (3, 256)
-    assert ((soft.probs[:, 0] * near).sum(-1) > 0.999).all()
-    assert ((soft.probs[:, 0] * ~near).sum(-1) < 1e-3).all()
-
-
 def test_a_teacher_that_agrees_costs_nothing_and_one_that_differs_does():
     torch.manual_seed(0)
     cfg = ModelConfig(**{**CFG.to_dict(), "offset_weight": 0.0})         # the cell term alone
