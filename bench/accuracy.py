@@ -59,6 +59,8 @@ def speed(name: str, rgb: np.ndarray) -> dict:
             x = torch.rand(1, cfg.in_channels, cfg.input_h, cfg.input_w) - 0.5
             out[f"{backend}_{threads}t_ms"] = median_ms(lambda: lm._run(x), n=100 if backend == "torch" else 300)
             if backend == FAST and threads == 1:
+                # the flip test (the app's photo tabs): the crop and its mirror, one after the other
+                out["flip_1t_ms"] = median_ms(lambda: (lm._run(x), lm._run(x.flip(-1))), n=300)
                 # the whole webcam frame: detect + crop + landmarks + draw, 640×480
                 frame = rgb
                 out["frame_1t_ms"] = median_ms(lambda: draw_faces(frame, lm.predict(frame), contours=lm.layout.contours), n=200)
@@ -143,14 +145,15 @@ def main() -> None:
     lines += ["", "Speed, batch 1 after warm-up, median ms per face of the landmark model alone "
               f"(the crop is ready), median of {a.rounds} rounds that take the models in turns; "
               "'frame' = MediaPipe detection + crop + landmarks + drawing on a 640×480 frame "
-              f"(one face), {LABEL[FAST]} (the default backend here), 1 thread." +
+              f"(one face), {LABEL[FAST]} (the default backend here), 1 thread; 'flip test' = the crop and its "
+              "mirror, the two passes of `--flip-test`, on that backend and thread." +
               (" OpenVINO computes in bfloat16, which this CPU has." if "openvino" in BACKENDS else ""), "",
               f"| model | file MB | {LABEL[FAST]} 1 thread, quietest round | " +
-              " | ".join(f"{LABEL[b]} {t} thread{'s' * (t > 1)}" for b, t in cols) + " | detector ms | frame ms (fps) |",
-              "|---|---|---|" + "---|" * len(cols) + "---|---|"]
+              " | ".join(f"{LABEL[b]} {t} thread{'s' * (t > 1)}" for b, t in cols) + " | flip test | detector ms | frame ms (fps) |",
+              "|---|---|---|" + "---|" * len(cols) + "---|---|---|"]
     for name, s in speeds.items():
         lines.append(f"| {name} | {sizes[name]:.1f} | {best[name]:.2f} | " + " | ".join(f"{s[f'{b}_{t}t_ms']:.2f}" for b, t in cols) +
-                     f" | {s['detector_ms']:.2f} | {s['frame_1t_ms']:.2f} ({1000 / s['frame_1t_ms']:.0f}) |")
+                     f" | {s['flip_1t_ms']:.2f} | {s['detector_ms']:.2f} | {s['frame_1t_ms']:.2f} ({1000 / s['frame_1t_ms']:.0f}) |")
     if "worst" in locals():
         lines += ["", f"Hardest landmarks of {a.models[0]} (landmark box, NME %): " +
                   ", ".join(f"{i} ({pe[i]:.2f})" for i in worst) + " — see point_error_" + a.models[0] + ".png.",

@@ -18,8 +18,6 @@ import numpy as np
 import torch
 
 CACHE_DIR = Path(os.environ.get("FKD_CACHE", Path.home() / ".cache" / "fkd"))
-
-
 BACKENDS = ("auto", "openvino", "onnx", "torch")
 
 
@@ -133,8 +131,7 @@ class OpenVinoRunner:
         import openvino as ov
 
         core = ov.Core()
-        bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32"}
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "bf16" if openvino_bf16() else "f32"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = core.compile_model(core.read_model(cached_onnx(model, cfg, weights_path)), "CPU", config)
