@@ -65,7 +65,7 @@ class _Export(torch.nn.Module):
 
 
 # bump when the exported graph changes, so that old cached exports are not reused
-EXPORT_VERSION = "b2"
+EXPORT_VERSION = "b3"
 
 
 def export_onnx(model: torch.nn.Module, cfg) -> bytes:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fkd.models import DECODE_TEMPERATURE, ModelConfig, PIPNet, build_model
+from fkd.models import DECODE_TEMPERATURE, ModelConfig, PIPNet, build_model, first_argmax
 
 CONFIGS = [ModelConfig("nose_cnn", 1, 1, 80, 60, loss="mse"), ModelConfig("imm_cnn", 58, 1, 240, 180, loss="mse"),
            ModelConfig("resnet18", 68, 3, 128, 128, width=16), ModelConfig("resnet18", 68, 3, 128, 128, width=16, blurpool=True),
@@ -77,6 +77,17 @@ def test_pipnet_decode_weighs_neighbours_by_softened_probability():
         want = torch.tensor([w[0] * 1.6 + w[1] * 1.8, 1.5])
         assert torch.allclose(m.decode(scores, offsets, grid, gh, gw)[0, 0], want, atol=1e-4)
     assert x_default > m.decode(scores, offsets, grid, gh, gw)[0, 0, 0] + 0.02  # T = 1: the runner-up counts less
+
+
+def test_first_argmax_is_argmax_with_ties_and_large_grids():
+    torch.manual_seed(0)
+    s = torch.randn(3, 68, 576)                                      # a 24×24 grid: indices above 256
+    s[0, 0, 300] = s[0, 0, 500] = 99.0                               # a tie: the first one wins
+    s[1, 1, :] = 0.0                                                 # all equal: index 0
+    s[2, 2, 575] = 99.0                                              # the last cell
+    got = first_argmax(s)
+    assert got.dtype == torch.long and torch.equal(got, s.argmax(-1))
+    assert got[0, 0] == 300 and got[1, 1] == 0 and got[2, 2] == 575
 
 
 def test_a_few_steps_reduce_the_loss():
