@@ -296,27 +296,28 @@ class PIPNet(nn.Module):
         valid = (ny >= 0) & (ny < gh) & (nx >= 0) & (nx < gw)
         return ny.clamp(0, gh - 1) * gw + nx.clamp(0, gw - 1), valid
 
-    def decode(self, scores, offsets, grid, gh, gw) -> torch.Tensor:
-        best = first_argmax(scores)                                        # (B, N)
+    def decode(self, scores, offsets, grid, gh, gw, best: torch.Tensor | None = None) -> torch.Tensor:
+        """`best`: each point's best cell (B, N), when the caller has it already."""
+        best = first_argmax(scores) if best is None else best             # (B, N)
         idx, valid = self._neighbours(best, gh, gw)                        # (B, N, 9)
         prob = (scores / self.decode_temperature).softmax(-1).gather(-1, idx) * valid  # (B, N, 9)
         off = offsets.gather(2, idx[..., None].expand(-1, -1, -1, 2))      # (B, N, 9, 2)
         pos = grid[idx] + off                                              # (B, N, 9, 2) in cells
         return (prob[..., None] * pos).sum(2) / prob.sum(-1, keepdim=True).clamp_min(1e-6)
 
-    def points(self, scores, offsets, h: int, w: int) -> torch.Tensor:
+    def points(self, scores, offsets, h: int, w: int, best: torch.Tensor | None = None) -> torch.Tensor:
         """Decoded points (B, N, 2) in the pixels of an h×w input (pixel centres on integers)."""
         s = self.cfg.grid_stride
         gh, gw = h // s, w // s
-        return self.decode(scores, offsets, self._grid(gh, gw, scores.device), gh, gw) * s - 0.5
+        return self.decode(scores, offsets, self._grid(gh, gw, scores.device), gh, gw, best) * s - 0.5
 
     def predict_with_confidence(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Points (B, N, 2) in input pixels and a per-face confidence: the mean over landmarks of
         the probability mass in the chosen 3×3 cells (near 1 = sure, low = not a face / occluded)."""
         scores, offsets = self.raw(x)
-        pred = self.points(scores, offsets, *x.shape[-2:])
-        idx, valid = self._neighbours(first_argmax(scores), x.shape[-2] // self.cfg.grid_stride,
-                                      x.shape[-1] // self.cfg.grid_stride)
+        best = first_argmax(scores)                                        # once, for the points and the mass
+        pred = self.points(scores, offsets, *x.shape[-2:], best)
+        idx, valid = self._neighbours(best, x.shape[-2] // self.cfg.grid_stride, x.shape[-1] // self.cfg.grid_stride)
         mass = (scores.softmax(-1).gather(-1, idx) * valid).sum(-1)       # (B, N)
         return pred, mass.mean(-1)
 

@@ -8,6 +8,7 @@ hash), so nothing but the safetensors file is shipped and the two can never disa
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -29,9 +30,12 @@ def onnx_available() -> bool:
         return False
 
 
+@functools.cache
 def openvino_bf16() -> bool:
     """OpenVINO is installed and this CPU computes in bfloat16 natively (where it beats ONNX Runtime;
-    in float32 the two were level, 2.95 against 2.90 ms per face, so "auto" keeps ONNX Runtime)."""
+    in float32 the two were level, 2.95 against 2.90 ms per face, so "auto" keeps ONNX Runtime).
+    Asked once per process: every Landmarker and its runner would otherwise load OpenVINO's CPU
+    plugin again to ask."""
     try:
         import openvino as ov
         return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
@@ -135,7 +139,6 @@ class OpenVinoRunner:
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = core.compile_model(core.read_model(cached_onnx(model, cfg, weights_path)), "CPU", config)
-        self.precision = config["INFERENCE_PRECISION_HINT"]
 
     def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # a request per call (~10 µs): a request is not thread-safe, and app users share this runner
