@@ -4,7 +4,8 @@
 
 Writes bench/accuracy_report.md (+ bench/ced.png, bench/point_error_<first model>.png) with: NME mean /
 median, FR@8 %, AUC@8 % and faces not found for both box protocols (landmark box, MediaPipe +
-calibration), ms per face at 1 and 2 threads, webcam-frame rate, and file sizes.
+calibration), ms per face at 1 and 2 threads, webcam-frame rate, file sizes, and the first model on
+head tilts from 0 to 180° (validation photos turned), with and without the levelling of tilted heads.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -23,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fkd.calibration import IDENTITY  # noqa: E402
 from fkd.data import find_300w, split_300w  # noqa: E402
 from fkd.evaluate import evaluate_records  # noqa: E402
+from fkd.geometry import apply_affine, box_side, landmark_box, turned_image  # noqa: E402
+from fkd.io import load_image  # noqa: E402
 from fkd.landmarker import MODELS, Landmarker  # noqa: E402
 from fkd.metrics import nme, point_nme, summary  # noqa: E402
 from fkd.runtime import onnx_available, openvino_bf16, pick_backend  # noqa: E402
@@ -65,9 +69,44 @@ def speed(name: str, rgb: np.ndarray) -> dict:
                 frame = rgb
                 out["frame_1t_ms"] = median_ms(lambda: draw_faces(frame, lm.predict(frame), contours=lm.layout.contours), n=200)
                 out["detector_ms"] = median_ms(lambda: lm.detect(frame), n=200)
+                # a frame with no face: every detector runs, and the search of turned copies
+                out["empty_frame_ms"] = median_ms(lambda: lm.predict(EMPTY), n=50)
             lm.close()
     torch.set_num_threads(2)
     return out
+
+
+# a 640×480 frame with no face in it: smooth noise, like a blurred room
+EMPTY = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8), (0, 0), 3)
+TILTS = (0, 20, 35, 50, 65, 90, 135, 180)
+
+
+def tilted_rows(name: str, val) -> list[dict]:
+    """Heads tilted in the image plane: each validation photo turned by each of TILTS about its centre
+    (on a canvas that holds it all), through the whole pipeline, with and without `upright`."""
+    photos = [(load_image(r.image), r.points) for r in val]
+    rows = []
+    for upright in (True, False):
+        lm = Landmarker(name, upright=upright)
+        for degrees in TILTS:
+            P, G, missed = [], [], 0
+            for rgb, gt in photos:
+                img, A = turned_image(rgb, degrees)
+                g = apply_affine(A, gt)
+                c, side = g.mean(0), box_side(landmark_box(g))
+                # within half a face of the labelled one: AFW photos hold neighbours close by
+                near = [f for f in lm.predict(img) if np.linalg.norm(f.keypoints.mean(0) - c) < side / 2]
+                if not near:
+                    missed += 1
+                    continue
+                P.append(min(near, key=lambda f: np.linalg.norm(f.keypoints.mean(0) - c)).keypoints)
+                G.append(g)
+            e = 100 * nme(np.stack(P), np.stack(G)) if P else np.array([np.inf])
+            rows.append({"upright": upright, "degrees": degrees, "nme_mean": float(e.mean()),
+                         "fr8": float(100 * (e > 8).mean()), "not_found": missed})
+            print(json.dumps(rows[-1]), flush=True)
+        lm.close()
+    return rows
 
 
 def main() -> None:
@@ -81,8 +120,6 @@ def main() -> None:
     root = Path(a.data) / "300w"
     recs, _ = find_300w(root)
     _, val = split_300w(recs, root)
-    import cv2
-    from fkd.io import load_image
     # the webcam frame: the first validation photo in which the detector sees one face and nothing
     # else (every detection costs a landmark pass, even one that is then dropped)
     from fkd.detect import make_detector
@@ -120,6 +157,7 @@ def main() -> None:
                      **summary(np.stack(preds), np.stack(gts)), "not_found": len(missed)})
         print(json.dumps(rows[-1]), flush=True)
         lm.close()
+    tilts = tilted_rows(a.models[0], val)
     # timings drift with the machine's other load: measure the models in turns, several rounds,
     # and keep each model's median over the rounds, so that the side-by-side stays fair
     rounds = {name: [] for name in sizes}
@@ -149,11 +187,20 @@ def main() -> None:
               "mirror, the two passes of `--flip-test`, on that backend and thread." +
               (" OpenVINO computes in bfloat16, which this CPU has." if "openvino" in BACKENDS else ""), "",
               f"| model | file MB | {LABEL[FAST]} 1 thread, quietest round | " +
-              " | ".join(f"{LABEL[b]} {t} thread{'s' * (t > 1)}" for b, t in cols) + " | flip test | detector ms | frame ms (fps) |",
-              "|---|---|---|" + "---|" * len(cols) + "---|---|---|"]
+              " | ".join(f"{LABEL[b]} {t} thread{'s' * (t > 1)}" for b, t in cols) + " | flip test | detector ms | frame ms (fps) | frame, no face, ms |",
+              "|---|---|---|" + "---|" * len(cols) + "---|---|---|---|"]
     for name, s in speeds.items():
         lines.append(f"| {name} | {sizes[name]:.1f} | {best[name]:.2f} | " + " | ".join(f"{s[f'{b}_{t}t_ms']:.2f}" for b, t in cols) +
-                     f" | {s['flip_1t_ms']:.2f} | {s['detector_ms']:.2f} | {s['frame_1t_ms']:.2f} ({1000 / s['frame_1t_ms']:.0f}) |")
+                     f" | {s['flip_1t_ms']:.2f} | {s['detector_ms']:.2f} | {s['frame_1t_ms']:.2f} ({1000 / s['frame_1t_ms']:.0f}) "
+                     f"| {s['empty_frame_ms']:.1f} |")
+    lines += ["", f"Tilted heads, {a.models[0]}: every validation photo turned by the angle about its centre, MediaPipe "
+              "+ calibration, one pass (`Landmarker(upright=...)`: a levelled second pass for faces tilted more "
+              "than 10°, and turned copies searched when no face is sure). NME % / FR@8 % / not found.", "",
+              "| upright | " + " | ".join(f"{d}°" for d in TILTS) + " |", "|---|" + "---|" * len(TILTS)]
+    for upright in (True, False):
+        cells = [next(r for r in tilts if r["upright"] == upright and r["degrees"] == d) for d in TILTS]
+        lines.append(f"| {'yes (default)' if upright else 'no'} | " +
+                     " | ".join(f"{r['nme_mean']:.2f} / {r['fr8']:.1f} / {r['not_found']}" for r in cells) + " |")
     if "worst" in locals():
         lines += ["", f"Hardest landmarks of {a.models[0]} (landmark box, NME %): " +
                   ", ".join(f"{i} ({pe[i]:.2f})" for i in worst) + " — see point_error_" + a.models[0] + ".png.",

@@ -26,6 +26,11 @@ class FaceDetector:
     def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
         raise NotImplementedError
 
+    def detect_near(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        """Only faces that fill a fair part of the picture, as fast as the detector can: for second
+        looks at the same image (turned copies), where a slow small-face fallback would add up."""
+        return self.detect(rgb)
+
     def close(self) -> None:
         pass
 
@@ -119,6 +124,9 @@ class MediaPipeWithFallback(FaceDetector):
         if self._full is None:
             self._full = MediaPipeDetector(BLAZEFACE_FULL, self._min_score)
         return [(self.full_to_short.apply(b), s) for b, s in self._full.detect(rgb)]
+
+    def detect_near(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        return self.short.detect(rgb)
 
     def close(self) -> None:
         self.short.close()

@@ -5,8 +5,9 @@
 
 DIR holds images with 300-W `.pts` (or a dlib XML, or IMM `.asf`). NME is normalised by the outer
 eye corners (inter-ocular, 300-W's convention) for 68 points; for IMM by the landmark box
-diagonal. `--box detector` runs the whole pipeline (MediaPipe + calibration), faces it misses are
-counted as "not found" and left out of the NME; `--box landmarks` crops on the true landmark box.
+diagonal. `--box detector` runs the whole pipeline as `Landmarker.predict` does (MediaPipe +
+calibration, the confidence check, the levelled pass for tilted heads); faces it misses are counted
+as "not found" and left out of the NME. `--box landmarks` crops on the true landmark box, one pass.
 The Kaggle-style score is the mean absolute error per coordinate in original-image pixels.
 """
 from __future__ import annotations
@@ -48,16 +49,14 @@ def evaluate_records(lm, records, box: str = "detector"):
         if box == "landmarks":
             pts, _ = lm.predict_boxes(rgb, [landmark_box(gt) / s], "landmarks")
             p = pts[0] * s
-        else:
-            found = lm.detect(rgb)
+        else:  # the whole pipeline, as Landmarker.predict runs it; the face nearest the labelled one
             c = (landmark_box(gt)[:2] + landmark_box(gt)[2:]) / 2 / s
-            near = [b for b, _ in found if np.linalg.norm((b[:2] + b[2:]) / 2 - c) < box_side(landmark_box(gt)) / s]
+            near = [f for f in lm.predict(rgb)
+                    if np.linalg.norm((f.box[:2] + f.box[2:]) / 2 - c) < box_side(landmark_box(gt)) / s]
             if not near:
                 missed.append(r)
                 continue
-            b = min(near, key=lambda b: np.linalg.norm((b[:2] + b[2:]) / 2 - c))
-            pts, _ = lm.predict_boxes(rgb, [b], "face")
-            p = pts[0] * s
+            p = min(near, key=lambda f: np.linalg.norm((f.box[:2] + f.box[2:]) / 2 - c)).keypoints * s
         preds.append(p)
         gts.append(gt)
         kept.append(r)

@@ -68,6 +68,43 @@ def invert_affine(M: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(M.astype(np.float64))
 
 
+def compose(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """The 2×3 affine that applies B, then A."""
+    return np.hstack([A[:, :2] @ B[:, :2], A[:, :2] @ B[:, 2:] + A[:, 2:]])
+
+
+def turn(center, degrees: float) -> np.ndarray:
+    """2×3 affine that turns the image by `degrees` counter-clockwise (as seen) about `center`."""
+    return cv2.getRotationMatrix2D((float(center[0]), float(center[1])), float(degrees), 1.0)
+
+
+def eye_roll(points: np.ndarray, eyes: tuple[int, int]) -> float:
+    """How far the head is tilted in the image plane, in degrees: the angle of the line from the
+    first outer eye corner (on the image's left in an upright face) to the second. Turning the
+    image by this angle (`turn`) levels the eyes."""
+    d = np.asarray(points[eyes[1]], np.float64) - np.asarray(points[eyes[0]], np.float64)
+    return math.degrees(math.atan2(d[1], d[0]))
+
+
+def upright_crop_matrix(points: np.ndarray, eyes: tuple[int, int], spec: CropSpec, out_wh: tuple[int, int]) -> np.ndarray:
+    """The crop of a face whose points are roughly known, turned so that its eyes are level: the
+    landmark box taken in the levelled frame, so the model sees the upright faces it trained on."""
+    b = landmark_box(points)
+    level = turn((b[:2] + b[2:]) / 2, eye_roll(points, eyes))
+    return compose(crop_matrix(landmark_box(apply_affine(level, points)), spec, out_wh), level)
+
+
+def turned_image(image: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """The whole image turned by `degrees` about its centre on a canvas that holds all of it,
+    and the 2×3 affine from image pixels to canvas pixels."""
+    h, w = image.shape[:2]
+    c, s = abs(math.cos(math.radians(degrees))), abs(math.sin(math.radians(degrees)))
+    W, H = int(math.ceil(w * c + h * s)), int(math.ceil(w * s + h * c))
+    A = turn(((w - 1) / 2, (h - 1) / 2), degrees)
+    A[:, 2] += [(W - w) / 2, (H - h) / 2]
+    return cv2.warpAffine(image, A, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT), A
+
+
 def warp(image: np.ndarray, M: np.ndarray, out_wh: tuple[int, int]) -> np.ndarray:
     """Crop/resize by `M`. Area-averaging when shrinking a lot avoids aliasing on big photos."""
     scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))

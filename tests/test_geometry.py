@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from fkd.geometry import CropSpec, apply_affine, crop_matrix, invert_affine, warp
+from fkd.geometry import (CropSpec, apply_affine, compose, crop_matrix, eye_roll, invert_affine, landmark_box, turn,
+                          turned_image, upright_crop_matrix, warp)
 
 
 def blob(h: int, w: int, p: np.ndarray, sigma: float) -> np.ndarray:
@@ -35,3 +36,39 @@ def test_crop_matrix_round_trip():
     M = crop_matrix(np.array([10, 20, 110, 140], np.float32), CropSpec(0.1, -0.05, 1.3, 1.2), (96, 128), pad=(8, 4))
     pts = np.array([[10.0, 20.0], [57.5, 80.25], [110.0, 140.0]])
     assert np.allclose(apply_affine(invert_affine(M), apply_affine(M, pts)), pts, atol=1e-3)
+
+
+def face_like_points(rng) -> np.ndarray:
+    """68 points with level outer eye corners (36 left, 45 right in the image), jittered elsewhere."""
+    pts = rng.uniform([100, 100], [200, 220], size=(68, 2))
+    pts[36], pts[45] = [110, 140], [190, 140]
+    return pts
+
+
+@pytest.mark.parametrize("degrees", [-170, -60, -12, 0, 25, 90, 135])
+def test_a_turned_face_gets_the_crop_of_the_upright_one(degrees):
+    """Turning a face (about any centre) and levelling it again gives the upright face's crop: the
+    points land on the same input pixels, so the model sees what it saw on level faces."""
+    pts = face_like_points(np.random.default_rng(0))
+    tilted = apply_affine(turn((37.0, 410.0), degrees), pts)
+    assert eye_roll(tilted, (36, 45)) == pytest.approx(-degrees, abs=1e-3)
+    upright = crop_matrix(landmark_box(pts), CropSpec(), (160, 160))
+    M = upright_crop_matrix(tilted, (36, 45), CropSpec(), (160, 160))
+    assert np.allclose(apply_affine(M, tilted), apply_affine(upright, pts), atol=1e-3)
+
+
+@pytest.mark.parametrize("degrees", [30, -90, 180])
+def test_turned_image_holds_the_whole_image_where_its_matrix_says(degrees):
+    H, W = 90, 160
+    p = np.array([150.0, 10.0])  # near a corner: it must stay on the canvas
+    img = blob(H, W, p, sigma=3)
+    turned, A = turned_image(img, degrees)
+    corners = apply_affine(A, np.array([[0, 0], [W - 1, 0], [0, H - 1], [W - 1, H - 1]], float))
+    assert corners.min() >= -0.5 and (corners.max(0) <= np.array(turned.shape[1::-1]) - 0.5).all()
+    assert np.linalg.norm(centroid(turned) - apply_affine(A, p[None])[0]) < 0.3
+
+
+def test_compose_applies_the_right_matrix_last():
+    A, B = turn((5.0, 7.0), 30), np.array([[2.0, 0, 1], [0, 3.0, -4]])
+    p = np.array([[1.0, 2.0], [-3.0, 0.5]])
+    assert np.allclose(apply_affine(compose(A, B), p), apply_affine(A, apply_affine(B, p)))

@@ -225,3 +225,42 @@ def test_fast_backends_serve_threads_at_once(backend):
     assert all(np.array_equal(p, alone[i % 6]) for i, p in enumerate(together))
     assert not np.array_equal(alone[0], alone[1])
     lm.close()
+
+
+def tilted_errors(lm, degrees: float, drawn_box: bool = False) -> list[float]:
+    """NME of the found face nearest each fixture face, in the image turned by `degrees` (inf: none).
+    drawn_box: no detector; the box a person would draw around the turned face (its points' outline)."""
+    from fkd.geometry import apply_affine, turned_image
+    out = []
+    for r in val_faces():
+        img, A = turned_image(fkd.load_image(r.image), degrees)
+        gt = apply_affine(A, r.points)
+        faces = lm.predict(img, boxes=[landmark_box(gt)] if drawn_box else None)
+        best = min(faces, key=lambda f: np.abs(f.keypoints - gt).mean(), default=None)
+        out.append(np.inf if best is None else nme(best.keypoints[None], gt[None])[0])
+    return out
+
+
+@pytest.mark.parametrize("degrees", [40, -90, 180])
+def test_tilted_and_upside_down_heads_are_found_and_levelled(landmarker, degrees):
+    """The model trained on faces within ±25° of their own tilt; a turned head gets a levelled
+    second pass, or is found in a turned copy of the image, and comes out about as well as upright."""
+    upright = tilted_errors(landmarker, 0)
+    tilted = tilted_errors(landmarker, degrees)
+    assert max(tilted) < 0.08, tilted
+    assert np.mean(tilted) < np.mean(upright) + 0.005, (tilted, upright)
+
+
+def test_a_box_drawn_around_a_tilted_head_gets_the_levelled_pass(landmarker):
+    upright = tilted_errors(landmarker, 0, drawn_box=True)
+    tilted = tilted_errors(landmarker, -40, drawn_box=True)
+    assert np.mean(tilted) < np.mean(upright) + 0.005, (tilted, upright)
+
+
+def test_without_levelling_tilted_heads_go_wrong(face_image):
+    """What the tests above guard against: the same faces with `upright=False`."""
+    lm = fkd.Landmarker(upright=False)
+    assert np.mean(tilted_errors(lm, 40)) > np.mean(tilted_errors(lm, 0)) + 0.005
+    assert np.mean(tilted_errors(lm, -40, drawn_box=True)) > np.mean(tilted_errors(lm, 0, drawn_box=True)) + 0.005
+    assert min(tilted_errors(lm, -90)) > 0.08  # missed, or points far off
+    lm.close()
