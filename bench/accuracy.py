@@ -194,8 +194,8 @@ def main() -> None:
                      f" | {s['flip_1t_ms']:.2f} | {s['detector_ms']:.2f} | {s['frame_1t_ms']:.2f} ({1000 / s['frame_1t_ms']:.0f}) "
                      f"| {s['empty_frame_ms']:.1f} |")
     lines += ["", f"Tilted heads, {a.models[0]}: every validation photo turned by the angle about its centre, MediaPipe "
-              "+ calibration, one pass (`Landmarker(upright=...)`: a levelled second pass for faces tilted more "
-              "than 10°, and turned copies searched when no face is sure). NME % / FR@8 % / not found.", "",
+              "+ calibration, no flip test; `Landmarker(upright=...)`: a levelled second pass for faces tilted more "
+              "than 10°, and turned copies searched when no face is sure. NME % / FR@8 % / not found.", "",
               "| upright | " + " | ".join(f"{d}°" for d in TILTS) + " |", "|---|" + "---|" * len(TILTS)]
     for upright in (True, False):
         cells = [next(r for r in tilts if r["upright"] == upright and r["degrees"] == d) for d in TILTS]
