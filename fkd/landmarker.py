@@ -37,12 +37,13 @@ MODELS = {"ibug68_kd": "300-W 68 points, distilled (Part 3, default)",
 
 DEFAULT_MODEL = next(iter(MODELS))  # the first entry, "ibug68_kd": what the CLIs, the app and Landmarker() use
 
-# Tilted heads. The 68-point models trained on faces turned by at most ±25° beyond their own tilt;
-# rolled 35° (the validation faces turned, through MediaPipe) one pass gave 4.8 % NME, and a second
-# pass on the crop levelled by the first pass's eyes 3.6 % (3.5 upright). Turned 50° or more,
-# BlazeFace missed 18-80 % of the faces; a turned copy of the image finds them.
+# Tilted heads. The 68-point models trained on faces turned by at most ±25° beyond their own tilt.
+# With the validation photos turned 35° (through MediaPipe), one pass gave 4.67 % NME and a second
+# pass on the crop levelled by the first pass's eyes 3.55 % (3.54 upright). BlazeFace missed 17 % of
+# the faces turned 50°, 77 % at 65°, 96 % at 90°; turned copies of the image find them
+# (bench/accuracy_report.md).
 MAX_ROLL = 10.0                # degrees: a face tilted more gets the levelled second pass
-SURE = 0.95                    # with no face this believable (labelled faces: >= 0.97), try TURNS too
+SURE = 0.95                    # no face this believable: try TURNS too (validation faces: >= 0.955)
 LEVEL_PASSES = 2               # a third when the second still finds the crop tilted (first pass far off)
 TURNS = (45.0, -45.0, 90.0, -90.0, 135.0, -135.0, 180.0)  # look again in the image turned so
 TURN_SIDE = 320                # pixels: the turned copies' longer side, for the detector
@@ -76,8 +77,9 @@ class Landmarker:
         also fires on ears and patterns, which get 0.4-0.9, while 671 labelled 300-W faces all got
         >= 0.94 (ibug68). Boxes a user gives are always kept.
         upright: a face box whose first pass finds the head tilted more than MAX_ROLL degrees gets a
-        second pass on a levelled crop, and where the detector finds nothing it looks again in turned
-        copies of the image (TURNS). Landmark boxes (box_kind="landmarks") always get one pass."""
+        second pass on a levelled crop, and where the detector finds no face the model is SURE of,
+        it looks again in turned copies of the image (TURNS). Landmark boxes (box_kind="landmarks")
+        always get one pass."""
         self.model, self.card = load_model(model, device)
         self.model = self.model.to(memory_format=torch.channels_last)
         self.cfg = self.model.cfg
@@ -128,10 +130,10 @@ class Landmarker:
         """The faces found in copies of the image turned by each of TURNS: a head tilted past ~45° may
         show only there, and a tilted face half-seen upright may show better. The detector looks at
         small copies (it works on 128² anyway); the model crops from the full image."""
-        f = min(1.0, TURN_SIDE / max(rgb.shape[:2]))
-        small = cv2.resize(rgb, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else rgb
-        f = small.shape[1] / rgb.shape[1]
-        shrink = np.array([[f, 0, (f - 1) / 2], [0, f, (f - 1) / 2]])  # pixel centres stay on integers
+        k = min(1.0, TURN_SIDE / max(rgb.shape[:2]))
+        small = cv2.resize(rgb, None, fx=k, fy=k, interpolation=cv2.INTER_AREA) if k < 1 else rgb
+        k = small.shape[1] / rgb.shape[1]
+        shrink = np.array([[k, 0, (k - 1) / 2], [0, k, (k - 1) / 2]])  # pixel centres stay on integers
         out = []
         for degrees in TURNS:
             turned, A = turned_image(small, degrees)
