@@ -109,17 +109,19 @@ class Landmarker:
     def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
         return self.detector.detect(rgb)
 
-    def predict(self, image: ImageLike, boxes=None, box_kind: str = "face", flip_test: bool | None = None) -> list[Face]:
+    def predict(self, image: ImageLike, boxes=None, box_kind: str = "face", flip_test: bool | None = None,
+                min_confidence: float | None = None) -> list[Face]:
         """Every face in `image` (or one per given box, in original-image pixels). [] = no face.
-        flip_test: average with a mirrored pass for this call (None = the Landmarker's setting)."""
+        flip_test, min_confidence: for this call (None = the Landmarker's setting)."""
         rgb, (W, H) = load_image_sized(image)
         scale = W / rgb.shape[1]  # huge photos are worked on downscaled; results go back to full size
         if boxes is not None:
             found = [(check_box(b, W, H) / scale, 1.0) for b in boxes]
             kind = "landmarks" if box_kind == "landmarks" else "face"
-            faces = self._faces(rgb, found, kind, flip_test, given=True)
+            faces = self._faces(rgb, found, kind, flip_test, 0.0)  # a given box is always kept
         else:
-            faces = self._faces(rgb, self.detect(rgb), "face", flip_test)
+            low = self.min_confidence if min_confidence is None else min_confidence
+            faces = self._faces(rgb, self.detect(rgb), "face", flip_test, low)
             if self.upright and _best(faces) < SURE:
                 faces = _distinct(faces + self._turned_faces(rgb, flip_test))
         for f in faces:  # back to the original image's pixels
@@ -137,13 +139,14 @@ class Landmarker:
         out = []
         for degrees in TURNS:
             turned, A = turned_image(small, degrees)
-            faces = self._faces(rgb, self.detector.detect_near(turned), "face", flip_test, frame=compose(A, shrink))
-            out += [f for f in faces if f.confidence >= SURE]  # a second look must be sure
+            # a second look must be sure
+            out += self._faces(rgb, self.detector.detect_near(turned), "face", flip_test, SURE, frame=compose(A, shrink))
         return out
 
-    def _faces(self, rgb: np.ndarray, found, kind: str, flip_test, given: bool = False, frame=None) -> list[Face]:
-        """Faces for (box, score) pairs; detections the model does not believe are dropped. `frame`:
-        the boxes are in a turned copy of `rgb` (2×3 map rgb → copy); the Face gets their outline in rgb."""
+    def _faces(self, rgb: np.ndarray, found, kind: str, flip_test, min_confidence: float, frame=None) -> list[Face]:
+        """Faces for (box, score) pairs; those the model believes less than `min_confidence` are dropped.
+        `frame`: the boxes are in a turned copy of `rgb` (2×3 map rgb → copy); the Face gets their
+        outline in rgb."""
         if not found:
             return []
         frames = None if frame is None else [frame] * len(found)
@@ -152,7 +155,7 @@ class Landmarker:
             back = invert_affine(frame)
             found = [(landmark_box(apply_affine(back, corners(b))), s) for b, s in found]
         return [Face(box=np.asarray(b, np.float32), score=s, keypoints=p, confidence=c)
-                for (b, s), p, c in zip(found, pts, conf) if given or c >= self.min_confidence]
+                for (b, s), p, c in zip(found, pts, conf) if c >= min_confidence]
 
     def model_inputs(self, rgb: np.ndarray, boxes: list[np.ndarray], box_kind: str = "face", frames=None):
         """The model's input for each box: (crop matrices image → input, x (B, C, H, W) in [-0.5, 0.5]).
