@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fkd.calibration import IDENTITY  # noqa: E402
 from fkd.data import find_300w, split_300w  # noqa: E402
-from fkd.evaluate import evaluate_records  # noqa: E402
-from fkd.geometry import apply_affine, box_side, landmark_box, turned_image  # noqa: E402
+from fkd.evaluate import evaluate_records, nearest_face  # noqa: E402
+from fkd.geometry import apply_affine, turned_image  # noqa: E402
 from fkd.io import load_image  # noqa: E402
 from fkd.landmarker import MODELS, Landmarker  # noqa: E402
 from fkd.metrics import nme, point_nme, summary  # noqa: E402
@@ -93,13 +93,11 @@ def tilted_rows(name: str, val) -> list[dict]:
             for rgb, gt in photos:
                 img, A = turned_image(rgb, degrees)
                 g = apply_affine(A, gt)
-                c, side = g.mean(0), box_side(landmark_box(g))
-                # within half a face of the labelled one: AFW photos hold neighbours close by
-                near = [f for f in lm.predict(img) if np.linalg.norm(f.keypoints.mean(0) - c) < side / 2]
-                if not near:
+                face = nearest_face(lm.predict(img), g)
+                if face is None:
                     missed += 1
                     continue
-                P.append(min(near, key=lambda f: np.linalg.norm(f.keypoints.mean(0) - c)).keypoints)
+                P.append(face.keypoints)
                 G.append(g)
             e = 100 * nme(np.stack(P), np.stack(G)) if P else np.array([np.inf])
             rows.append({"upright": upright, "degrees": degrees, "nme_mean": float(e.mean()),

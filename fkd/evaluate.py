@@ -39,29 +39,37 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
+def nearest_face(faces, gt: np.ndarray):
+    """The face whose points' centre is nearest the labelled points' centre, if within half a face
+    of it (AFW photos hold neighbours close by); else None: the labelled face was not found."""
+    from fkd.geometry import box_side, landmark_box
+
+    c = gt.mean(0)
+    dist = [np.linalg.norm(f.keypoints.mean(0) - c) for f in faces]
+    if not dist or min(dist) >= box_side(landmark_box(gt)) / 2:
+        return None
+    return faces[int(np.argmin(dist))]
+
+
 def evaluate_records(lm, records, box: str = "detector"):
     """Predictions for records: (pred list, gt list, kept records, not-found records)."""
-    from fkd.geometry import box_side, landmark_box
+    from fkd.geometry import landmark_box
     from fkd.io import load_image_sized
 
     preds, gts, kept, missed = [], [], [], []
     for r in records:
-        rgb, (W, _) = load_image_sized(r.image)
-        s = W / rgb.shape[1]
-        gt = r.points
         if box == "landmarks":
-            pts, _ = lm.predict_boxes(rgb, [landmark_box(gt) / s], "landmarks")
-            p = pts[0] * s
-        else:  # the whole pipeline, as Landmarker.predict runs it; the face nearest the labelled one
-            c = (landmark_box(gt)[:2] + landmark_box(gt)[2:]) / 2 / s
-            near = [f for f in lm.predict(rgb, min_confidence=0.0)
-                    if np.linalg.norm((f.box[:2] + f.box[2:]) / 2 - c) < box_side(landmark_box(gt)) / s]
-            if not near:
+            rgb, (W, _) = load_image_sized(r.image)
+            s = W / rgb.shape[1]
+            p = lm.predict_boxes(rgb, [landmark_box(r.points) / s], "landmarks")[0][0] * s
+        else:  # the whole pipeline, as Landmarker.predict runs it (points in original pixels)
+            face = nearest_face(lm.predict(r.image, min_confidence=0.0), r.points)
+            if face is None:
                 missed.append(r)
                 continue
-            p = min(near, key=lambda f: np.linalg.norm((f.box[:2] + f.box[2:]) / 2 - c)).keypoints * s
+            p = face.keypoints
         preds.append(p)
-        gts.append(gt)
+        gts.append(r.points)
         kept.append(r)
     return preds, gts, kept, missed
 

@@ -85,6 +85,7 @@ class Landmarker:
         self.cfg = self.model.cfg
         self.layout = LAYOUTS[self.card["layout"]]
         self.crop = CropSpec(**self.card["crop"])
+        self.input_size = (self.cfg.input_w, self.cfg.input_h)
         self.calibration = load_calibration("imm58" if self.card["layout"] in ("imm58", "nose") else "ibug68")
         self.device, self.flip_test = device, flip_test
         self._detector_name, self._min_score, self._detector = detector, min_score, None
@@ -149,40 +150,37 @@ class Landmarker:
         outline in rgb."""
         if not found:
             return []
-        frames = None if frame is None else [frame] * len(found)
-        pts, conf = self.predict_boxes(rgb, [b for b, _ in found], kind, flip_test, frames)
+        pts, conf = self.predict_boxes(rgb, [b for b, _ in found], kind, flip_test, frame)
         if frame is not None:
             back = invert_affine(frame)
             found = [(landmark_box(apply_affine(back, corners(b))), s) for b, s in found]
         return [Face(box=np.asarray(b, np.float32), score=s, keypoints=p, confidence=c)
                 for (b, s), p, c in zip(found, pts, conf) if c >= min_confidence]
 
-    def model_inputs(self, rgb: np.ndarray, boxes: list[np.ndarray], box_kind: str = "face", frames=None):
+    def model_inputs(self, rgb: np.ndarray, boxes: list[np.ndarray], box_kind: str = "face", frame=None):
         """The model's input for each box: (crop matrices image → input, x (B, C, H, W) in [-0.5, 0.5]).
-        frames: for each box, the 2×3 map from the image to the turned copy it was found in (or None)."""
-        size = (self.cfg.input_w, self.cfg.input_h)
+        frame: the boxes are in a turned copy of the image; this is the 2×3 map image → copy."""
         cal = self.calibration if box_kind == "face" else IDENTITY
-        mats = [crop_matrix(cal.apply(np.asarray(b, np.float32)), self.crop, size) for b in boxes]
-        if frames is not None:
-            mats = [compose(M, F) for M, F in zip(mats, frames)]
+        mats = [crop_matrix(cal.apply(np.asarray(b, np.float32)), self.crop, self.input_size) for b in boxes]
+        if frame is not None:
+            mats = [compose(M, frame) for M in mats]
         return mats, self._crops(rgb, mats)
 
     def _crops(self, rgb: np.ndarray, mats: list[np.ndarray]) -> torch.Tensor:
-        size = (self.cfg.input_w, self.cfg.input_h)
         crops = []
         for M in mats:
-            patch = warp(rgb, M, size)
+            patch = warp(rgb, M, self.input_size)
             patch = to_gray(patch)[None] if self.cfg.in_channels == 1 else patch.transpose(2, 0, 1)
             crops.append(torch.from_numpy(np.ascontiguousarray(patch)))
         return torch.stack(crops).float().div_(255).sub_(0.5)
 
     @torch.inference_mode()
     def predict_boxes(self, rgb: np.ndarray, boxes: list[np.ndarray], box_kind: str = "face",
-                      flip_test: bool | None = None, frames=None):
+                      flip_test: bool | None = None, frame=None):
         """Keypoints for boxes on an already-loaded RGB image: (list of (N, 2), list of confidences).
-        Face boxes of tilted heads get a second, levelled pass (see `upright`); `frames`: see model_inputs."""
+        Face boxes of tilted heads get a second, levelled pass (see `upright`); `frame`: see model_inputs."""
         flip = (self.flip_test if flip_test is None else flip_test) and len(self.layout.flip) > 1
-        mats, x = self.model_inputs(rgb, boxes, box_kind, frames)
+        mats, x = self.model_inputs(rgb, boxes, box_kind, frame)
         pts, conf = self._points(x, mats, flip)
         eyes = self.layout.eyes
         if box_kind != "face" or not self.upright or not eyes:
@@ -192,8 +190,7 @@ class Landmarker:
             tilted = [i for i, p in enumerate(pts) if abs(_wrap(eye_roll(p, eyes) - levelled[i])) > MAX_ROLL]
             if not tilted:
                 break
-            size = (self.cfg.input_w, self.cfg.input_h)
-            mats = [upright_crop_matrix(pts[i], eyes, self.crop, size) for i in tilted]
+            mats = [upright_crop_matrix(pts[i], eyes, self.crop, self.input_size) for i in tilted]
             for i, p, c in zip(tilted, *self._points(self._crops(rgb, mats), mats, flip)):
                 levelled[i] = eye_roll(pts[i], eyes)
                 pts[i], conf[i] = p, c
