@@ -4,8 +4,10 @@
 
 Writes bench/accuracy_report.md (+ bench/ced.png, bench/point_error_<first model>.png) with: NME mean /
 median, FR@8 %, AUC@8 % and faces not found for both box protocols (landmark box, MediaPipe +
-calibration), ms per face at 1 and 2 threads, webcam-frame rate, file sizes, and the first model on
-head tilts from 0 to 180° (validation photos turned), with and without the levelling of tilted heads.
+calibration) with the flip test off, auto (the default: mirrored only where the model doubts) and on,
+ms per face at 1 and 2 threads and for each flip-test setting on the validation crops, webcam-frame
+rate, file sizes, and the first model on head tilts from 0 to 180° (validation photos turned), with
+and without the levelling of tilted heads.
 """
 from __future__ import annotations
 
@@ -25,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fkd.calibration import IDENTITY  # noqa: E402
 from fkd.data import find_300w, split_300w  # noqa: E402
 from fkd.evaluate import evaluate_records, nearest_face  # noqa: E402
-from fkd.geometry import apply_affine, turned_image  # noqa: E402
-from fkd.io import load_image  # noqa: E402
-from fkd.landmarker import MODELS, Landmarker  # noqa: E402
+from fkd.geometry import apply_affine, landmark_box, turned_image  # noqa: E402
+from fkd.io import load_image, load_image_sized  # noqa: E402
+from fkd.landmarker import FLIP_BELOW, MODELS, Landmarker  # noqa: E402
 from fkd.metrics import nme, point_nme, summary  # noqa: E402
 from fkd.runtime import onnx_available, openvino_bf16, pick_backend  # noqa: E402
 from fkd.viz import ced_plot, draw_faces, point_error_plot, save_png  # noqa: E402
@@ -53,7 +55,37 @@ BACKENDS = [b for b, ok in (("openvino", openvino_bf16()), ("onnx", onnx_availab
 LABEL = {"openvino": "OpenVINO", "onnx": "ONNX Runtime", "torch": "torch"}
 
 
-def speed(name: str, rgb: np.ndarray) -> dict:
+def val_crops(name: str, val) -> list[tuple[list[np.ndarray], torch.Tensor]]:
+    """Each validation face's landmark-box crop as the model takes it: (crop matrices, input)."""
+    lm = Landmarker(name, backend="torch")
+    out = []
+    for r in val:
+        rgb, (W, _) = load_image_sized(r.image)
+        out.append(lm.model_inputs(rgb, [landmark_box(r.points) * rgb.shape[1] / W], "landmarks"))
+    return out
+
+
+FLIPS = (False, "auto", True)
+FLIP_WORD = {False: "off", "auto": "auto", True: "on"}
+
+
+def flip_ms(lm: Landmarker, crops) -> dict:
+    """Mean ms per validation face for each flip-test setting (the median of 3 sweeps over all faces),
+    and the share of faces that "auto" mirrors (first-pass confidence below FLIP_BELOW)."""
+    out = {}
+    for flip in FLIPS:
+        sweeps = []
+        for _ in range(3):
+            t = time.perf_counter()
+            for mats, x in crops:
+                lm._points(x, mats, flip)
+            sweeps.append((time.perf_counter() - t) / len(crops))
+        out[f"val_{FLIP_WORD[flip]}_ms"] = 1000 * float(np.median(sweeps))
+    out["auto_share"] = float(np.mean([lm._run(x)[1][0] < FLIP_BELOW for _, x in crops]))
+    return out
+
+
+def speed(name: str, rgb: np.ndarray, crops) -> dict:
     out = {}
     for backend in BACKENDS:
         for threads in (1, 2):
@@ -65,9 +97,12 @@ def speed(name: str, rgb: np.ndarray) -> dict:
             if backend == FAST and threads == 1:
                 # the flip test (the app's photo tabs): the crop and its mirror, one after the other
                 out["flip_1t_ms"] = median_ms(lambda: (lm._run(x), lm._run(x.flip(-1))), n=300)
-                # the whole webcam frame: detect + crop + landmarks + draw, 640×480
+                # on the validation faces, whose doubt decides what flip_test="auto" costs
+                out.update(flip_ms(lm, crops))
+                # the whole webcam frame: detect + crop + landmarks + draw, 640×480, as the app's Live tab
                 frame = rgb
-                out["frame_1t_ms"] = median_ms(lambda: draw_faces(frame, lm.predict(frame), contours=lm.layout.contours), n=200)
+                out["frame_1t_ms"] = median_ms(lambda: draw_faces(frame, lm.predict(frame, flip_test="auto"),
+                                                                  contours=lm.layout.contours), n=200)
                 out["detector_ms"] = median_ms(lambda: lm.detect(frame), n=200)
                 # a frame with no face: every detector runs, and the search of turned copies
                 out["empty_frame_ms"] = median_ms(lambda: lm.predict(EMPTY), n=50)
@@ -87,7 +122,7 @@ def tilted_rows(name: str, val) -> list[dict]:
     photos = [(load_image(r.image), r.points) for r in val]
     rows = []
     for upright in (True, False):
-        lm = Landmarker(name, upright=upright)
+        lm = Landmarker(name, upright=upright, flip_test=False)
         for degrees in TILTS:
             P, G, missed = [], [], 0
             for rgb, gt in photos:
@@ -131,7 +166,7 @@ def main() -> None:
             print(f"{name}: no weights, skipped")
             continue
         sizes[name] = resolve(name).stat().st_size / 1e6
-        for flip in (False, True):
+        for flip in FLIPS:
             lm = Landmarker(name, flip_test=flip)
             for box in ("landmarks", "detector"):
                 t = time.time()
@@ -140,15 +175,15 @@ def main() -> None:
                 s = summary(P, G)
                 rows.append({"model": name, "flip_test": flip, "box": box, **s, "not_found": len(missed)})
                 print(json.dumps(rows[-1]), f"({time.time() - t:.0f} s)", flush=True)
-                if not flip:
+                if flip is False:
                     curves[f"{name}, {box} box"] = nme(P, G)
-                if name == a.models[0] and box == "landmarks" and not flip:
+                if name == a.models[0] and box == "landmarks" and flip is False:
                     pe = 100 * point_nme(P, G)
                     save_png(HERE / f"point_error_{name}.png", point_error_plot(list(pe)))
                     worst = np.argsort(pe)[::-1][:8]
             lm.close()
         # the same detector boxes without the calibration: what the calibration is worth
-        lm = Landmarker(name)
+        lm = Landmarker(name, flip_test=False)
         lm.calibration = IDENTITY
         preds, gts, _, missed = evaluate_records(lm, val, "detector")
         rows.append({"model": name, "flip_test": False, "box": "detector, no calibration",
@@ -159,9 +194,10 @@ def main() -> None:
     # timings drift with the machine's other load: measure the models in turns, several rounds,
     # and keep each model's median over the rounds, so that the side-by-side stays fair
     rounds = {name: [] for name in sizes}
+    crops = {name: val_crops(name, val) for name in sizes}
     for _ in range(a.rounds):
         for name in sizes:
-            rounds[name].append(speed(name, frame))
+            rounds[name].append(speed(name, frame, crops[name]))
             print(name, json.dumps(rounds[name][-1]), flush=True)
     speeds = {name: {k: float(np.median([r[k] for r in rs])) for k in rs[0]} for name, rs in rounds.items()}
     # other load only ever adds time: the quietest round is the closest to the model's own cost
@@ -175,7 +211,7 @@ def main() -> None:
              "| model | flip test | box | NME mean | NME median | FR@8 % | AUC@8 % | not found | MAE px |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {'yes' if r['flip_test'] else 'no'} | {r['box']} | {r['nme_mean']:.2f} | "
+        lines.append(f"| {r['model']} | {FLIP_WORD[r['flip_test']]} | {r['box']} | {r['nme_mean']:.2f} | "
                      f"{r['nme_median']:.2f} | {r['fr8']:.2f} | {r['auc8']:.1f} | {r['not_found']} | {r['mae_px']:.2f} |")
     cols = [(b, t) for b in BACKENDS for t in (1, 2)]
     lines += ["", "Speed, batch 1 after warm-up, median ms per face of the landmark model alone "
@@ -191,6 +227,14 @@ def main() -> None:
         lines.append(f"| {name} | {sizes[name]:.1f} | {best[name]:.2f} | " + " | ".join(f"{s[f'{b}_{t}t_ms']:.2f}" for b, t in cols) +
                      f" | {s['flip_1t_ms']:.2f} | {s['detector_ms']:.2f} | {s['frame_1t_ms']:.2f} ({1000 / s['frame_1t_ms']:.0f}) "
                      f"| {s['empty_frame_ms']:.1f} |")
+    lines += ["", f"The flip test on the {len(val)} validation faces' landmark-box crops, {LABEL[FAST]}, 1 thread: mean "
+              "ms per face (median of 3 sweeps over all faces, median of the rounds). 'auto' (the default of "
+              f"`Landmarker` and the CLIs, and the app's webcam) mirrors the faces whose first pass is below "
+              f"{FLIP_BELOW} confidence; the share it mirrored is in brackets.", "",
+              "| model | off (one pass) | auto | on (two passes) |", "|---|---|---|---|"]
+    for name, s in speeds.items():
+        lines.append(f"| {name} | {s['val_off_ms']:.2f} | {s['val_auto_ms']:.2f} ({100 * s['auto_share']:.0f} % mirrored) "
+                     f"| {s['val_on_ms']:.2f} |")
     lines += ["", f"Tilted heads, {a.models[0]}: every validation photo turned by the angle about its centre, MediaPipe "
               "+ calibration, no flip test; `Landmarker(upright=...)`: a levelled second pass for faces tilted more "
               "than 10°, and turned copies searched when no face is sure. NME % / FR@8 % / not found.", "",

@@ -1,6 +1,6 @@
 """Score a model on any folder of labelled faces, in the field's metrics and the course's.
 
-    python -m fkd.evaluate DIR [--model ibug68_kd] [--box detector|landmarks] [--flip-test]
+    python -m fkd.evaluate DIR [--model ibug68_kd] [--box detector|landmarks] [--flip-test auto|on|off]
                            [--ced ced.png] [--export-csv preds.csv] [--pts OUT_DIR] [--json metrics.json]
 
 DIR holds images with 300-W `.pts` (or a dlib XML, or IMM `.asf`). NME is normalised by the outer
@@ -10,7 +10,8 @@ calibration, the levelled pass for tilted heads, the search of turned copies) an
 found nearest the labelled one; faces it misses are counted as "not found" and left out of the NME.
 The confidence check that drops false detections in use is left out here: the labels say where
 the face is, and a hard face the model doubts is scored, not dropped. `--box landmarks` crops on the
-true landmark box, one pass.
+true landmark box (no levelled pass). `--flip-test` (auto by default, as in `Landmarker`) applies to
+both.
 The Kaggle-style score is the mean absolute error per coordinate in original-image pixels.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from fkd.landmarker import DEFAULT_MODEL
+from fkd.predict import add_flip_argument
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -30,7 +32,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="folder of images with .pts / .asf / dlib XML")
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--box", choices=("detector", "landmarks"), default="detector")
-    p.add_argument("--flip-test", action="store_true", help="average with a mirrored pass")
+    add_flip_argument(p)
     p.add_argument("--ced", help="write the CED plot PNG here (default: none)")
     p.add_argument("--export-csv", help="Kaggle-style CSV: image,x0,y0,...,xN,yN (original pixels, 0-based)")
     p.add_argument("--pts", help="write predictions as 1-based .pts files into this folder")

@@ -1,7 +1,7 @@
 """Keypoints for photos from the command line.
 
     python -m fkd.predict photo.jpg [more.jpg ...] [--model ibug68_kd|ibug68|ibug68_resnet18|imm58|nose]
-                          [--box x0,y0,x1,y1] [--json out.json] [--draw out_dir]
+                          [--box x0,y0,x1,y1] [--flip-test auto|on|off] [--json out.json] [--draw out_dir]
 
 Prints (or writes) JSON: [{"image": path, "faces": [{"box": [...], "score": s, "confidence": c,
 "keypoints": [[x, y], ...]}]}] in 0-based pixels of the original image. An image that cannot be
@@ -34,17 +34,27 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--box", type=parse_box, action="append", help="face box x0,y0,x1,y1 (repeatable); skips the detector")
     p.add_argument("--box-kind", choices=("face", "landmarks"), default="face",
                    help="face: a loose box around the face (like a detector's); landmarks: the tight landmark box")
-    p.add_argument("--flip-test", action="store_true", help="average with a mirrored pass (slower, a bit more accurate)")
+    add_flip_argument(p)
     p.add_argument("--json", help="write the results here instead of printing them")
     p.add_argument("--draw", help="also save each image with its points drawn into this folder")
     return p
 
 
-def open_landmarker(model: str, flip_test: bool = False):
+FLIP_CHOICES = {"auto": "auto", "on": True, "off": False}  # --flip-test word → Landmarker(flip_test=...)
+
+
+def add_flip_argument(p: argparse.ArgumentParser) -> None:
+    """--flip-test [auto|on|off], shared by the predict and evaluate CLIs; a bare --flip-test is "on"."""
+    p.add_argument("--flip-test", nargs="?", choices=tuple(FLIP_CHOICES), default="auto", const="on",
+                   help="average with a pass on the mirrored crop: auto (default) for the faces the model "
+                        "is less sure of (about half), on for every face (two passes), off for one pass")
+
+
+def open_landmarker(model: str, flip_test: str = "auto"):
     """The Landmarker for a CLI, or None after printing why it could not be loaded."""
     from fkd.landmarker import Landmarker, WeightsError
     try:
-        return Landmarker(model, flip_test=flip_test)
+        return Landmarker(model, flip_test=FLIP_CHOICES[flip_test])
     except WeightsError as e:
         print(f"error: {e}", file=sys.stderr)
         return None

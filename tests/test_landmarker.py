@@ -184,7 +184,7 @@ def test_auto_backend_is_the_fastest_one_installed(monkeypatch):
 
 def test_flip_test_averages_two_passes(landmarker, face_image):
     rgb, gt = face_image
-    plain = landmarker.predict(rgb)[0].keypoints
+    plain = landmarker.predict(rgb, flip_test=False)[0].keypoints
     lm = fkd.Landmarker(landmarker.name, flip_test=True)
     both = lm.predict(rgb)[0].keypoints
     assert 0 < np.abs(both - plain).mean() < 3       # a different, nearby answer
@@ -193,6 +193,39 @@ def test_flip_test_averages_two_passes(landmarker, face_image):
     assert np.allclose(landmarker.predict(rgb, flip_test=True)[0].keypoints, both, atol=1e-4)
     assert np.allclose(lm.predict(rgb, flip_test=False)[0].keypoints, plain, atol=1e-4)
     lm.close()
+
+
+def test_auto_flip_test_mirrors_only_the_faces_the_model_doubts(landmarker, face_image, monkeypatch):
+    import fkd.landmarker as L
+    rgb, gt = face_image
+    box = landmark_box(gt)
+    side = box[2] - box[0]
+    # three crops in one batch: the face, and the same box moved off it (the model doubts those)
+    boxes = [box, box + np.float32([0.3, 0.2, 0.3, 0.2]) * side, box + np.float32([-0.25, 0, -0.25, 0]) * side]
+    one, c_one = landmarker.predict_boxes(rgb, boxes, "landmarks", flip_test=False)
+    two, _ = landmarker.predict_boxes(rgb, boxes, "landmarks", flip_test=True)
+    assert len(set(np.round(c_one, 4))) == 3
+    # a threshold between the confidences: the less sure crops get two passes, the others one
+    monkeypatch.setattr(L, "FLIP_BELOW", float(np.sort(c_one)[1]) + 1e-6)
+    auto, _ = landmarker.predict_boxes(rgb, boxes, "landmarks", flip_test="auto")
+    doubted = np.asarray(c_one) < L.FLIP_BELOW
+    assert doubted.sum() == 2
+    for a, o, t, d in zip(auto, one, two, doubted):
+        assert np.allclose(a, t if d else o, atol=1e-4) and not np.allclose(o, t, atol=1e-2)
+    # the default Landmarker mirrors by "auto"; any other word is refused
+    assert landmarker.flip_test == "auto"
+    with pytest.raises(ValueError, match="flip_test must be"):
+        landmarker.predict(rgb, flip_test="yes")
+
+
+def test_cli_flip_test_words():
+    from fkd.evaluate import get_args_parser
+    parse = get_args_parser().parse_args
+    assert parse(["d"]).flip_test == "auto"
+    assert parse(["d", "--flip-test"]).flip_test == "on"
+    assert parse(["d", "--flip-test", "off"]).flip_test == "off"
+    with pytest.raises(SystemExit):
+        parse(["d", "--flip-test", "sometimes"])
 
 
 def test_detections_the_landmark_model_does_not_believe_are_dropped():
