@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from fkd.landmarker import DEFAULT_MODEL  # noqa: E402  (the model the app opens with)
+
 
 def timed(fn, repeats: int, warmup: int = 1) -> list[float]:
     for _ in range(warmup):
@@ -68,7 +70,7 @@ def main(argv=None) -> None:
                                           server_port=port, quiet=True)
     try:
         client = Client(f"http://127.0.0.1:{port}", verbose=False)
-        t = timed(lambda: client.predict(handle_file(str(photo)), "auto", "ibug68", api_name="/keypoints"), a.repeats, 2)
+        t = timed(lambda: client.predict(handle_file(str(photo)), "auto", DEFAULT_MODEL, api_name="/keypoints"), a.repeats, 2)
         rows.append(("`/keypoints` round trip, 640×480 photo, gradio_client", t, "s"))
     finally:
         app.demo.close()
@@ -80,7 +82,7 @@ def main(argv=None) -> None:
     times = []
     for f in frames:
         t0 = time.perf_counter()
-        _, _, state = app.live_step(f, "ibug68", 0.5, state)
+        _, _, state = app.live_step(f, DEFAULT_MODEL, 0.5, state)
         times.append(time.perf_counter() - t0)
     times = times[3:]
     rows.append(("webcam frame, 640×480: detect + 68 points + One-Euro + draw", times, "fps"))

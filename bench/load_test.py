@@ -22,6 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures" / "data" / "300w"
+sys.path.insert(0, str(ROOT))
+
+from fkd.landmarker import DEFAULT_MODEL  # noqa: E402  (the model the app opens with)
 
 
 def free_port() -> int:
@@ -79,7 +82,7 @@ def main() -> None:
             img = images[(k + i) % len(images)]
             t = time.time()
             try:
-                _, result = c.predict(handle_file(str(img)), "auto", "ibug68", api_name="/keypoints")
+                _, result = c.predict(handle_file(str(img)), "auto", DEFAULT_MODEL, api_name="/keypoints")
                 ok = isinstance(result, dict) and result.get("faces") and len(result["faces"][0]["keypoints"]) == 68
                 with lock:
                     lat["keypoints"].append(time.time() - t)
@@ -112,7 +115,7 @@ def main() -> None:
     # A server path where an image is expected must not be read back to the client.
     leak = "not tested"
     try:
-        out = client.predict("/etc/passwd", "auto", "ibug68", api_name="/keypoints")
+        out = client.predict("/etc/passwd", "auto", DEFAULT_MODEL, api_name="/keypoints")
         leak = "LEAK" if "root:" in str(out) else f"refused (returned no file content: {str(out)[:80]})"
     except Exception as e:
         leak = "refused: " + str(e).splitlines()[0][:160]
