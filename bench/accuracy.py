@@ -29,7 +29,7 @@ from fkd.data import find_300w, split_300w  # noqa: E402
 from fkd.evaluate import evaluate_records, nearest_face  # noqa: E402
 from fkd.geometry import apply_affine, landmark_box, turned_image  # noqa: E402
 from fkd.io import load_image, load_image_sized  # noqa: E402
-from fkd.landmarker import FLIP_BELOW, MODELS, Landmarker  # noqa: E402
+from fkd.landmarker import MODELS, Landmarker  # noqa: E402
 from fkd.metrics import nme, point_nme, summary  # noqa: E402
 from fkd.runtime import onnx_available, openvino_bf16, pick_backend  # noqa: E402
 from fkd.viz import ced_plot, draw_faces, point_error_plot, save_png  # noqa: E402
@@ -71,7 +71,7 @@ FLIP_WORD = {False: "off", "auto": "auto", True: "on"}
 
 def flip_ms(lm: Landmarker, crops) -> dict:
     """Mean ms per validation face for each flip-test setting (the median of 3 sweeps over all faces),
-    and the share of faces that "auto" mirrors (first-pass confidence below FLIP_BELOW)."""
+    and the share of faces that "auto" mirrors (first-pass confidence below the card's flip_below)."""
     out = {}
     for flip in FLIPS:
         sweeps = []
@@ -81,7 +81,8 @@ def flip_ms(lm: Landmarker, crops) -> dict:
                 lm._points(x, mats, flip)
             sweeps.append((time.perf_counter() - t) / len(crops))
         out[f"val_{FLIP_WORD[flip]}_ms"] = 1000 * float(np.median(sweeps))
-    out["auto_share"] = float(np.mean([lm._run(x)[1][0] < FLIP_BELOW for _, x in crops]))
+    out["auto_share"] = float(np.mean([lm._run(x)[1][0] < lm.flip_below for _, x in crops]))
+    out["flip_below"] = lm.flip_below
     return out
 
 
@@ -229,12 +230,13 @@ def main() -> None:
                      f"| {s['empty_frame_ms']:.1f} |")
     lines += ["", f"The flip test on the {len(val)} validation faces' landmark-box crops, {LABEL[FAST]}, 1 thread: mean "
               "ms per face (median of 3 sweeps over all faces, median of the rounds). 'auto' (the default of "
-              f"`Landmarker` and the CLIs, and the app's webcam) mirrors the faces whose first pass is below "
-              f"{FLIP_BELOW} confidence; the share it mirrored is in brackets.", "",
-              "| model | off (one pass) | auto | on (two passes) |", "|---|---|---|---|"]
+              "`Landmarker` and the CLIs, and the app's webcam) mirrors the faces whose first pass is less sure "
+              "than the model's `flip_below` (its median confidence on the training faces, in its card); the share "
+              "it mirrored is in brackets.", "",
+              "| model | flip_below | off (one pass) | auto | on (two passes) |", "|---|---|---|---|---|"]
     for name, s in speeds.items():
-        lines.append(f"| {name} | {s['val_off_ms']:.2f} | {s['val_auto_ms']:.2f} ({100 * s['auto_share']:.0f} % mirrored) "
-                     f"| {s['val_on_ms']:.2f} |")
+        lines.append(f"| {name} | {s['flip_below']:.4f} | {s['val_off_ms']:.2f} | {s['val_auto_ms']:.2f} "
+                     f"({100 * s['auto_share']:.0f} % mirrored) | {s['val_on_ms']:.2f} |")
     lines += ["", f"Tilted heads, {a.models[0]}: every validation photo turned by the angle about its centre, MediaPipe "
               "+ calibration, no flip test; `Landmarker(upright=...)`: a levelled second pass for faces tilted more "
               "than 10°, and turned copies searched when no face is sure. NME % / FR@8 % / not found.", "",

@@ -123,6 +123,19 @@ def predict(model, loader, device) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(preds), np.concatenate(targets)
 
 
+@torch.inference_mode()
+def median_confidence(model, loader, device) -> float | None:
+    """The model's median confidence in its own answers over a loader (None: it has no confidence).
+    On the training faces this is the card's `flip_below`: flip_test="auto" mirrors the faces the
+    model is less sure of than the typical face it learned from."""
+    if not hasattr(model, "predict_with_confidence"):
+        return None
+    model.eval()
+    conf = [model.predict_with_confidence(x.to(device).contiguous(memory_format=torch.channels_last))[1].float().cpu()
+            for x, _ in loader]
+    return float(torch.cat(conf).median())
+
+
 # ---------------------------------------------------------------------------------------------
 # checkpoints (no pickle)
 

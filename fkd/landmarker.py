@@ -51,12 +51,12 @@ TURN_SIDE = 320                # pixels: the turned copies' longer side, for the
 
 # The flip test (a second pass on the mirrored crop, averaged in) helps most where the model doubts:
 # on the validation split (landmark box) its gain correlates with low confidence (r = -0.31), and
-# mirroring only the less sure half of the faces keeps 0.04 of its 0.05 % NME. flip_test="auto"
-# does that: FLIP_BELOW is the median confidence of `ibug68_kd` on the 1817 training faces (0.9962),
-# chosen there, not on the validation split, so about half the faces cost two passes.
-FLIP_BELOW = 0.996
+# mirroring only the less sure half of the faces keeps 0.04 of its 0.05 % NME (ibug68_kd).
+# flip_test="auto" does that below the card's `flip_below`: the model's median confidence on its
+# training faces (fkd.recipes.flip_threshold), chosen there, not on the validation split.
+FLIP_BELOW = 0.996             # for cards without `flip_below` (ibug68_kd's median, rounded)
 
-FlipTest = bool | Literal["auto"]  # True: always mirror too; False: one pass; "auto": below FLIP_BELOW
+FlipTest = bool | Literal["auto"]  # True: always mirror too; False: one pass; "auto": below flip_below
 
 __all__ = ["Face", "Landmarker", "WeightsError", "ImageError", "MODELS", "DEFAULT_MODEL"]
 
@@ -84,7 +84,8 @@ class Landmarker:
         "auto": on CPU, openvino where the CPU computes in bfloat16 (the fastest), else onnx when
         installed, else torch. threads: CPU threads for OpenVINO / ONNX Runtime (None = all cores).
         flip_test: True averages every face with a pass on its mirror (two passes); "auto" does so
-        only for faces whose first pass is less sure than FLIP_BELOW (about half); False: one pass.
+        only for faces whose first pass is less sure than the card's `flip_below` (its median on the
+        training faces, so about half); False: one pass.
         min_confidence: detector faces whose landmark confidence is lower are dropped: BlazeFace
         also fires on ears and patterns, which get 0.4-0.9, while 671 labelled 300-W faces all got
         >= 0.94 (ibug68). Boxes a user gives are always kept.
@@ -98,6 +99,7 @@ class Landmarker:
         self.layout = LAYOUTS[self.card["layout"]]
         self.crop = CropSpec(**self.card["crop"])
         self.input_size = (self.cfg.input_w, self.cfg.input_h)
+        self.flip_below = float(self.card.get("flip_below", FLIP_BELOW))  # flip_test="auto" mirrors below it
         self.calibration = load_calibration("imm58" if self.card["layout"] in ("imm58", "nose") else "ibug68")
         self.device, self.flip_test = device, _checked_flip(flip_test)
         self._detector_name, self._min_score, self._detector = detector, min_score, None
@@ -211,10 +213,10 @@ class Landmarker:
     def _points(self, x: torch.Tensor, mats: list[np.ndarray], flip: FlipTest) -> tuple[list[np.ndarray], list[float]]:
         """One pass (two with the flip test) on crops x made by `mats`: points in image pixels, confidences.
         The confidence is the first pass's, whatever the flip test: the thresholds (min_confidence, SURE,
-        FLIP_BELOW) were measured on it, and averaging in the mirror's made an upside-down face look sure
+        flip_below) were measured on it, and averaging in the mirror's made an upside-down face look sure
         (0.944 → 0.950 on a test face turned 180°), so the search of turned copies did not run."""
         pred, conf = self._run(x)
-        again = np.flatnonzero(conf < FLIP_BELOW) if flip == "auto" else np.arange(len(x) if flip else 0)
+        again = np.flatnonzero(conf < self.flip_below) if flip == "auto" else np.arange(len(x) if flip else 0)
         if len(again):
             pf, _ = self._run(torch.flip(x[torch.from_numpy(again)], dims=[-1]))
             pred[again] = (pred[again] + mirror_points(pf, self.cfg.input_w, self.layout.flip)) / 2

@@ -143,6 +143,10 @@ def run(args) -> dict:
     for k in ("epochs", "batch", "lr", "eval_every", "distil"):
         if getattr(args, k, None) is not None:
             setattr(recipe, k, getattr(args, k))
+    if getattr(args, "teachers", None):
+        recipe.teachers = tuple(args.teachers)
+        recipe.part = f"{RECIPES[args.model].part.split(', `')[0]}, distilled from {' + '.join(recipe.teachers)}"
+        recipe.distil = recipe.distil or 0.5  # a recipe without teachers: half labels, half teachers
     if getattr(args, "distil", None) is not None and not recipe.teachers:
         raise SystemExit(f"error: --distil: {args.model} has no teachers to distil from (try ibug68_kd)")
     if getattr(args, "blurpool", False):
@@ -257,7 +261,7 @@ def run(args) -> dict:
             final, which, pred, metrics = ema_model, "ema", p2, m2
     card = {
         "name": recipe.name, "part": recipe.part, "layout": recipe.layout, "config": recipe.model.to_dict(),
-        "crop": recipe.crop.to_dict(),
+        "crop": recipe.crop.to_dict(), **flip_threshold(final, recipe, train_recs, device),
         "training": {"data": str(sub.name), "train_faces": len(train_set), "val_faces": len(val_set),
                      "split": "persons 1-32 train / 33-40 val" if recipe.data == "imm" else "fkd/splits/300w_val.txt",
                      "epochs": recipe.epochs, "batch": recipe.batch, "lr": recipe.lr, "optimizer": recipe.optimizer,
@@ -279,6 +283,15 @@ def run(args) -> dict:
     except Exception as e:  # the weights are safe; the pictures can be redone with `train.py report`
         print(f"warning: could not draw the training report: {e}", file=sys.stderr)
     return metrics
+
+
+def flip_threshold(model, recipe: Recipe, train_recs, device) -> dict:
+    """{"flip_below": the model's median confidence on its training faces, cropped as in use (no
+    augmentation)}, or {} for a model without confidence. Landmarker(flip_test="auto") mirrors the
+    faces below it: about half, the harder half."""
+    _, faces = build_datasets(recipe, [], train_recs)
+    c = engine.median_confidence(model, torch.utils.data.DataLoader(faces, batch_size=64), device)
+    return {} if c is None else {"flip_below": round(c, 5)}
 
 
 def _ema_model(raw_model, ema, cfg, device):

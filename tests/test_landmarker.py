@@ -196,7 +196,6 @@ def test_flip_test_averages_two_passes(landmarker, face_image):
 
 
 def test_auto_flip_test_mirrors_only_the_faces_the_model_doubts(landmarker, face_image, monkeypatch):
-    import fkd.landmarker as L
     rgb, gt = face_image
     box = landmark_box(gt)
     side = box[2] - box[0]
@@ -206,9 +205,9 @@ def test_auto_flip_test_mirrors_only_the_faces_the_model_doubts(landmarker, face
     two, _ = landmarker.predict_boxes(rgb, boxes, "landmarks", flip_test=True)
     assert len(set(np.round(c_one, 4))) == 3
     # a threshold between the confidences: the less sure crops get two passes, the others one
-    monkeypatch.setattr(L, "FLIP_BELOW", float(np.sort(c_one)[1]) + 1e-6)
+    monkeypatch.setattr(landmarker, "flip_below", float(np.sort(c_one)[1]) + 1e-6)
     auto, _ = landmarker.predict_boxes(rgb, boxes, "landmarks", flip_test="auto")
-    doubted = np.asarray(c_one) < L.FLIP_BELOW
+    doubted = np.asarray(c_one) < landmarker.flip_below
     assert doubted.sum() == 2
     for a, o, t, d in zip(auto, one, two, doubted):
         assert np.allclose(a, t if d else o, atol=1e-4) and not np.allclose(o, t, atol=1e-2)

@@ -36,6 +36,12 @@ def test_one_epoch_smoke_run_writes_loadable_weights(tmp_path, recipe, name, n):
     assert model(x)[0].shape == (1, n, 2)
     assert (tmp_path / "w" / "reports" / f"{name}_curves.png").exists()
     assert (tmp_path / "r" / name / "history.csv").read_text().startswith("epoch,train_loss")
+    # flip_test="auto" mirrors below the model's median confidence on its training faces; the
+    # regression models have no confidence, so no threshold
+    if recipe == "ibug68":
+        assert 0 < card["flip_below"] <= 1
+    else:
+        assert "flip_below" not in card
 
 
 def test_killed_run_resumes_to_the_same_final_state(tmp_path):
@@ -118,6 +124,21 @@ def test_distillation_recipe_starts_from_its_init_and_learns_from_its_teachers(t
     assert model(torch.zeros(1, 3, 160, 160))[0].shape == (1, 68, 2)
     wrong = train("nose", "--epochs", "1", "--distil", "0.5", tmp=tmp_path)
     assert wrong.returncode != 0 and "no teachers" in wrong.stderr
+
+
+def test_teachers_can_be_chosen_on_the_command_line(tmp_path):
+    first = train("ibug68", "--epochs", "1", "--batch", "2", tmp=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    teacher = str(tmp_path / "w" / "ibug68")
+    p = train("ibug68", "--epochs", "1", "--batch", "2", "--name", "self_kd", "--init", teacher, "--teachers", teacher,
+              tmp=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert f"distilling from {teacher} (flip-averaged), weight 0.5" in p.stdout
+    _, card = load_model(tmp_path / "w" / "self_kd")
+    assert card["training"]["teachers"] == [teacher] and card["training"]["distil"] == 0.5
+    assert teacher in card["part"]
+    wrong = train("resnet18", "--epochs", "1", "--batch", "2", "--teachers", teacher, tmp=tmp_path)
+    assert wrong.returncode != 0 and "needs a pipnet student" in wrong.stderr
 
 
 def test_fine_tune_from_a_card_older_than_a_config_key(tmp_path):
