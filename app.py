@@ -25,6 +25,7 @@ import signal
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -40,6 +41,7 @@ from fkd.io import ImageError, load_image, load_image_sized
 from fkd.landmarker import DEFAULT_MODEL, MODELS, Face, Landmarker, WeightsError, check_box
 from fkd.models import first_conv
 from fkd.smoothing import PointSmoother, strength_to_cutoff
+from fkd.stream import SearchPacer
 from fkd.weights import WEIGHTS_DIR, read_card
 
 # -----------------------------------------------------------------------------------------------
@@ -176,7 +178,7 @@ def _shrink(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
 
 
 def _scaled(face: Face, s: float) -> Face:
-    return Face(box=face.box * s, score=face.score, keypoints=face.keypoints * s, confidence=face.confidence)
+    return replace(face, box=face.box * s, keypoints=face.keypoints * s)
 
 
 # -----------------------------------------------------------------------------------------------
@@ -350,6 +352,7 @@ class LiveSession:
 
     def __init__(self):
         self.smoother = PointSmoother(min_cutoff=1.0, beta=0.7)
+        self.pacer = SearchPacer()  # the search of turned copies where it can change the answer
         self.last = None          # time of the previous frame
         self.rate = None          # frames per second received, smoothed
         self.model = None
@@ -372,9 +375,12 @@ def live_step(frame: np.ndarray | None, model: str, strength: float, state: Live
     lm = get_landmarker(model)
     if state.model != model:
         state.smoother.reset()
+        state.pacer.reset()
         state.model = model
-    faces = lm.predict(frame, flip_test=LIVE_FLIP_TEST)
+    search = state.pacer.due(time.monotonic())
+    faces = lm.predict(frame, flip_test=LIVE_FLIP_TEST, search=search)
     now = time.monotonic()
+    state.pacer.seen(faces, now, search)
     if strength > 0:
         state.smoother.configure(min_cutoff=strength_to_cutoff(strength))
         faces = state.smoother(faces, now)

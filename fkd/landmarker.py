@@ -14,7 +14,7 @@ finds no face the model is sure of, turned copies of the image are searched too 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -67,10 +67,11 @@ class Face:
     score: float             # detector confidence (1.0 for a given box)
     keypoints: np.ndarray    # (N, 2) 0-based pixels of the original image
     confidence: float        # the landmark model's own confidence in [0, 1] (1.0 if it has none)
+    turn: float = 0.0        # degrees: found by the detector in the image turned this much (0: as given)
 
     def to_dict(self) -> dict:
         return {"box": [round(float(v), 2) for v in self.box], "score": round(self.score, 4),
-                "confidence": round(self.confidence, 4),
+                "confidence": round(self.confidence, 4), "turn": self.turn,
                 "keypoints": [[round(float(x), 2), round(float(y), 2)] for x, y in self.keypoints]}
 
 
@@ -125,9 +126,10 @@ class Landmarker:
         return self.detector.detect(rgb)
 
     def predict(self, image: ImageLike, boxes=None, box_kind: str = "face", flip_test: FlipTest | None = None,
-                min_confidence: float | None = None) -> list[Face]:
+                min_confidence: float | None = None, search: bool | None = None) -> list[Face]:
         """Every face in `image` (or one per given box, in original-image pixels). [] = no face.
-        flip_test, min_confidence: for this call (None = the Landmarker's setting)."""
+        flip_test, min_confidence: for this call (None = the Landmarker's setting). search: look in
+        turned copies when no face is sure (None = as `upright`); video can pace it (fkd.stream)."""
         rgb, (W, H) = load_image_sized(image)
         scale = W / rgb.shape[1]  # huge photos are worked on downscaled; results go back to full size
         if boxes is not None:
@@ -137,7 +139,7 @@ class Landmarker:
         else:
             low = self.min_confidence if min_confidence is None else min_confidence
             faces = self._faces(rgb, self.detect(rgb), "face", flip_test, low)
-            if self.upright and _best(faces) < SURE:
+            if (self.upright if search is None else search) and _best(faces) < SURE:
                 faces = _distinct(faces + self._turned_faces(rgb, flip_test))
         for f in faces:  # back to the original image's pixels
             f.box, f.keypoints = (f.box * scale).astype(np.float32), f.keypoints * scale
@@ -155,7 +157,8 @@ class Landmarker:
         for degrees in TURNS:
             turned, A = turned_image(small, degrees)
             # a second look must be sure
-            out += self._faces(rgb, self.detector.detect_near(turned), "face", flip_test, SURE, frame=compose(A, shrink))
+            found = self._faces(rgb, self.detector.detect_near(turned), "face", flip_test, SURE, frame=compose(A, shrink))
+            out += [replace(f, turn=degrees) for f in found]
         return out
 
     def _faces(self, rgb: np.ndarray, found, kind: str, flip_test, min_confidence: float, frame=None) -> list[Face]:

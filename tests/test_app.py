@@ -307,6 +307,33 @@ def test_live_sessions_are_independent_and_smoothed(app_module, faces):
     assert app_module.live_step(None, "ibug68", 0.5, None)[0] is None
 
 
+def test_the_webcam_paces_the_search_of_turned_copies(app_module, faces, monkeypatch):
+    """A face the model doubts (here a defocused one) would start the search of turned copies on
+    every frame (101 against 13 ms per frame on one AVX2 core); the live tab runs it once per period, but on every frame
+    while it is what finds the face."""
+    import cv2
+    from fkd.geometry import turned_image
+    from fkd.io import load_image
+    from fkd.landmarker import SURE
+    lm = app_module.get_landmarker("ibug68")
+    frame = cv2.GaussianBlur(load_image(faces[1].image), (0, 0), 6.5)
+    (doubted,) = lm.predict(frame, search=False)
+    assert lm.min_confidence <= doubted.confidence < SURE  # found, kept, but not sure
+    calls = []
+    real = lm._turned_faces
+    monkeypatch.setattr(lm, "_turned_faces", lambda *a: calls.append(1) or real(*a))
+    state = app_module.LiveSession()
+    state.pacer.every_s = 3600.0
+    texts = [app_module.live_step(frame, "ibug68", 0.5, state)[1] for _ in range(4)]
+    assert all("1 face(s)" in t for t in texts) and len(calls) == 1
+    # the head lies down: only the search finds it. The first such frame is paced (the upright pass
+    # finds nothing); from then on the search runs on every frame, since it is what finds the face
+    turned, _ = turned_image(load_image(faces[1].image), 90)
+    texts = [app_module.live_step(turned, "ibug68", 0.5, state)[1] for _ in range(4)]
+    assert "0 face(s)" in texts[0] and all("1 face(s)" in t for t in texts[1:]), texts
+    assert len(calls) == 4
+
+
 def test_training_tab_reads_cards_and_reports(app_module):
     summary, curves, gallery, points = app_module.training_ui("imm58")
     assert "NME" in summary and curves is not None and curves.ndim == 3

@@ -1,0 +1,98 @@
+"""What a webcam frame costs the server when the face is hard: the search of turned copies, paced or not.
+
+    python bench/stream.py [--frames 60] [--threads 1]
+
+Four 640×480 streams through the app's `live_step` (detect + landmarks + One-Euro + drawing), each
+`--frames` frames of one still: a sharp face, the same face defocused (Gaussian blur σ 6.5: found,
+but below the 0.95 that makes a face sure, so the search of turned copies starts), the face lying
+down (turned 90°: only the search finds it) and an empty frame. Each stream runs with the app's
+`SearchPacer` (fkd/stream.py) and with the search on every frame (the behaviour before it). Writes
+bench/stream_report.md: mean and p90 ms per frame, and the mean number of faces found per frame.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from accuracy import cpu_name  # noqa: E402
+from fkd.geometry import turned_image  # noqa: E402
+from fkd.io import load_image  # noqa: E402
+
+PHOTO = ROOT / "tests" / "fixtures" / "data" / "300w" / "afw" / "2086996835_3.jpg"  # a validation face
+
+
+def webcam_frame(rgb: np.ndarray, size=(640, 480)) -> np.ndarray:
+    """The photo letterboxed into a webcam-sized frame (no stretching)."""
+    W, H = size
+    k = min(W / rgb.shape[1], H / rgb.shape[0])
+    small = cv2.resize(rgb, (round(rgb.shape[1] * k), round(rgb.shape[0] * k)), interpolation=cv2.INTER_AREA)
+    out = np.full((H, W, 3), 90, np.uint8)
+    y, x = (H - small.shape[0]) // 2, (W - small.shape[1]) // 2
+    out[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return out
+
+
+def run_stream(app, frame: np.ndarray, n: int, paced: bool) -> tuple[list[float], float]:
+    state = app.LiveSession()
+    if not paced:
+        state.pacer.every_s = 0.0  # due on every frame: the search runs whenever no face is sure
+    ms, found = [], []
+    app.live_step(frame, app.DEFAULT_MODEL, 0.5, app.LiveSession())  # warm-up, another session
+    for _ in range(n):
+        t = time.perf_counter()
+        _, text, state = app.live_step(frame, app.DEFAULT_MODEL, 0.5, state)
+        ms.append(1000 * (time.perf_counter() - t))
+        found.append(int(text.rsplit("· ", 1)[1].split()[0]))
+    return ms, float(np.mean(found))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--threads", type=int, default=1, help="torch and OpenCV threads")
+    p.add_argument("--out", default=str(ROOT / "bench" / "stream_report.md"))
+    a = p.parse_args()
+    os.environ["FKD_TORCH_THREADS"] = str(a.threads)  # as bench/app_bench.py: the app's own setting
+    import torch
+    torch.set_num_threads(a.threads)
+    cv2.setNumThreads(a.threads)
+    import app
+
+    face = load_image(PHOTO)
+    streams = {"sharp face": webcam_frame(face),
+               "defocused face (σ 6.5)": cv2.GaussianBlur(webcam_frame(face), (0, 0), 6.5 * 480 / face.shape[0]),
+               "face lying down (90°)": webcam_frame(turned_image(face, 90)[0]),
+               "no face": np.full((480, 640, 3), 90, np.uint8)}
+    lm = app.get_landmarker(app.DEFAULT_MODEL)
+    lines = ["# Webcam frames and the search of turned copies", "",
+             f"`python bench/stream.py --frames {a.frames} --threads {a.threads}` on {time.strftime('%Y-%m-%d')}, "
+             f"{cpu_name()}, model {app.DEFAULT_MODEL} on {lm.backend}, flip test '{app.LIVE_FLIP_TEST}'. "
+             "Server time per frame of the app's `live_step` (detect + landmarks + One-Euro + drawing), "
+             f"{a.frames} frames of each still after one warm-up frame.", "",
+             "| stream | model confidence | search | ms per frame, mean | p90 | faces per frame |", "|---|---|---|---|---|---|"]
+    for name, frame in streams.items():
+        conf = ", ".join(f"{f.confidence:.3f}" for f in lm.predict(frame, search=False)) or "no face upright"
+        for paced in (True, False):
+            ms, found = run_stream(app, frame, a.frames, paced)
+            row = (f"| {name} | {conf} | {'paced (the app)' if paced else 'every frame (before)'} | {np.mean(ms):.1f} | "
+                   f"{np.percentile(ms, 90):.1f} | {found:.2f} |")
+            print(row, flush=True)
+            lines.append(row)
+    lines += ["", "Paced: the search runs on every frame while it is what finds the faces (none upright, or found "
+              "in a turned copy), and once per second while the upright pass finds them all but none is sure."]
+    Path(a.out).write_text("\n".join(lines) + "\n")
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
