@@ -377,10 +377,10 @@ def live_step(frame: np.ndarray | None, model: str, strength: float, state: Live
         state.smoother.reset()
         state.pacer.reset()
         state.model = model
-    search = state.pacer.due(time.monotonic())
-    faces = lm.predict(frame, flip_test=LIVE_FLIP_TEST, search=search)
+    search, turns = state.pacer.plan(time.monotonic())
+    faces = lm.predict(frame, flip_test=LIVE_FLIP_TEST, search=search, turns=turns)
     now = time.monotonic()
-    state.pacer.seen(faces, now, search)
+    state.pacer.seen(faces, now, search, turns)
     if strength > 0:
         state.smoother.configure(min_cutoff=strength_to_cutoff(strength))
         faces = state.smoother(faces, now)

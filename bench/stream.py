@@ -6,7 +6,7 @@ Four 640×480 streams through the app's `live_step` (detect + landmarks + One-Eu
 `--frames` frames of one still: a sharp face, the same face defocused (Gaussian blur σ 6.5: found,
 but below the 0.95 that makes a face sure, so the search of turned copies starts), the face lying
 down (turned 90°: only the search finds it) and an empty frame. Each stream runs with the app's
-`SearchPacer` (fkd/stream.py) and with the search on every frame (the behaviour before it). Writes
+`SearchPacer` (fkd/stream.py) and with the search on every frame (as before the pacer). Writes
 bench/stream_report.md: mean and p90 ms per frame, and the mean number of faces found per frame.
 """
 from __future__ import annotations
@@ -84,7 +84,7 @@ def main() -> None:
         conf = ", ".join(f"{f.confidence:.3f}" for f in lm.predict(frame, search=False)) or "no face upright"
         for paced in (True, False):
             ms, found = run_stream(app, frame, a.frames, paced)
-            row = (f"| {name} | {conf} | {'paced (the app)' if paced else 'every frame (before)'} | {np.mean(ms):.1f} | "
+            row = (f"| {name} | {conf} | {'paced (the app)' if paced else 'every frame'} | {np.mean(ms):.1f} | "
                    f"{np.percentile(ms, 90):.1f} | {found:.2f} |")
             print(row, flush=True)
             lines.append(row)

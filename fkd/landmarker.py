@@ -14,6 +14,7 @@ finds no face the model is sure of, turned copies of the image are searched too 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -126,10 +127,12 @@ class Landmarker:
         return self.detector.detect(rgb)
 
     def predict(self, image: ImageLike, boxes=None, box_kind: str = "face", flip_test: FlipTest | None = None,
-                min_confidence: float | None = None, search: bool | None = None) -> list[Face]:
+                min_confidence: float | None = None, search: bool | None = None,
+                turns: Sequence[float] | None = None) -> list[Face]:
         """Every face in `image` (or one per given box, in original-image pixels). [] = no face.
         flip_test, min_confidence: for this call (None = the Landmarker's setting). search: look in
-        turned copies when no face is sure (None = as `upright`); video can pace it (fkd.stream)."""
+        turned copies when no face is sure (None = as `upright`); turns: which copies, in degrees
+        (None = TURNS). Video can pace both (fkd.stream)."""
         rgb, (W, H) = load_image_sized(image)
         scale = W / rgb.shape[1]  # huge photos are worked on downscaled; results go back to full size
         if boxes is not None:
@@ -140,12 +143,12 @@ class Landmarker:
             low = self.min_confidence if min_confidence is None else min_confidence
             faces = self._faces(rgb, self.detect(rgb), "face", flip_test, low)
             if (self.upright if search is None else search) and _best(faces) < SURE:
-                faces = _distinct(faces + self._turned_faces(rgb, flip_test))
+                faces = _distinct(faces + self._turned_faces(rgb, flip_test, TURNS if turns is None else turns))
         for f in faces:  # back to the original image's pixels
             f.box, f.keypoints = (f.box * scale).astype(np.float32), f.keypoints * scale
         return faces
 
-    def _turned_faces(self, rgb: np.ndarray, flip_test) -> list[Face]:
+    def _turned_faces(self, rgb: np.ndarray, flip_test, turns: Sequence[float]) -> list[Face]:
         """The faces found in copies of the image turned by each of TURNS: a head tilted past ~45° may
         show only there, and a tilted face half-seen upright may show better. The detector looks at
         small copies (it works on 128² anyway); the model crops from the full image."""
@@ -154,7 +157,7 @@ class Landmarker:
         k = small.shape[1] / rgb.shape[1]
         shrink = np.array([[k, 0, (k - 1) / 2], [0, k, (k - 1) / 2]])  # pixel centres stay on integers
         out = []
-        for degrees in TURNS:
+        for degrees in turns:
             turned, A = turned_image(small, degrees)
             # a second look must be sure
             found = self._faces(rgb, self.detector.detect_near(turned), "face", flip_test, SURE, frame=compose(A, shrink))
@@ -167,7 +170,7 @@ class Landmarker:
         outline in rgb."""
         if not found:
             return []
-        pts, conf = self.predict_boxes(rgb, [b for b, _ in found], kind, flip_test, frame)
+        pts, conf = self.predict_boxes(rgb, [b for b, _ in found], kind, flip_test, frame, min_confidence)
         if frame is not None:
             back = invert_affine(frame)
             found = [(landmark_box(apply_affine(back, corners(b))), s) for b, s in found]
@@ -193,25 +196,38 @@ class Landmarker:
 
     @torch.inference_mode()
     def predict_boxes(self, rgb: np.ndarray, boxes: list[np.ndarray], box_kind: str = "face",
-                      flip_test: FlipTest | None = None, frame=None):
+                      flip_test: FlipTest | None = None, frame=None, min_confidence: float = 0.0):
         """Keypoints for boxes on an already-loaded RGB image: (list of (N, 2), list of confidences).
-        Face boxes of tilted heads get a second, levelled pass (see `upright`); `frame`: see model_inputs."""
+        Face boxes of tilted heads get a second, levelled pass (see `upright`); `frame`: see model_inputs.
+        The flip test runs once per face, on its last crop, and not on crops the model believes less
+        than `min_confidence` (the caller drops them): BlazeFace's false detections (ears, patterns)
+        are the faces it doubts most, and mirroring them and every levelling pass cost a lying-down
+        webcam head ~25 ms per frame on one AVX2 core."""
         flip = (self.flip_test if flip_test is None else _checked_flip(flip_test)) if len(self.layout.flip) > 1 else False
         mats, x = self.model_inputs(rgb, boxes, box_kind, frame)
-        pts, conf = self._points(x, mats, flip)
+        pts, conf = self._points(x, mats, False)
         eyes = self.layout.eyes
-        if box_kind != "face" or not self.upright or not eyes:
-            return pts, conf
-        levelled = [0.0] * len(pts)  # the tilt each face's last crop was levelled for
-        for _ in range(LEVEL_PASSES):
-            tilted = [i for i, p in enumerate(pts) if abs(_wrap(eye_roll(p, eyes) - levelled[i])) > MAX_ROLL]
-            if not tilted:
-                break
-            mats = [upright_crop_matrix(pts[i], eyes, self.crop, self.input_size) for i in tilted]
-            for i, p, c in zip(tilted, *self._points(self._crops(rgb, mats), mats, flip)):
-                levelled[i] = eye_roll(pts[i], eyes)
-                pts[i], conf[i] = p, c
+        if box_kind == "face" and self.upright and eyes:
+            levelled = [0.0] * len(pts)  # the tilt each face's last crop was levelled for
+            for _ in range(LEVEL_PASSES):
+                tilted = [i for i, p in enumerate(pts) if abs(_wrap(eye_roll(p, eyes) - levelled[i])) > MAX_ROLL]
+                if not tilted:
+                    break
+                m2 = [upright_crop_matrix(pts[i], eyes, self.crop, self.input_size) for i in tilted]
+                x2 = self._crops(rgb, m2)
+                for j, (i, p, c) in enumerate(zip(tilted, *self._points(x2, m2, False))):
+                    levelled[i] = eye_roll(pts[i], eyes)
+                    pts[i], conf[i], mats[i], x[i] = p, c, m2[j], x2[j]
+        again = [i for i in self._to_mirror(np.asarray(conf), flip) if conf[i] >= min_confidence]
+        if again:
+            pf, _ = self._run(torch.flip(x[torch.tensor(again)], dims=[-1]))
+            for i, p in zip(again, mirror_points(pf, self.cfg.input_w, self.layout.flip)):
+                pts[i] = (pts[i] + apply_affine(invert_affine(mats[i]), p)) / 2
         return pts, conf
+
+    def _to_mirror(self, conf: np.ndarray, flip: FlipTest) -> np.ndarray:
+        """Indices of the crops the flip test mirrors: all (True), none (False), or the doubted ("auto")."""
+        return np.flatnonzero(conf < self.flip_below) if flip == "auto" else np.arange(len(conf) if flip else 0)
 
     def _points(self, x: torch.Tensor, mats: list[np.ndarray], flip: FlipTest) -> tuple[list[np.ndarray], list[float]]:
         """One pass (two with the flip test) on crops x made by `mats`: points in image pixels, confidences.
@@ -219,7 +235,7 @@ class Landmarker:
         flip_below) were measured on it, and averaging in the mirror's made an upside-down face look sure
         (0.944 → 0.950 on a test face turned 180°), so the search of turned copies did not run."""
         pred, conf = self._run(x)
-        again = np.flatnonzero(conf < self.flip_below) if flip == "auto" else np.arange(len(x) if flip else 0)
+        again = self._to_mirror(conf, flip)
         if len(again):
             pf, _ = self._run(torch.flip(x[torch.from_numpy(again)], dims=[-1]))
             pred[again] = (pred[again] + mirror_points(pf, self.cfg.input_w, self.layout.flip)) / 2

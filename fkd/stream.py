@@ -1,13 +1,14 @@
-"""Video streams: when a frame is worth the search of turned copies.
+"""Video streams: when a frame is worth the search of turned copies, and which copies.
 
 `Landmarker.predict` searches copies of the image turned by ±45° … 180° whenever no face it finds is
-sure (confidence < SURE). On a photo that is cheap insurance. On a webcam stream whose face scores
-just under SURE (blur, side light, a hand on the chin) it runs on every frame, and it is the
-costliest thing the library does: seven detector runs plus model passes, with levelling, on all they
-find: on one AVX2 core, 101 against 13 ms per frame for a defocused face that scores 0.85
-(bench/stream_report.md). `SearchPacer` keeps the search where it can change the
-answer: on every frame while it is what finds the faces (a head turned past the upright detector, or
-no face at all), and once every `every_s` seconds while the faces come from the upright pass anyway.
+sure (confidence < SURE). On a photo that is cheap insurance. On a webcam stream it is the costliest
+thing the library does, seven detector runs plus model passes, with levelling, on all they find,
+and it would run on every frame: on one AVX2 core, 101 against 13 ms per frame for a defocused face
+that scores 0.85, and ~180 ms for a head lying down that only the search finds (bench/stream_report.md).
+`SearchPacer` keeps it where it can change the answer. While the faces come from the upright pass
+anyway, the search runs once every `every_s` seconds. While it is what finds them (no face upright,
+or a face found in a turned copy) it runs on every frame, but between full searches only in the
+copies turned as the faces were found on the last frame.
 """
 from __future__ import annotations
 
@@ -15,24 +16,33 @@ from collections.abc import Sequence
 
 from fkd.landmarker import SURE, Face
 
-SEARCH_EVERY_S = 1.0   # seconds between searches that keep finding nothing the upright pass missed
+SEARCH_EVERY_S = 1.0   # seconds between full searches that keep finding nothing new
 
 
 class SearchPacer:
-    """Per-stream state: `search = pacer.due(t)`, then `pacer.seen(faces, t, search)` after predict."""
+    """Per-stream state: `search, turns = pacer.plan(t)`, `predict(..., search=search, turns=turns)`,
+    then `pacer.seen(faces, t, search, turns)`."""
 
     def __init__(self, every_s: float = SEARCH_EVERY_S):
         self.every_s = every_s
-        self.last = None        # time of the last search that found nothing new
-        self.needed = True      # the last frame's faces came from a turned copy, or there were none
-
-    def due(self, t: float) -> bool:
-        return self.needed or self.last is None or t - self.last >= self.every_s
-
-    def seen(self, faces: Sequence[Face], t: float, searched: bool) -> None:
-        self.needed = not faces or any(f.turn for f in faces)
-        if searched and not self.needed and max(f.confidence for f in faces) < SURE:
-            self.last = t       # the search ran (no face was sure) and the upright pass had them all
+        self.reset()
 
     def reset(self) -> None:
-        self.last, self.needed = None, True
+        self.last = None        # time of the last search that found nothing the upright pass missed
+        self.last_full = None   # time of the last search of every turned copy
+        self.needed = True      # the last frame's faces came from a turned copy, or there were none
+        self.turns: tuple[float, ...] = ()  # the copies the last frame's faces were found in
+
+    def plan(self, t: float) -> tuple[bool, tuple[float, ...] | None]:
+        """(search this frame?, the turns to search: None = all of them)."""
+        search = self.needed or self.last is None or t - self.last >= self.every_s
+        recent = self.last_full is not None and t - self.last_full < self.every_s
+        return search, (self.turns if self.turns and recent else None)
+
+    def seen(self, faces: Sequence[Face], t: float, searched: bool, turns: tuple[float, ...] | None = None) -> None:
+        if searched and turns is None:
+            self.last_full = t
+        self.turns = tuple(sorted({f.turn for f in faces if f.turn}))
+        self.needed = not faces or bool(self.turns)
+        if searched and not self.needed and max(f.confidence for f in faces) < SURE:
+            self.last = t       # the search ran (no face was sure) and the upright pass had them all

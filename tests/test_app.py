@@ -321,7 +321,7 @@ def test_the_webcam_paces_the_search_of_turned_copies(app_module, faces, monkeyp
     assert lm.min_confidence <= doubted.confidence < SURE  # found, kept, but not sure
     calls = []
     real = lm._turned_faces
-    monkeypatch.setattr(lm, "_turned_faces", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(lm, "_turned_faces", lambda *a: calls.append(tuple(a[-1])) or real(*a))
     state = app_module.LiveSession()
     state.pacer.every_s = 3600.0
     texts = [app_module.live_step(frame, "ibug68", 0.5, state)[1] for _ in range(4)]
@@ -331,7 +331,9 @@ def test_the_webcam_paces_the_search_of_turned_copies(app_module, faces, monkeyp
     turned, _ = turned_image(load_image(faces[1].image), 90)
     texts = [app_module.live_step(turned, "ibug68", 0.5, state)[1] for _ in range(4)]
     assert "0 face(s)" in texts[0] and all("1 face(s)" in t for t in texts[1:]), texts
-    assert len(calls) == 4
+    # one full search finds it; the next frames look only in the copy it was found in
+    assert len(calls) == 4 and len(calls[1]) == 7 and all(len(c) == 1 for c in calls[2:]), calls
+    assert state.pacer.turns == calls[-1]
 
 
 def test_training_tab_reads_cards_and_reports(app_module):

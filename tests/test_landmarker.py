@@ -285,6 +285,17 @@ def test_tilted_and_upside_down_heads_are_found_and_levelled(landmarker, degrees
     assert np.mean(tilted) < np.mean(upright) + 0.005, (tilted, upright)
 
 
+def test_the_flip_test_skips_crops_the_caller_will_drop(landmarker, face_image):
+    """A detection the model does not believe is dropped anyway: mirroring it is wasted time."""
+    rgb, gt = face_image
+    box = [landmark_box(gt)]
+    one, c = landmarker.predict_boxes(rgb, box, "face", flip_test=False)
+    two, _ = landmarker.predict_boxes(rgb, box, "face", flip_test=True)
+    kept_only, _ = landmarker.predict_boxes(rgb, box, "face", flip_test=True, min_confidence=c[0] + 1e-3)
+    assert not np.allclose(one[0], two[0], atol=1e-2)
+    np.testing.assert_allclose(kept_only[0], one[0], atol=1e-4)
+
+
 def test_faces_found_only_in_a_turned_copy_say_so_and_search_false_skips_them(landmarker):
     from fkd.geometry import apply_affine, turned_image
     r = val_faces()[0]

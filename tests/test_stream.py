@@ -11,26 +11,29 @@ def face(confidence: float, turn: float = 0.0) -> Face:
 
 def test_a_doubted_upright_face_is_searched_once_per_period():
     p = SearchPacer(every_s=1.0)
-    assert p.due(0.0)
-    p.seen([face(SURE - 0.03)], 0.0, searched=True)    # the search ran and found nothing new
-    assert not p.due(0.1) and not p.due(0.99)
-    p.seen([face(SURE - 0.03)], 0.5, searched=False)   # a paced frame does not restart the clock
-    assert p.due(1.0)
+    assert p.plan(0.0) == (True, None)
+    p.seen([face(SURE - 0.03)], 0.0, True, None)      # the full search ran and found nothing new
+    assert not p.plan(0.1)[0] and not p.plan(0.99)[0]
+    p.seen([face(SURE - 0.03)], 0.5, False, None)     # a paced frame does not restart the clock
+    assert p.plan(1.0) == (True, None)
 
 
-def test_the_search_keeps_running_while_it_is_what_finds_the_faces():
+def test_while_the_search_finds_the_faces_it_runs_on_every_frame_in_their_copies():
     p = SearchPacer(every_s=1.0)
-    p.seen([face(SURE - 0.03)], 0.0, searched=True)
-    p.seen([face(0.99, turn=90.0)], 0.1, searched=True)  # the head turned past the upright detector
-    assert p.due(0.2)
-    p.seen([], 0.2, searched=True)                       # nothing at all: keep looking
-    assert p.due(0.3)
+    p.seen([face(SURE - 0.03)], 0.0, True, None)
+    p.seen([face(0.99, turn=90.0), face(0.98, turn=-45.0)], 0.1, True, None)  # heads past the upright detector
+    assert p.plan(0.2) == (True, (-45.0, 90.0))       # only the copies they were found in
+    p.seen([face(0.99, turn=90.0)], 0.2, True, (-45.0, 90.0))
+    assert p.plan(0.3) == (True, (90.0,))
+    assert p.plan(1.1) == (True, None)                # a full search once per period, for new faces
+    p.seen([], 1.1, True, None)                       # nothing at all: keep looking everywhere
+    assert p.plan(1.2) == (True, None)
 
 
 def test_a_sure_face_leaves_the_clock_alone_and_reset_starts_over():
     p = SearchPacer(every_s=1.0)
-    p.seen([face(SURE - 0.03)], 0.0, searched=True)
-    p.seen([face(SURE + 0.01)], 0.5, searched=False)
-    assert not p.due(0.6) and p.due(1.0)
+    p.seen([face(SURE - 0.03)], 0.0, True, None)
+    p.seen([face(SURE + 0.01)], 0.5, False, None)
+    assert not p.plan(0.6)[0] and p.plan(1.0)[0]
     p.reset()
-    assert p.due(0.7)
+    assert p.plan(0.7) == (True, None)
