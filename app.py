@@ -356,6 +356,7 @@ class LiveSession:
         self.last = None          # time of the previous frame
         self.rate = None          # frames per second received, smoothed
         self.model = None
+        self.clock = time.monotonic  # seconds; a test can give the session its own clock
 
     def tick(self, now: float) -> float | None:
         if self.last is not None and now > self.last:
@@ -377,9 +378,9 @@ def live_step(frame: np.ndarray | None, model: str, strength: float, state: Live
         state.smoother.reset()
         state.pacer.reset()
         state.model = model
-    search, turns = state.pacer.plan(time.monotonic())
+    search, turns = state.pacer.plan(state.clock())
     faces = lm.predict(frame, flip_test=LIVE_FLIP_TEST, search=search, turns=turns)
-    now = time.monotonic()
+    now = state.clock()
     state.pacer.seen(faces, now, search, turns)
     if strength > 0:
         state.smoother.configure(min_cutoff=strength_to_cutoff(strength))

@@ -5,10 +5,11 @@ sure (confidence < SURE). On a photo that is cheap insurance. On a webcam stream
 thing the library does, seven detector runs plus model passes, with levelling, on all they find,
 and it would run on every frame: on one AVX2 core, 101 against 13 ms per frame for a defocused face
 that scores 0.85, and ~180 ms for a head lying down that only the search finds (bench/stream_report.md).
-`SearchPacer` keeps it where it can change the answer. While the faces come from the upright pass
-anyway, the search runs once every `every_s` seconds. While it is what finds them (no face upright,
-or a face found in a turned copy) it runs on every frame, but between full searches only in the
-copies turned as the faces were found on the last frame.
+`SearchPacer` keeps it where it can change the answer. While it finds nothing the upright pass
+missed (the faces come from the upright pass anyway, or there is no face at all), it runs once every
+`every_s` seconds: a head that lies down in front of the camera is found within that time. While
+it is what finds the faces (found in a turned copy) it runs on every frame, but between full
+searches only in the copies turned as the faces were found on the last frame.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ class SearchPacer:
     def reset(self) -> None:
         self.last = None        # time of the last search that found nothing the upright pass missed
         self.last_full = None   # time of the last search of every turned copy
-        self.needed = True      # the last frame's faces came from a turned copy, or there were none
+        self.needed = False     # the last frame's faces came from a turned copy
         self.turns: tuple[float, ...] = ()  # the copies the last frame's faces were found in
 
     def plan(self, t: float) -> tuple[bool, tuple[float, ...] | None]:
@@ -43,6 +44,6 @@ class SearchPacer:
         if searched and turns is None:
             self.last_full = t
         self.turns = tuple(sorted({f.turn for f in faces if f.turn}))
-        self.needed = not faces or bool(self.turns)
-        if searched and not self.needed and max(f.confidence for f in faces) < SURE:
-            self.last = t       # the search ran (no face was sure) and the upright pass had them all
+        self.needed = bool(self.turns)
+        if searched and not self.needed and max((f.confidence for f in faces), default=0.0) < SURE:
+            self.last = t       # the search ran (no face was sure) and found nothing the upright pass missed

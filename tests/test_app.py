@@ -308,9 +308,9 @@ def test_live_sessions_are_independent_and_smoothed(app_module, faces):
 
 
 def test_the_webcam_paces_the_search_of_turned_copies(app_module, faces, monkeypatch):
-    """A face the model doubts (here a defocused one) would start the search of turned copies on
-    every frame (101 against 13 ms per frame on one AVX2 core); the live tab runs it once per period, but on every frame
-    while it is what finds the face."""
+    """A face the model doubts (here a defocused one) or an empty view would start the search of
+    turned copies on every frame (101 against 13 ms per frame on one AVX2 core); the live tab runs it
+    once per second, but on every frame while it is what finds the face, in that face's copy."""
     import cv2
     from fkd.geometry import turned_image
     from fkd.io import load_image
@@ -323,16 +323,22 @@ def test_the_webcam_paces_the_search_of_turned_copies(app_module, faces, monkeyp
     real = lm._turned_faces
     monkeypatch.setattr(lm, "_turned_faces", lambda *a: calls.append(tuple(a[-1])) or real(*a))
     state = app_module.LiveSession()
-    state.pacer.every_s = 3600.0
-    texts = [app_module.live_step(frame, "ibug68", 0.5, state)[1] for _ in range(4)]
-    assert all("1 face(s)" in t for t in texts) and len(calls) == 1
-    # the head lies down: only the search finds it. The first such frame is paced (the upright pass
-    # finds nothing); from then on the search runs on every frame, since it is what finds the face
+    t = [0.0]
+    state.clock = lambda: t[0]  # 10 frames per second
+
+    def step(img):
+        t[0] += 0.1
+        return app_module.live_step(img, "ibug68", 0.5, state)[1]
+
+    texts = [step(frame) for _ in range(4)]
+    assert all("1 face(s)" in x for x in texts) and len(calls) == 1
+    # the head lies down: only the search finds it, at its next run (within a second); from then on
+    # it runs on every frame, and between full searches only in the copy the face was found in
     turned, _ = turned_image(load_image(faces[1].image), 90)
-    texts = [app_module.live_step(turned, "ibug68", 0.5, state)[1] for _ in range(4)]
-    assert "0 face(s)" in texts[0] and all("1 face(s)" in t for t in texts[1:]), texts
-    # one full search finds it; the next frames look only in the copy it was found in
-    assert len(calls) == 4 and len(calls[1]) == 7 and all(len(c) == 1 for c in calls[2:]), calls
+    texts = [step(turned) for _ in range(12)]
+    found = [i for i, x in enumerate(texts) if "1 face(s)" in x]
+    assert found and found[0] <= 10 and found == list(range(found[0], 12)), texts
+    assert len(calls) == 1 + 12 - found[0] and len(calls[1]) == 7 and all(len(c) == 1 for c in calls[2:]), calls
     assert state.pacer.turns == calls[-1]
 
 

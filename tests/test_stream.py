@@ -18,16 +18,22 @@ def test_a_doubted_upright_face_is_searched_once_per_period():
     assert p.plan(1.0) == (True, None)
 
 
+def test_an_empty_view_is_searched_once_per_period():
+    p = SearchPacer(every_s=1.0)
+    p.seen([], 0.0, True, None)
+    assert not p.plan(0.5)[0]
+    p.seen([], 0.5, False, None)
+    assert p.plan(1.0) == (True, None)
+
+
 def test_while_the_search_finds_the_faces_it_runs_on_every_frame_in_their_copies():
     p = SearchPacer(every_s=1.0)
     p.seen([face(SURE - 0.03)], 0.0, True, None)
-    p.seen([face(0.99, turn=90.0), face(0.98, turn=-45.0)], 0.1, True, None)  # heads past the upright detector
-    assert p.plan(0.2) == (True, (-45.0, 90.0))       # only the copies they were found in
-    p.seen([face(0.99, turn=90.0)], 0.2, True, (-45.0, 90.0))
-    assert p.plan(0.3) == (True, (90.0,))
-    assert p.plan(1.1) == (True, None)                # a full search once per period, for new faces
-    p.seen([], 1.1, True, None)                       # nothing at all: keep looking everywhere
-    assert p.plan(1.2) == (True, None)
+    p.seen([face(0.99, turn=90.0), face(0.98, turn=-45.0)], 1.0, True, None)  # heads past the upright detector
+    assert p.plan(1.1) == (True, (-45.0, 90.0))       # only the copies they were found in
+    p.seen([face(0.99, turn=90.0)], 1.1, True, (-45.0, 90.0))
+    assert p.plan(1.2) == (True, (90.0,))
+    assert p.plan(2.0) == (True, None)                # a full search once per period, for new faces
 
 
 def test_a_sure_face_leaves_the_clock_alone_and_reset_starts_over():
