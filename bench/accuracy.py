@@ -2,7 +2,8 @@
 
     python bench/accuracy.py [--data ../shared/data] [--models ibug68 ibug68_ctx ...] [--rounds 3]
 
-Writes bench/accuracy_report.md (+ bench/ced.png, bench/point_error_<first model>.png) with: NME mean /
+Writes bench/accuracy_report.md (+ bench/ced.png, bench/point_error_<first model>.png; with
+`--out accuracy_report_X.md` the figures are ced_X.png and point_error_<model>_X.png) with: NME mean /
 median, FR@8 %, AUC@8 % and faces not found for both box protocols (landmark box, MediaPipe +
 calibration) with the flip test off, auto (the default: mirrored only where the model doubts) and on,
 ms per face at 1 and 2 threads and for each flip-test setting on the validation crops, webcam-frame
@@ -163,6 +164,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="timing rounds over all models (median kept)")
     p.add_argument("--out", default=str(HERE / "accuracy_report.md"))
     a = p.parse_args()
+    tag = Path(a.out).stem.removeprefix("accuracy_report")  # "" or e.g. "_avx2": the figures follow the report
+    ced_png, pe_png = f"ced{tag}.png", f"point_error_{a.models[0]}{tag}.png"
     root = Path(a.data) / "300w"
     recs, _ = find_300w(root)
     _, val = split_300w(recs, root)
@@ -192,7 +195,7 @@ def main() -> None:
                     curves[f"{name}, {box} box"] = nme(P, G)
                 if name == a.models[0] and box == "landmarks" and flip is False:
                     pe = 100 * point_nme(P, G)
-                    save_png(HERE / f"point_error_{name}.png", point_error_plot(list(pe)))
+                    save_png(Path(a.out).parent / pe_png, point_error_plot(list(pe)))
                     worst = np.argsort(pe)[::-1][:8]
             lm.close()
         # the same detector boxes without the calibration: what the calibration is worth
@@ -215,7 +218,7 @@ def main() -> None:
     speeds = {name: {k: float(np.median([r[k] for r in rs])) for k in rs[0]} for name, rs in rounds.items()}
     # other load only ever adds time: the quietest round is the closest to the model's own cost
     best = {name: min(r[f"{FAST}_1t_ms"] for r in rs) for name, rs in rounds.items()}
-    save_png(HERE / "ced.png", ced_plot(curves))
+    save_png(Path(a.out).parent / ced_png, ced_plot(curves))
 
     lines = ["# Accuracy and speed: 68-point models", "",
              f"`python bench/accuracy.py` on {time.strftime('%Y-%m-%d')}, {cpu_name()}, "
@@ -259,8 +262,8 @@ def main() -> None:
                      " | ".join(f"{r['nme_mean']:.2f} / {r['fr8']:.1f} / {r['not_found']}" for r in cells) + " |")
     if "worst" in locals():
         lines += ["", f"Hardest landmarks of {a.models[0]} (landmark box, NME %): " +
-                  ", ".join(f"{i} ({pe[i]:.2f})" for i in worst) + " — see point_error_" + a.models[0] + ".png.",
-                  "", "![CED](ced.png)", "", f"![per-point error](point_error_{a.models[0]}.png)"]
+                  ", ".join(f"{i} ({pe[i]:.2f})" for i in worst) + f" — see {pe_png}.",
+                  "", f"![CED]({ced_png})", "", f"![per-point error]({pe_png})"]
     Path(a.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {a.out}")
 

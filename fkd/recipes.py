@@ -146,7 +146,8 @@ def run(args) -> dict:
     if getattr(args, "teachers", None):
         recipe.teachers = tuple(args.teachers)
         recipe.part = f"{RECIPES[args.model].part.split(', `')[0]}, distilled from {' + '.join(recipe.teachers)}"
-        recipe.distil = recipe.distil or 0.5  # a recipe without teachers: half labels, half teachers
+        if getattr(args, "distil", None) is None:  # a recipe without teachers: half labels, half teachers
+            recipe.distil = recipe.distil or 0.5
     if getattr(args, "distil", None) is not None and not recipe.teachers:
         raise SystemExit(f"error: --distil: {args.model} has no teachers to distil from (try ibug68_kd)")
     if getattr(args, "blurpool", False):

@@ -41,9 +41,12 @@ class SearchPacer:
         return search, (self.turns if self.turns and recent else None)
 
     def seen(self, faces: Sequence[Face], t: float, searched: bool, turns: tuple[float, ...] | None = None) -> None:
-        if searched and turns is None:
+        full = searched and turns is None
+        if full:
             self.last_full = t
         self.turns = tuple(sorted({f.turn for f in faces if f.turn}))
-        self.needed = bool(self.turns)
-        if searched and not self.needed and max((f.confidence for f in faces), default=0.0) < SURE:
+        # a search narrowed to the last frame's copies that lost their faces (the head turned on):
+        # search every copy on the next frame rather than wait for the next period
+        self.needed = bool(self.turns) or (searched and not full)
+        if full and not self.turns and max((f.confidence for f in faces), default=0.0) < SURE:
             self.last = t       # the search ran (no face was sure) and found nothing the upright pass missed

@@ -285,6 +285,15 @@ def test_tilted_and_upside_down_heads_are_found_and_levelled(landmarker, degrees
     assert np.mean(tilted) < np.mean(upright) + 0.005, (tilted, upright)
 
 
+def test_auto_flip_threshold_comes_from_each_models_card():
+    from fkd.landmarker import FLIP_BELOW
+    from fkd.weights import read_card
+    for name in ("ibug68", "ibug68_kd"):
+        lm = fkd.Landmarker(name, backend="torch")
+        assert lm.flip_below == read_card(name)["flip_below"] != FLIP_BELOW
+        lm.close()
+
+
 def test_the_flip_test_skips_crops_the_caller_will_drop(landmarker, face_image):
     """A detection the model does not believe is dropped anyway: mirroring it is wasted time."""
     rgb, gt = face_image

@@ -34,6 +34,10 @@ def test_while_the_search_finds_the_faces_it_runs_on_every_frame_in_their_copies
     p.seen([face(0.99, turn=90.0)], 1.1, True, (-45.0, 90.0))
     assert p.plan(1.2) == (True, (90.0,))
     assert p.plan(2.0) == (True, None)                # a full search once per period, for new faces
+    p.seen([], 1.2, True, (90.0,))                    # the head turned on, out of its copy
+    assert p.plan(1.3) == (True, None)                # every copy at once, not a second later
+    p.seen([], 1.3, True, None)
+    assert not p.plan(1.4)[0]                         # nothing anywhere: paced again
 
 
 def test_a_sure_face_leaves_the_clock_alone_and_reset_starts_over():
