@@ -88,8 +88,9 @@ def main() -> None:
                    f"{np.percentile(ms, 90):.1f} | {found:.2f} |")
             print(row, flush=True)
             lines.append(row)
-    lines += ["", "Paced: the search runs on every frame while it is what finds the faces (none upright, or found "
-              "in a turned copy), and once per second while the upright pass finds them all but none is sure."]
+    lines += ["", "Paced (fkd/stream.py): the search runs once per second while it finds nothing the upright pass "
+              "missed (the faces come from the upright pass, or there is none at all), and on every frame while it "
+              "is what finds the faces (found in a turned copy), between full searches only in their copies."]
     Path(a.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {a.out}")
 
