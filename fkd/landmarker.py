@@ -218,11 +218,7 @@ class Landmarker:
                 for j, (i, p, c) in enumerate(zip(tilted, *self._points(x2, m2, False))):
                     levelled[i] = eye_roll(pts[i], eyes)
                     pts[i], conf[i], mats[i], x[i] = p, c, m2[j], x2[j]
-        again = [i for i in self._to_mirror(np.asarray(conf), flip) if conf[i] >= min_confidence]
-        if again:
-            pf, _ = self._run(torch.flip(x[torch.tensor(again)], dims=[-1]))
-            for i, p in zip(again, mirror_points(pf, self.cfg.input_w, self.layout.flip)):
-                pts[i] = (pts[i] + apply_affine(invert_affine(mats[i]), p)) / 2
+        self._mirror_into(pts, x, mats, [i for i in self._to_mirror(np.asarray(conf), flip) if conf[i] >= min_confidence])
         return pts, conf
 
     def _to_mirror(self, conf: np.ndarray, flip: FlipTest) -> np.ndarray:
@@ -235,11 +231,16 @@ class Landmarker:
         flip_below) were measured on it, and averaging in the mirror's made an upside-down face look sure
         (0.944 → 0.950 on a test face turned 180°), so the search of turned copies did not run."""
         pred, conf = self._run(x)
-        again = self._to_mirror(conf, flip)
-        if len(again):
-            pf, _ = self._run(torch.flip(x[torch.from_numpy(again)], dims=[-1]))
-            pred[again] = (pred[again] + mirror_points(pf, self.cfg.input_w, self.layout.flip)) / 2
-        return [apply_affine(invert_affine(M), p) for M, p in zip(mats, pred)], [float(c) for c in conf]
+        pts = [apply_affine(invert_affine(M), p) for M, p in zip(mats, pred)]
+        self._mirror_into(pts, x, mats, self._to_mirror(conf, flip))
+        return pts, [float(c) for c in conf]
+
+    def _mirror_into(self, pts: list[np.ndarray], x: torch.Tensor, mats: list[np.ndarray], idx) -> None:
+        """The flip test on crops `idx`: their points (image pixels) averaged with a pass on the mirror."""
+        if len(idx):
+            pf, _ = self._run(torch.flip(x[torch.as_tensor(idx)], dims=[-1]))
+            for i, p in zip(idx, mirror_points(pf, self.cfg.input_w, self.layout.flip)):
+                pts[i] = (pts[i] + apply_affine(invert_affine(mats[i]), p)) / 2
 
     @torch.inference_mode()
     def _run(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

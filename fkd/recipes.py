@@ -5,6 +5,7 @@ A recipe is a plain dataclass of defaults: which data, which model, which crop a
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import sys
@@ -262,7 +263,7 @@ def run(args) -> dict:
             final, which, pred, metrics = ema_model, "ema", p2, m2
     card = {
         "name": recipe.name, "part": recipe.part, "layout": recipe.layout, "config": recipe.model.to_dict(),
-        "crop": recipe.crop.to_dict(), **flip_threshold(final, recipe, train_recs, device),
+        "crop": recipe.crop.to_dict(), **flip_threshold(final, as_eval(train_set, recipe), device),
         "training": {"data": str(sub.name), "train_faces": len(train_set), "val_faces": len(val_set),
                      "split": "persons 1-32 train / 33-40 val" if recipe.data == "imm" else "fkd/splits/300w_val.txt",
                      "epochs": recipe.epochs, "batch": recipe.batch, "lr": recipe.lr, "optimizer": recipe.optimizer,
@@ -286,11 +287,17 @@ def run(args) -> dict:
     return metrics
 
 
-def flip_threshold(model, recipe: Recipe, train_recs, device) -> dict:
-    """{"flip_below": the model's median confidence on its training faces, cropped as in use (no
-    augmentation)}, or {} for a model without confidence. Landmarker(flip_test="auto") mirrors the
-    faces below it: about half, the harder half."""
-    _, faces = build_datasets(recipe, [], train_recs)
+def as_eval(ds: PatchDataset, recipe: Recipe) -> PatchDataset:
+    """The same decoded faces, cropped as in use (no augmentation): no second decoding of the JPEGs."""
+    view = copy.copy(ds)
+    view.transform = EvalPreset(size_wh=(recipe.model.input_w, recipe.model.input_h))
+    return view
+
+
+def flip_threshold(model, faces: PatchDataset, device) -> dict:
+    """{"flip_below": the model's median confidence on `faces` (its training faces, cropped as in
+    use)}, or {} for a model without confidence. Landmarker(flip_test="auto") mirrors the faces
+    below it: about half, the harder half."""
     c = engine.median_confidence(model, torch.utils.data.DataLoader(faces, batch_size=64), device)
     return {} if c is None else {"flip_below": round(c, 5)}
 

@@ -50,7 +50,7 @@ def redraw_report(args) -> None:
     from fkd.geometry import CropSpec
     recipe = dataclasses.replace(recipe, crop=CropSpec(**card["crop"]), model=dataclasses.replace(recipe.model, **card["config"]))
     train_recs, val_recs, _ = load_records(recipe, Path(args.data))
-    card.update(flip_threshold(model, recipe, train_recs, "cpu"))
+    card.update(flip_threshold(model, build_datasets(recipe, [], train_recs)[1], "cpu"))
     save_json(resolve(Path(args.out) / args.report_name).with_suffix(".json"), card)
     _, val_set = build_datasets(recipe, [], val_recs)
     pred, gt = engine.predict(model.to(memory_format=torch.channels_last), torch.utils.data.DataLoader(val_set, batch_size=64), "cpu")
