@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common import cpu_name, median_ms  # noqa: E402
 from fkd.calibration import IDENTITY  # noqa: E402
 from fkd.data import find_300w, split_300w  # noqa: E402
 from fkd.evaluate import evaluate_records, nearest_face  # noqa: E402
@@ -38,28 +37,6 @@ from fkd.viz import ced_plot, draw_faces, point_error_plot, save_png  # noqa: E4
 from fkd.weights import resolve  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-
-
-def median_ms(fn, n=200, warmup=20) -> float:
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return 1000 * float(np.median(ts))
-
-
-def cpu_name() -> str:
-    """The CPU model and its vector units: the same graph takes ~1.8 ms per face where the CPU computes
-    in bfloat16 and ~2-3x that with AVX2 alone, so a report must say which CPU it ran on."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), platform.machine())
-    flags = set(next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), []))
-    units = [u for u, f in (("AVX2", "avx2"), ("AVX-512", "avx512f"), ("AVX512-BF16", "avx512_bf16"), ("AMX", "amx_bf16"))
-             if f in flags]
-    return f"{model} ({os.cpu_count()} cores; {', '.join(units) or 'no AVX2'})"
 
 
 # the backend the app and Landmarker() use here ("auto"): it gives the frame time and the headline

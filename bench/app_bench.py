@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import socket
 import statistics
 import sys
@@ -23,7 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from common import cpu_name  # noqa: E402
 from fkd.landmarker import DEFAULT_MODEL  # noqa: E402  (the model the app opens with)
 
 
@@ -104,7 +105,7 @@ def main(argv=None) -> None:
         lambda: app.make_morph(str(pa_path), str(pb_path), 60, 24, False), reps), "s"))
 
     lines = ["# App benchmark", "",
-             f"`python bench/app_bench.py --repeats {a.repeats} --threads {a.threads}` on {platform.processor() or platform.machine()}, "
+             f"`python bench/app_bench.py --repeats {a.repeats} --threads {a.threads}` on {cpu_name()}, "
              f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {a.threads} thread(s); "
              f"load average at the end {os.getloadavg()[0]:.1f} (other jobs on the machine slow every number).", "",
              "| what | median | p90 | runs |", "|---|---|---|---|"]

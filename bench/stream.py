@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from accuracy import cpu_name  # noqa: E402
+from common import cpu_name  # noqa: E402
 from fkd.geometry import turned_image  # noqa: E402
 from fkd.io import load_image  # noqa: E402
 
