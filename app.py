@@ -25,6 +25,7 @@ import signal
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -538,7 +539,8 @@ def largest_face(path: str | None, which: str) -> tuple[np.ndarray, np.ndarray]:
     return rgb, f.keypoints
 
 
-def make_morph(path_a, path_b, n_frames, fps, back):
+def make_morph(path_a, path_b, n_frames, fps, back, gif: bool = True):
+    """(triangulation of photo 1, of photo 2, mp4 path, GIF path or None when `gif` is False)."""
     n_frames, fps = int(np.clip(n_frames, 2, 240)), float(np.clip(fps, 1, 60))
     img_a, pts_a = largest_face(path_a, "photo 1")
     img_b, pts_b = largest_face(path_b, "photo 2")
@@ -548,15 +550,18 @@ def make_morph(path_a, path_b, n_frames, fps, back):
     if back:
         frames = morph.there_and_back(frames)
     d = request_dir()
-    video = morph.write_mp4(d / "morph.mp4", frames, fps)
-    gif = morph.write_gif(d / "morph.gif", frames, fps)
-    return (morph.draw_triangulation(a, pa, tris), morph.draw_triangulation(b, pb, tris), str(video), str(gif))
+    # Pillow encodes the GIF in this process while ffmpeg encodes the mp4 in its own (2 cores)
+    with ThreadPoolExecutor(1) as pool:
+        gif_file = pool.submit(morph.write_gif, d / "morph.gif", frames, fps) if gif else None
+        video = morph.write_mp4(d / "morph.mp4", frames, fps)
+    return (morph.draw_triangulation(a, pa, tris), morph.draw_triangulation(b, pb, tris), str(video),
+            str(gif_file.result()) if gif_file else None)
 
 
 @user_errors
 def morph_api(image_1: str | None, image_2: str | None, frames: float = 48, fps: float = 24, there_and_back: bool = False):
     """Morph face 1 into face 2: aligned, triangulated on 68 keypoints, cross-dissolved. Returns an mp4 (h264)."""
-    return make_morph(image_1, image_2, frames, fps, there_and_back)[2]
+    return make_morph(image_1, image_2, frames, fps, there_and_back, gif=False)[2]  # the API returns the video only
 
 
 @user_errors

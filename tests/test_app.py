@@ -9,7 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import cv2
 import httpx
 import imageio.v3 as iio
 import numpy as np
@@ -221,6 +223,18 @@ def test_morph_endpoint_gives_a_playable_video(client, app_module, faces):
     assert min(mid) > 2, "the middle frame is just one of the photos"
     back = iio.imread(client.predict(handle_file(pa), handle_file(pb), 5, 10, True, api_name="/morph"))
     assert len(back) == 8 and diff(back[-1], a) < diff(back[-1], b)
+
+
+def test_morph_tab_gives_the_video_and_its_gif_and_the_api_the_video_only(app_module, faces):
+    pa, pb = str(faces[0].image), str(faces[1].image)
+    tri_a, tri_b, video, gif = app_module.make_morph(pa, pb, 5, 10, False)
+    frames, small = iio.imread(video), np.stack([f[..., :3] for f in iio.imiter(gif)])
+    assert len(frames) == len(small) == 5 and small.shape[1:3] == (256, 256)
+    for f, g in zip(frames, small):  # the same frames, downscaled (encoded while the mp4 was)
+        ref = cv2.resize(f, (256, 256), interpolation=cv2.INTER_AREA).astype(np.float32)
+        assert np.abs(ref - g).mean() < 8
+    *_, video2, no_gif = app_module.make_morph(pa, pb, 5, 10, False, gif=False)
+    assert no_gif is None and [p.name for p in Path(video2).parent.iterdir()] == ["morph.mp4"]
 
 
 def test_morph_without_a_face_is_a_clear_error(client, faces, tmp_path):
