@@ -17,6 +17,7 @@ per-triangle Python loop over pixels. Pure NumPy/OpenCV; no Gradio here.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -185,12 +186,13 @@ def warp_triangles(image: np.ndarray, src_pts: np.ndarray, dst_pts: np.ndarray, 
 
 
 def morph_frames(a: np.ndarray, pa: np.ndarray, b: np.ndarray, pb: np.ndarray, n_frames: int = 60,
-                 tris: np.ndarray | None = None) -> list[np.ndarray]:
+                 tris: np.ndarray | None = None, workers: int = 2) -> list[np.ndarray]:
     """`n_frames` RGB frames from A (first) to B (last): shapes move linearly, colours cross-dissolve.
 
     a, b: aligned uint8 images of the same size; pa, pb: their keypoints (N, 2) in that frame.
     `tris` (T, 3) indexes the points *with* border points appended (see `with_border`); by
-    default it is the Delaunay triangulation of the mean shape.
+    default it is the Delaunay triangulation of the mean shape. Frames are independent and OpenCV
+    releases the GIL, so `workers` threads make them side by side.
     """
     if a.shape != b.shape:
         raise ValueError(f"both images must have the same size, got {a.shape} and {b.shape}")
@@ -201,14 +203,16 @@ def morph_frames(a: np.ndarray, pa: np.ndarray, b: np.ndarray, pb: np.ndarray, n
     if tris is None:
         tris = triangulate((pa + pb) / 2)
     grid = _Grid(w, h)
-    frames = []
-    for t in np.linspace(0.0, 1.0, n_frames):
+
+    def frame(t: float) -> np.ndarray:
         p = (1 - t) * pa + t * pb                       # the in-between shape
         idx = triangle_index_map(p, tris, w, h)         # shared by both warps
         wa = a if t == 0 else _remap(a, idx, triangle_affines(p[tris], pa[tris]), grid)
         wb = b if t == 1 else _remap(b, idx, triangle_affines(p[tris], pb[tris]), grid)
-        frames.append(cv2.addWeighted(wa, 1 - t, wb, t, 0.0))
-    return frames
+        return cv2.addWeighted(wa, 1 - t, wb, t, 0.0)
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return list(pool.map(frame, np.linspace(0.0, 1.0, n_frames)))
 
 
 def there_and_back(frames: list[np.ndarray]) -> list[np.ndarray]:

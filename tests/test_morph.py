@@ -26,6 +26,16 @@ def test_first_and_last_frames_are_the_inputs():
     assert np.abs(mid - a).mean() > 5 and np.abs(mid - b).mean() > 5
 
 
+def test_frames_made_side_by_side_are_the_same_frames_in_order():
+    a, b = textured(3), textured(4)
+    pa, pb = random_shape(3, 20, 256), random_shape(4, 20, 256)
+    one = morph.morph_frames(a, pa, b, pb, n_frames=9, workers=1)
+    two = morph.morph_frames(a, pa, b, pb, n_frames=9, workers=2)
+    assert len(two) == 9 and all(np.array_equal(x, y) for x, y in zip(one, two))
+    dist = [np.abs(f.astype(int) - a).mean() for f in two]
+    assert dist == sorted(dist)  # in order: each frame further from A than the one before
+
+
 def test_in_between_frames_of_one_face_are_that_face():
     """Same image and shape at both ends: the dense warp of every in-between frame is the identity."""
     a, pa = textured(2), random_shape(2, 30, 256)
