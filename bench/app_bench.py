@@ -24,19 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import cpu_name  # noqa: E402
+from common import cpu_name, timed  # noqa: E402
 from fkd.landmarker import DEFAULT_MODEL  # noqa: E402  (the model the app opens with)
-
-
-def timed(fn, repeats: int, warmup: int = 1) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
 
 
 def main(argv=None) -> None:

@@ -20,14 +20,18 @@ def cpu_name() -> str:
     return f"{model} ({os.cpu_count()} cores; {', '.join(units) or 'no AVX2'})"
 
 
-def median_ms(fn, n: int = 200, warmup: int = 20) -> float:
-    """Median milliseconds per call of fn() after `warmup` calls: the median, because a shared
-    machine's hiccups land in the mean."""
+def timed(fn, repeats: int, warmup: int = 1) -> list[float]:
+    """Seconds per call of fn(), `repeats` times, after `warmup` calls (caches, lazy loading)."""
     for _ in range(warmup):
         fn()
-    ts = []
-    for _ in range(n):
+    out = []
+    for _ in range(repeats):
         t = time.perf_counter()
         fn()
-        ts.append(time.perf_counter() - t)
-    return 1000 * float(np.median(ts))
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def median_ms(fn, n: int = 200, warmup: int = 20) -> float:
+    """Median milliseconds per call: the median, because a shared machine's hiccups land in the mean."""
+    return 1000 * float(np.median(timed(fn, n, warmup)))
