@@ -1,9 +1,9 @@
 """Keypoints for photos from the command line.
 
-    python -m fkd.predict photo.jpg [more.jpg ...] [--model ibug68_kd|ibug68|ibug68_resnet18|imm58|nose]
+    python -m fkd.predict photo.jpg [more.jpg folder/ ...] [--model ibug68_kd|ibug68|ibug68_resnet18|imm58|nose]
                           [--box x0,y0,x1,y1] [--flip-test auto|on|off] [--json out.json] [--draw out_dir]
 
-Prints (or writes) JSON: [{"image": path, "faces": [{"box": [...], "score": s, "confidence": c,
+A folder stands for the images in it and its subfolders, in sorted order. Prints (or writes) JSON: [{"image": path, "faces": [{"box": [...], "score": s, "confidence": c,
 "keypoints": [[x, y], ...]}]}] in 0-based pixels of the original image. An image that cannot be
 read gets an "error" entry; the others are still processed; the exit code is 1 if any failed.
 """
@@ -14,7 +14,10 @@ import json
 import sys
 from pathlib import Path
 
+from fkd.data import IMAGE_EXTS
 from fkd.landmarker import DEFAULT_MODEL, MODELS
+
+PHOTO_EXTS = (*IMAGE_EXTS, ".gif")  # what a folder contributes (load_image reads more, by content)
 
 
 def parse_box(text: str) -> list[float]:
@@ -29,7 +32,7 @@ def parse_box(text: str) -> list[float]:
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("images", nargs="+", help="image files, or folders of them")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {sorted(MODELS)} or a weights path")
     p.add_argument("--box", type=parse_box, action="append", help="face box x0,y0,x1,y1 (repeatable); skips the detector")
     p.add_argument("--box-kind", choices=("face", "landmarks"), default="face",
@@ -72,8 +75,11 @@ def main(argv=None) -> int:
     if lm is None:
         return 2
     results, failed = [], 0
-    for path in args.images:
+    drawn: set[str] = set()
+    for path in expand(args.images):
         try:
+            if Path(path).is_dir():
+                raise ImageError(f"{path}: no images in this folder (looked for {' '.join(PHOTO_EXTS)})")
             faces = lm.predict(path, boxes=args.box, box_kind=args.box_kind)
             entry = {"image": path, "faces": [f.to_dict() for f in faces]}
             if not faces:
@@ -81,7 +87,7 @@ def main(argv=None) -> int:
             if args.draw:
                 from fkd.viz import draw_faces, save_png
                 Path(args.draw).mkdir(parents=True, exist_ok=True)
-                save_png(Path(args.draw) / (Path(path).stem + "_keypoints.png"),
+                save_png(Path(args.draw) / unique_name(Path(path).stem + "_keypoints", ".png", drawn),
                          draw_faces(load_image(path, max_side=10**6), faces, contours=lm.layout.contours))
         except (ImageError, ValueError) as e:
             failed += 1
@@ -96,6 +102,28 @@ def main(argv=None) -> int:
         print(text)
     lm.close()
     return 1 if failed else 0
+
+
+def expand(paths: list[str]) -> list[str]:
+    """Each folder replaced by its images (subfolders too, sorted); files and bad paths stay as given,
+    so they get their own error entry. An empty folder is kept: it is reported, not skipped silently."""
+    out = []
+    for p in paths:
+        found = sorted(str(f) for f in Path(p).rglob("*") if f.suffix.lower() in PHOTO_EXTS and f.is_file()) \
+            if Path(p).is_dir() else []
+        out += found or [p]
+    return out
+
+
+def unique_name(stem: str, suffix: str, used: set[str]) -> str:
+    """stem + suffix, or stem_2 + suffix, ... if an earlier image of the run took it (same file name
+    in two folders): one drawing must not overwrite another."""
+    name, k = stem + suffix, 1
+    while name in used:
+        k += 1
+        name = f"{stem}_{k}{suffix}"
+    used.add(name)
+    return name
 
 
 def _writable(folder: Path) -> bool:

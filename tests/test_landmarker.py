@@ -1,5 +1,6 @@
 """The committed weights, end to end: accuracy on fixture faces, every input form, boxes."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -130,6 +131,24 @@ def test_predict_cli_writes_json_and_reports_bad_files(tmp_path):
     assert p.returncode == 2 and "no_such_model" in p.stderr
     p = run_cli("fkd.predict", str(img), "--json", "/proc/no/such/dir/out.json")
     assert p.returncode == 2 and "cannot write" in p.stderr
+
+
+def test_predict_cli_takes_folders_and_keeps_every_drawing(tmp_path):
+    img = sorted(W300.rglob("*.jpg"))[0]
+    for sub in ("a", "b/c"):  # the same file name in two folders
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        shutil.copy(img, tmp_path / "in" / sub / "face.jpg")
+    (tmp_path / "in" / "a" / "notes.txt").write_text("not an image, not picked")
+    (tmp_path / "empty").mkdir()
+    out, drawn = tmp_path / "out.json", tmp_path / "drawn"
+    p = run_cli("fkd.predict", str(tmp_path / "in"), str(tmp_path / "empty"), "--json", str(out), "--draw", str(drawn))
+    assert p.returncode == 1, p.stderr  # the empty folder
+    res = json.loads(out.read_text())
+    assert [r["image"] for r in res] == [str(tmp_path / "in" / "a" / "face.jpg"), str(tmp_path / "in" / "b" / "c" / "face.jpg"),
+                                         str(tmp_path / "empty")]
+    assert [len(r["faces"][0]["keypoints"]) for r in res[:2]] == [68, 68]
+    assert "no images in this folder" in res[2]["error"] and "empty" in p.stderr
+    assert sorted(f.name for f in drawn.iterdir()) == ["face_keypoints.png", "face_keypoints_2.png"]
 
 
 def test_evaluate_cli_scores_a_folder(tmp_path):
