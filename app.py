@@ -36,13 +36,12 @@ import torch
 from gradio_image_annotation import image_annotator
 from PIL import Image, UnidentifiedImageError
 
-from fkd import morph, viz
+from fkd import media, morph, viz
 from fkd.data import write_pts
 from fkd.io import ImageError, load_image, load_image_sized
 from fkd.landmarker import DEFAULT_MODEL, MODELS, Face, Landmarker, WeightsError, check_box
 from fkd.models import first_conv
-from fkd.smoothing import PointSmoother, strength_to_cutoff
-from fkd.stream import SearchPacer
+from fkd.stream import Tracker
 from fkd.weights import WEIGHTS_DIR, read_card
 
 # -----------------------------------------------------------------------------------------------
@@ -349,11 +348,10 @@ def create_keypoints_tab(ui_fn, api_fn, annotator_fn, examples: list[str]):
 # 2. live webcam
 
 class LiveSession:
-    """Per-browser-session webcam state (lives in gr.State): the smoother and frame timing."""
+    """Per-browser-session webcam state (lives in gr.State): the stream's tracker and frame timing."""
 
     def __init__(self):
-        self.smoother = PointSmoother(min_cutoff=1.0, beta=0.7)
-        self.pacer = SearchPacer()  # the search of turned copies where it can change the answer
+        self.tracker = Tracker(flip_test=LIVE_FLIP_TEST)  # paced search + One-Euro smoothing (fkd.stream)
         self.last = None          # time of the previous frame
         self.rate = None          # frames per second received, smoothed
         self.model = None
@@ -376,21 +374,13 @@ def live_step(frame: np.ndarray | None, model: str, strength: float, state: Live
     t0 = time.perf_counter()
     lm = get_landmarker(model)
     if state.model != model:
-        state.smoother.reset()
-        state.pacer.reset()
+        state.tracker.reset()
         state.model = model
-    search, turns = state.pacer.plan(state.clock())
-    faces = lm.predict(frame, flip_test=LIVE_FLIP_TEST, search=search, turns=turns)
-    now = state.clock()
-    state.pacer.seen(faces, now, search, turns)
-    if strength > 0:
-        state.smoother.configure(min_cutoff=strength_to_cutoff(strength))
-        faces = state.smoother(faces, now)
-    else:
-        state.smoother.reset()
+    state.tracker.strength = strength
+    faces = state.tracker(lm, frame, state.clock)
     out = viz.draw_faces(frame, faces, contours=lm.layout.contours if contours else ())
     ms = 1000 * (time.perf_counter() - t0)
-    rate = state.tick(now)
+    rate = state.tick(state.clock())
     shown = f"{rate:.1f} frames/s shown" if rate else "starting…"
     return out, f"**{shown}** · {ms:.0f} ms per frame on the server · {len(faces)} face(s)", state
 
@@ -552,8 +542,8 @@ def make_morph(path_a, path_b, n_frames, fps, back, gif: bool = True):
     d = request_dir()
     # Pillow encodes the GIF in this process while ffmpeg encodes the mp4 in its own (2 cores)
     with ThreadPoolExecutor(1) as pool:
-        gif_file = pool.submit(morph.write_gif, d / "morph.gif", frames, fps) if gif else None
-        video = morph.write_mp4(d / "morph.mp4", frames, fps)
+        gif_file = pool.submit(media.write_gif, d / "morph.gif", frames, fps) if gif else None
+        video = media.write_mp4(d / "morph.mp4", frames, fps)
     return (morph.draw_triangulation(a, pa, tris), morph.draw_triangulation(b, pb, tris), str(video),
             str(gif_file.result()) if gif_file else None)
 

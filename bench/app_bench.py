@@ -44,7 +44,7 @@ def main(argv=None) -> None:
     from gradio_client import Client, handle_file
 
     import app
-    from fkd import morph
+    from fkd import media, morph
     from fkd.io import load_image
 
     photo = ROOT / "tests" / "fixtures" / "data" / "imm_face_db" / "33-1m.jpg"   # 640×480, a validation person
@@ -87,9 +87,9 @@ def main(argv=None) -> None:
     frames60 = morph.morph_frames(A, PA, B, PB, 60)
     with tempfile.TemporaryDirectory() as d:
         rows.append(("encoding those 60 frames: mp4 (h264)", timed(
-            lambda: morph.write_mp4(Path(d) / "m.mp4", frames60, 24), reps), "s"))
+            lambda: media.write_mp4(Path(d) / "m.mp4", frames60, 24), reps), "s"))
         rows.append(("encoding those 60 frames: GIF (256 px)", timed(
-            lambda: morph.write_gif(Path(d) / "m.gif", frames60, 24), reps), "s"))
+            lambda: media.write_gif(Path(d) / "m.gif", frames60, 24), reps), "s"))
     rows.append(("morph end to end: 2 photos → 60 frames → mp4 + GIF (`make_morph`)", timed(
         lambda: app.make_morph(str(pa_path), str(pb_path), 60, 24, False), reps), "s"))
 

@@ -45,7 +45,7 @@ def webcam_frame(rgb: np.ndarray, size=(640, 480)) -> np.ndarray:
 def run_stream(app, frame: np.ndarray, n: int, paced: bool) -> tuple[list[float], float]:
     state = app.LiveSession()
     if not paced:
-        state.pacer.every_s = 0.0  # due on every frame: the search runs whenever no face is sure
+        state.tracker.pacer.every_s = 0.0  # due on every frame: the search runs whenever no face is sure
     ms, found = [], []
     app.live_step(frame, app.DEFAULT_MODEL, 0.5, app.LiveSession())  # warm-up, another session
     for _ in range(n):

@@ -34,17 +34,22 @@ def _open(src: ImageLike) -> Image.Image:
         if len(src) > MAX_FILE_BYTES:
             raise ImageError(f"the file is too large ({len(src) / 2**20:.0f} MB, limit {MAX_FILE_BYTES // 2**20} MB)")
         return Image.open(io.BytesIO(src))
+    return Image.open(checked_file(src))
+
+
+def checked_file(src: str | os.PathLike, kind: str = "image", max_bytes: int = MAX_FILE_BYTES) -> Path:
+    """The path, if it is a file worth opening: else an ImageError that says what is wrong with it."""
     path = Path(src)
     if not path.exists():
         raise ImageError(f"{path}: no such file")
     if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not an image")
+        raise ImageError(f"{path}: is a folder, not {'an' if kind[0] in 'aeiou' else 'a'} {kind}")
     size = path.stat().st_size
     if size == 0:
         raise ImageError(f"{path}: the file is empty (0 bytes)")
-    if size > MAX_FILE_BYTES:
-        raise ImageError(f"{path}: the file is too large ({size / 2**20:.0f} MB, limit {MAX_FILE_BYTES // 2**20} MB)")
-    return Image.open(path)
+    if size > max_bytes:
+        raise ImageError(f"{path}: the file is too large ({size / 2**20:.0f} MB, limit {max_bytes // 2**20} MB)")
+    return path
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

@@ -2,7 +2,7 @@
 
     a, pa, b, pb = align_pair(img_a, pts_a, img_b, pts_b, size=512)   # both faces in one frame
     frames = morph_frames(a, pa, b, pb, n_frames=60)                   # list of RGB uint8
-    write_mp4("morph.mp4", frames, fps=30); write_gif("morph.gif", frames, fps=30)
+    media.write_mp4("morph.mp4", frames, fps=30); media.write_gif("morph.gif", frames, fps=30)   # fkd.media
 
 Alignment: face A goes to a canonical square crop from its eyes and mouth (the FFHQ recipe, so
 the eyes are level and the face fills the frame); face B is then fitted onto A's aligned points
@@ -18,7 +18,6 @@ per-triangle Python loop over pixels. Pure NumPy/OpenCV; no Gradio here.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -235,39 +234,3 @@ def draw_triangulation(image: np.ndarray, keypoints: np.ndarray, tris: np.ndarra
     for x, y in full[: len(keypoints)]:
         cv2.circle(out, (int(round(x)), int(round(y))), thick + 1, (0, 255, 0), -1, cv2.LINE_AA)
     return out
-
-
-def even_size(image: np.ndarray) -> np.ndarray:
-    """Crop one row/column if needed: h264 in yuv420p needs even width and height."""
-    h, w = image.shape[:2]
-    return image[: h - h % 2, : w - w % 2]
-
-
-def write_mp4(path: str | Path, frames: list[np.ndarray], fps: float) -> Path:
-    """Browser-playable H.264 (yuv420p) without imageio's silent resize to multiples of 16."""
-    import imageio.v2 as imageio
-
-    imageio.mimwrite(str(path), [even_size(f) for f in frames], fps=fps, codec="libx264", macro_block_size=1,
-                     quality=7, ffmpeg_log_level="error", output_params=["-preset", "veryfast"])  # 3× faster, same size
-    return Path(path)
-
-
-def write_gif(path: str | Path, frames: list[np.ndarray], fps: float, max_side: int = 256, max_frames: int = 60) -> Path:
-    """Looping GIF, downscaled to `max_side` and thinned to ≤ `max_frames` at the same speed (GIFs get big).
-
-    One palette for the whole clip, fitted on a few frames spread over it: ~10× faster than a palette
-    per frame, smaller, and the colours do not flicker from frame to frame.
-    """
-    from PIL import Image
-
-    step = max(1, int(np.ceil(len(frames) / max_frames)))
-    frames = frames[::step]
-    h, w = frames[0].shape[:2]
-    s = min(1.0, max_side / max(h, w))
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    small = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) if s < 1 else f for f in frames]
-    picks = sorted({round(i) for i in np.linspace(0, len(small) - 1, min(5, len(small)))})
-    palette = Image.fromarray(np.concatenate([small[i] for i in picks], 1)).quantize(256, method=Image.Quantize.MEDIANCUT)
-    ims = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG) for f in small]
-    ims[0].save(str(path), save_all=True, append_images=ims[1:], duration=max(20, round(1000 * step / fps)), loop=0)
-    return Path(path)

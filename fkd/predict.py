@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
     from fkd.io import ImageError, load_image
 
     for target in (args.json, args.draw):
-        if target and not _writable(Path(target) if target == args.draw else Path(target).parent):
+        if target and not writable(Path(target) if target == args.draw else Path(target).parent):
             print(f"error: cannot write to {target}", file=sys.stderr)
             return 2
     lm = open_landmarker(args.model, args.flip_test)
@@ -87,8 +88,9 @@ def main(argv=None) -> int:
             if args.draw:
                 from fkd.viz import draw_faces, save_png
                 Path(args.draw).mkdir(parents=True, exist_ok=True)
-                save_png(Path(args.draw) / unique_name(Path(path).stem + "_keypoints", ".png", drawn),
-                         draw_faces(load_image(path, max_side=10**6), faces, contours=lm.layout.contours))
+                out = Path(args.draw) / unique_name(Path(path).stem + "_keypoints", ".png", drawn)
+                save_png(out, draw_faces(load_image(path, max_side=10**6), faces, contours=lm.layout.contours))
+                entry["drawing"] = str(out)
         except (ImageError, ValueError) as e:
             failed += 1
             entry = {"image": path, "error": str(e)}
@@ -105,13 +107,19 @@ def main(argv=None) -> int:
 
 
 def expand(paths: list[str]) -> list[str]:
-    """Each folder replaced by its images (subfolders too, sorted); files and bad paths stay as given,
-    so they get their own error entry. An empty folder is kept: it is reported, not skipped silently."""
-    out = []
+    """Each folder replaced by its images (subfolders too, sorted; hidden files left out); files and bad
+    paths stay as given, so they get their own error entry, and an empty folder is kept: it is reported,
+    not skipped silently. A file reached twice (a folder and a file in it) is done once."""
+    out, seen = [], set()
     for p in paths:
-        found = sorted(str(f) for f in Path(p).rglob("*") if f.suffix.lower() in PHOTO_EXTS and f.is_file()) \
+        found = sorted(str(f) for f in Path(p).rglob("*")
+                       if f.suffix.lower() in PHOTO_EXTS and not f.name.startswith(".") and f.is_file()) \
             if Path(p).is_dir() else []
-        out += found or [p]
+        for f in found or [p]:
+            key = os.path.realpath(f)
+            if key not in seen:
+                seen.add(key)
+                out.append(f)
     return out
 
 
@@ -126,7 +134,7 @@ def unique_name(stem: str, suffix: str, used: set[str]) -> str:
     return name
 
 
-def _writable(folder: Path) -> bool:
+def writable(folder: Path) -> bool:
     """Check before the work starts, so a typo in --json doesn't cost a long run."""
     import tempfile
     try:

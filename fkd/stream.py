@@ -10,12 +10,16 @@ missed (the faces come from the upright pass anyway, or there is no face at all)
 `every_s` seconds: a head that lies down in front of the camera is found within that time. While
 it is what finds the faces (found in a turned copy) it runs on every frame, but between full
 searches only in the copies turned as the faces were found on the last frame.
+
+`Tracker` is the whole per-frame pipeline of a stream, the webcam's and a video file's (fkd.video):
+the paced search, the landmarks, and the One-Euro smoothing of fkd.smoothing on the stream's clock.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from fkd.landmarker import SURE, Face
+from fkd.landmarker import SURE, Face, FlipTest, Landmarker
+from fkd.smoothing import PointSmoother, strength_to_cutoff
 
 SEARCH_EVERY_S = 1.0   # seconds between full searches that keep finding nothing new
 
@@ -50,3 +54,32 @@ class SearchPacer:
         self.needed = bool(self.turns) or (searched and not full)
         if full and not self.turns and max((f.confidence for f in faces), default=0.0) < SURE:
             self.last = t       # the search ran (no face was sure) and found nothing the upright pass missed
+
+
+class Tracker:
+    """One stream's state (search pacing, one smoothing track per face): `faces = tracker(lm, frame, clock)`.
+
+    `clock()` gives the stream's time in seconds, read before and after the landmarks: a webcam's is
+    the wall clock (a slow frame is a long step for the filter), a video file's the frame's time.
+    `strength` 0..1 is the smoothing (0 = raw points), as the app's slider."""
+
+    def __init__(self, strength: float = 0.5, flip_test: FlipTest = "auto"):
+        self.strength, self.flip_test = strength, flip_test
+        self.smoother = PointSmoother(min_cutoff=strength_to_cutoff(strength), beta=0.7)
+        self.pacer = SearchPacer()
+
+    def reset(self) -> None:
+        """A new stream, or another model: no track or search plan carries over."""
+        self.smoother.reset()
+        self.pacer.reset()
+
+    def __call__(self, lm: Landmarker, frame, clock: Callable[[], float]) -> list[Face]:
+        search, turns = self.pacer.plan(clock())
+        faces = lm.predict(frame, flip_test=self.flip_test, search=search, turns=turns)
+        now = clock()
+        self.pacer.seen(faces, now, search, turns)
+        if self.strength <= 0:
+            self.smoother.reset()
+            return faces
+        self.smoother.configure(min_cutoff=strength_to_cutoff(self.strength))
+        return self.smoother(faces, now)

@@ -233,8 +233,8 @@ def test_morph_tab_gives_the_video_and_its_gif_and_the_api_the_video_only(app_mo
     for f, g in zip(frames, small):  # the same frames, downscaled (encoded while the mp4 was)
         ref = cv2.resize(f, (256, 256), interpolation=cv2.INTER_AREA).astype(np.float32)
         assert np.abs(ref - g).mean() < 8
-    *_, video2, no_gif = app_module.make_morph(pa, pb, 5, 10, False, gif=False)
-    assert no_gif is None and [p.name for p in Path(video2).parent.iterdir()] == ["morph.mp4"]
+    video2 = app_module.morph_api(pa, pb, 5, 10, False)
+    assert [p.name for p in Path(video2).parent.iterdir()] == ["morph.mp4"]
 
 
 def test_morph_without_a_face_is_a_clear_error(client, faces, tmp_path):
@@ -311,13 +311,13 @@ def test_live_sessions_are_independent_and_smoothed(app_module, faces):
     for _ in range(3):
         noisy = np.clip(frame.astype(np.int16) + rng.integers(-12, 13, frame.shape), 0, 255).astype(np.uint8)
         out, text, s1 = app_module.live_step(noisy, "ibug68", 0.5, s1)
-    assert isinstance(s1, app_module.LiveSession) and s1.smoother.tracks and "frames/s" in text
+    assert isinstance(s1, app_module.LiveSession) and s1.tracker.smoother.tracks and "frames/s" in text
     assert out.shape == frame.shape and not np.array_equal(out, noisy)
     # a new visitor starts from scratch: its first frame is the raw prediction, not session 1's average
     raw = app_module.get_landmarker("ibug68").predict(frame)[0].keypoints
     _, _, s2 = app_module.live_step(frame, "ibug68", 0.5, None)
-    assert s2 is not s1 and len(s2.smoother.tracks) == 1
-    np.testing.assert_allclose(s2.smoother.tracks[0][1].x[2:] * s2.smoother.tracks[0][2], raw, atol=1e-3)
+    assert s2 is not s1 and len(s2.tracker.smoother.tracks) == 1
+    np.testing.assert_allclose(s2.tracker.smoother.tracks[0][1].x[2:] * s2.tracker.smoother.tracks[0][2], raw, atol=1e-3)
     assert app_module.live_step(None, "ibug68", 0.5, None)[0] is None
 
 
@@ -353,7 +353,7 @@ def test_the_webcam_paces_the_search_of_turned_copies(app_module, faces, monkeyp
     found = [i for i, x in enumerate(texts) if "1 face(s)" in x]
     assert found and found[0] <= 10 and found == list(range(found[0], 12)), texts
     assert len(calls) == 1 + 12 - found[0] and len(calls[1]) == 7 and all(len(c) == 1 for c in calls[2:]), calls
-    assert state.pacer.turns == calls[-1]
+    assert state.tracker.pacer.turns == calls[-1]
 
 
 def test_training_tab_reads_cards_and_reports(app_module):

@@ -141,7 +141,9 @@ def test_predict_cli_takes_folders_and_keeps_every_drawing(tmp_path):
     (tmp_path / "in" / "a" / "notes.txt").write_text("not an image, not picked")
     (tmp_path / "empty").mkdir()
     out, drawn = tmp_path / "out.json", tmp_path / "drawn"
-    p = run_cli("fkd.predict", str(tmp_path / "in"), str(tmp_path / "empty"), "--json", str(out), "--draw", str(drawn))
+    (tmp_path / "in" / "a" / "._face.jpg").write_bytes(b"macOS metadata, not a photo")  # hidden: left out
+    p = run_cli("fkd.predict", str(tmp_path / "in"), str(tmp_path / "empty"), str(tmp_path / "in" / "a" / "face.jpg"),
+                "--json", str(out), "--draw", str(drawn))  # the last file again: done once
     assert p.returncode == 1, p.stderr  # the empty folder
     res = json.loads(out.read_text())
     assert [r["image"] for r in res] == [str(tmp_path / "in" / "a" / "face.jpg"), str(tmp_path / "in" / "b" / "c" / "face.jpg"),
@@ -149,6 +151,7 @@ def test_predict_cli_takes_folders_and_keeps_every_drawing(tmp_path):
     assert [len(r["faces"][0]["keypoints"]) for r in res[:2]] == [68, 68]
     assert "no images in this folder" in res[2]["error"] and "empty" in p.stderr
     assert sorted(f.name for f in drawn.iterdir()) == ["face_keypoints.png", "face_keypoints_2.png"]
+    assert [r["drawing"] for r in res[:2]] == [str(drawn / "face_keypoints.png"), str(drawn / "face_keypoints_2.png")]
 
 
 def test_evaluate_cli_scores_a_folder(tmp_path):

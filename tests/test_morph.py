@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fkd import morph
+from fkd import media, morph
 
 
 def random_shape(seed, n=68, size=512):
@@ -133,13 +133,13 @@ def test_there_and_back_and_video_files(tmp_path):
     loop = morph.there_and_back(frames)
     assert [f[0, 0, 0] for f in loop] == [0, 100, 200, 100]
     import imageio.v3 as iio
-    mp4 = morph.write_mp4(tmp_path / "m.mp4", frames, 10)
+    mp4 = media.write_mp4(tmp_path / "m.mp4", frames, 10)
     back = np.stack(list(iio.imiter(mp4)))
     assert back.shape == (3, 64, 64, 3) and abs(int(back[2].mean()) - 200) < 8
     assert iio.immeta(mp4).get("codec") == "h264"
-    odd = morph.write_mp4(tmp_path / "odd.mp4", [np.zeros((51, 67, 3), np.uint8)] * 2, 10)
+    odd = media.write_mp4(tmp_path / "odd.mp4", [np.zeros((51, 67, 3), np.uint8)] * 2, 10)
     assert iio.imread(odd).shape[1:3] == (50, 66)  # even sizes for yuv420p, never a resize to 16s
-    gif = morph.write_gif(tmp_path / "m.gif", frames, 10)
+    gif = media.write_gif(tmp_path / "m.gif", frames, 10)
     assert len(list(iio.imiter(gif))) == 3
     with pytest.raises(ValueError):
         morph.morph_frames(frames[0], np.zeros((5, 2)), np.zeros((32, 32, 3), np.uint8), np.zeros((5, 2)))

@@ -1,0 +1,85 @@
+"""Video files in and out: frames from any video ffmpeg reads, browser-playable mp4 and looping GIF out.
+
+    fps, frames = read_video("clip.mov")            # frames: an iterator of RGB uint8 (H, W, 3)
+    write_mp4("out.mp4", frames, fps)               # any iterable: frames are streamed, not held
+    write_gif("out.gif", list_of_frames, fps)
+
+imageio with its ffmpeg plugin does the work (the ffmpeg binary ships in the imageio-ffmpeg wheel).
+A file that is not a video raises `fkd.ImageError` with a message for a person, as images do.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fkd.io import ImageError, checked_file
+
+MAX_VIDEO_BYTES = 2 * 2**30   # a file this large is a mistake, not a clip to annotate
+
+
+def read_video(path: str | Path) -> tuple[float, Iterator[np.ndarray]]:
+    """(frames per second, iterator of RGB uint8 frames). Errors a person can act on are ImageError."""
+    import imageio.v2 as imageio
+
+    path = checked_file(path, "video", MAX_VIDEO_BYTES)
+    try:
+        reader = imageio.get_reader(str(path), format="FFMPEG")
+        fps = float(reader.get_meta_data().get("fps") or 0.0)
+    except Exception as e:  # imageio and ffmpeg raise many kinds (OSError, RuntimeError, IndexError, ...)
+        raise ImageError(f"{path}: cannot be read as a video ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if not 0 < fps < 1000:
+        reader.close()
+        raise ImageError(f"{path}: cannot be read as a video (no frame rate)")
+
+    def frames() -> Iterator[np.ndarray]:
+        try:
+            for f in reader:
+                yield np.ascontiguousarray(f[..., :3])
+        except (OSError, RuntimeError) as e:  # a truncated file: keep what was read, say where it stopped
+            raise ImageError(f"{path}: the video is damaged and stops early ({e})") from None
+        finally:
+            reader.close()
+
+    return fps, frames()
+
+
+def even_size(image: np.ndarray) -> np.ndarray:
+    """Crop one row/column if needed: h264 in yuv420p needs even width and height."""
+    h, w = image.shape[:2]
+    return image[: h - h % 2, : w - w % 2]
+
+
+def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float) -> Path:
+    """Browser-playable H.264 (yuv420p) without imageio's silent resize to multiples of 16. Frames are
+    streamed to ffmpeg as they come, so a long video is never held in memory."""
+    import imageio.v2 as imageio
+
+    with imageio.get_writer(str(path), format="FFMPEG", fps=fps, codec="libx264", macro_block_size=1, quality=7,
+                            ffmpeg_log_level="error", output_params=["-preset", "veryfast"]) as w:  # 3× faster, same size
+        for f in frames:
+            w.append_data(even_size(f))
+    return Path(path)
+
+
+def write_gif(path: str | Path, frames: list[np.ndarray], fps: float, max_side: int = 256, max_frames: int = 60) -> Path:
+    """Looping GIF, downscaled to `max_side` and thinned to ≤ `max_frames` at the same speed (GIFs get big).
+
+    One palette for the whole clip, fitted on a few frames spread over it: ~10× faster than a palette
+    per frame, smaller, and the colours do not flicker from frame to frame.
+    """
+    from PIL import Image
+
+    step = max(1, int(np.ceil(len(frames) / max_frames)))
+    frames = frames[::step]
+    h, w = frames[0].shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    small = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) if s < 1 else f for f in frames]
+    picks = sorted({round(i) for i in np.linspace(0, len(small) - 1, min(5, len(small)))})
+    palette = Image.fromarray(np.concatenate([small[i] for i in picks], 1)).quantize(256, method=Image.Quantize.MEDIANCUT)
+    ims = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG) for f in small]
+    ims[0].save(str(path), save_all=True, append_images=ims[1:], duration=max(20, round(1000 * step / fps)), loop=0)
+    return Path(path)

@@ -1,0 +1,109 @@
+"""Keypoints for a video file, frame by frame, through the webcam's pipeline (fkd.stream.Tracker).
+
+    python -m fkd.video clip.mp4 [--out clip_keypoints.mp4] [--json points.json] [--model ibug68_kd]
+                        [--smoothing 0.5] [--flip-test auto|on|off] [--max-frames N]
+
+Each frame gets the landmarks, the search of turned copies paced as on the webcam, and the One-Euro
+smoothing on the video's own clock (frame i at i / fps seconds), so the points hold still on a still
+face however fast or slow the machine is. Writes the video with its points drawn (h264, plays in a
+browser; the sound is not kept; default `<clip>_keypoints.mp4` beside the clip) and, with `--json`,
+{"video": path, "fps": f, "frames": [{"frame": i, "time": s, "faces": [...]}]}, the faces as in
+`fkd.predict` (0-based pixels). Exit code 1 if the video could not be read (or stops early: what was
+read is kept), 2 if the model or an output cannot be opened.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from fkd.landmarker import DEFAULT_MODEL, MODELS, Face, Landmarker
+from fkd.predict import FLIP_CHOICES, add_flip_argument, open_landmarker, writable
+from fkd.stream import Tracker
+
+
+def track_video(lm: Landmarker, frames: Iterator[np.ndarray], fps: float, strength: float = 0.5,
+                flip_test="auto") -> Iterator[tuple[int, float, np.ndarray, list[Face]]]:
+    """(frame index, time in seconds, frame, faces) for each frame, through one Tracker."""
+    tracker = Tracker(strength, flip_test)
+    for i, frame in enumerate(frames):
+        t = i / fps
+        yield i, t, frame, tracker(lm, frame, lambda: t)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("video", help="a video file (mp4, mov, webm, avi, mkv, ...)")
+    p.add_argument("--out", help="the video with its points drawn (default: <video>_keypoints.mp4 beside it; "
+                                 "'-' for none)")
+    p.add_argument("--json", help="also write every frame's faces here")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {sorted(MODELS)} or a weights path")
+    p.add_argument("--smoothing", type=float, default=0.5, help="0 (raw points) to 1 (steadiest), as the app's slider")
+    add_flip_argument(p)
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    p.add_argument("--no-contours", action="store_true", help="points only, no connecting lines")
+    return p
+
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
+    from fkd.io import ImageError
+    from fkd.media import read_video, write_mp4
+    from fkd.viz import draw_faces
+
+    src = Path(args.video)
+    out = None if args.out == "-" else Path(args.out or src.with_name(src.stem + "_keypoints.mp4"))
+    if out is not None and out.resolve() == src.resolve():
+        print(f"error: --out {out} would overwrite the video being read", file=sys.stderr)
+        return 2
+    for target in (out, args.json and Path(args.json)):
+        if target and not writable(target.parent):
+            print(f"error: cannot write to {target}", file=sys.stderr)
+            return 2
+    try:
+        fps, frames = read_video(src)
+    except ImageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    lm = open_landmarker(args.model, args.flip_test)
+    if lm is None:
+        return 2
+    if args.max_frames is not None:
+        frames = (f for i, f in zip(range(args.max_frames), frames))
+    contours = () if args.no_contours else lm.layout.contours
+    records, failed, t0 = [], 0, time.perf_counter()
+
+    def drawn() -> Iterator[np.ndarray]:
+        for i, t, frame, faces in track_video(lm, frames, fps, args.smoothing, FLIP_CHOICES[args.flip_test]):
+            records.append({"frame": i, "time": round(t, 4), "faces": [f.to_dict() for f in faces]})
+            if (i + 1) % 100 == 0:
+                print(f"{i + 1} frames, {(i + 1) / (time.perf_counter() - t0):.1f} per second", file=sys.stderr)
+            yield draw_faces(frame, faces, contours=contours)
+
+    try:
+        if out is not None:
+            write_mp4(out, drawn(), fps)
+        else:
+            for _ in drawn():
+                pass
+    except ImageError as e:  # damaged partway: what was read is written
+        failed = 1
+        print(f"error: {e}", file=sys.stderr)
+    finally:
+        lm.close()
+    with_face = sum(bool(r["faces"]) for r in records)
+    print(f"{len(records)} frames ({with_face} with a face) in {time.perf_counter() - t0:.1f} s"
+          + (f", wrote {out}" if out is not None and records else ""), file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"video": str(src), "fps": fps, "frames": records}) + "\n")
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 1 if failed or not records else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Video files: fkd.media reads and writes them, fkd.video puts keypoints on every frame."""
+import json
+import subprocess
+import sys
+
+import cv2
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+from fkd import Landmarker
+from fkd.io import ImageError, load_image
+from fkd.media import read_video, write_mp4
+from fkd.video import track_video
+
+PHOTO = ROOT / "tests" / "fixtures" / "data" / "300w" / "afw" / "2086996835_3.jpg"
+
+
+def clip_frames(n: int, step: int = 2, noise: float = 0.0, seed: int = 0) -> list[np.ndarray]:
+    """n 320×240 frames of the fixture face moving right by `step` px a frame, with pixel noise."""
+    rgb = load_image(PHOTO)
+    s = 200 / rgb.shape[0]
+    face = cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)[:, :220]
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        f = np.full((240, 320, 3), 90, np.uint8)
+        f[20:20 + face.shape[0], 10 + step * i:10 + step * i + face.shape[1]] = face
+        if noise:
+            f = np.clip(f + rng.normal(0, noise, f.shape), 0, 255).astype(np.uint8)
+        out.append(f)
+    return out
+
+
+@pytest.fixture(scope="module")
+def lm():
+    lm = Landmarker()
+    yield lm
+    lm.close()
+
+
+def test_frames_written_are_read_back_at_their_rate(tmp_path):
+    frames = clip_frames(7)
+    path = write_mp4(tmp_path / "c.mp4", (f for f in frames), 12.5)  # a generator: streamed
+    fps, back = read_video(path)
+    back = list(back)
+    assert fps == 12.5 and len(back) == 7 and back[0].shape == (240, 320, 3) and back[0].dtype == np.uint8
+    assert np.abs(back[3].astype(float) - frames[3]).mean() < 6
+
+
+def test_what_is_not_a_video_says_so(tmp_path):
+    (tmp_path / "notes.mp4").write_text("not a video")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    for path, words in ((tmp_path / "notes.mp4", "cannot be read as a video"), (tmp_path / "empty.mp4", "empty"),
+                        (tmp_path / "missing.mp4", "no such file"), (tmp_path, "is a folder")):
+        with pytest.raises(ImageError, match=words):
+            read_video(path)
+
+
+def test_without_smoothing_each_frame_gets_the_photo_answer(lm):
+    frames = clip_frames(4)
+    tracked = list(track_video(lm, iter(frames), 10.0, strength=0.0))
+    assert [(i, t) for i, t, _, _ in tracked] == [(0, 0.0), (1, 0.1), (2, 0.2), (3, 0.3)]
+    for (_, _, frame, faces), f in zip(tracked, frames):
+        ref = lm.predict(f)
+        assert len(faces) == len(ref) == 1
+        np.testing.assert_allclose(faces[0].keypoints, ref[0].keypoints, atol=1e-4)
+    # the face moved 2 px a frame to the right, and so did its points
+    shift = tracked[3][3][0].keypoints.mean(0) - tracked[0][3][0].keypoints.mean(0)
+    assert abs(shift[0] - 6) < 1.5 and abs(shift[1]) < 1.5
+
+
+def test_smoothing_holds_a_still_noisy_face_steadier(lm):
+    frames = clip_frames(15, step=0, noise=10.0)
+    def spread(strength):
+        pts = np.stack([faces[0].keypoints for *_, faces in track_video(lm, iter(frames), 30.0, strength)])
+        return float(pts[5:].std(0).mean())  # after the filter has settled
+    raw, smooth = spread(0.0), spread(0.8)
+    assert raw > 0.05 and smooth < 0.5 * raw, (raw, smooth)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "fkd.video", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_video_cli_draws_every_frame_and_writes_the_points(tmp_path):
+    src = write_mp4(tmp_path / "clip.mp4", clip_frames(6), 15)
+    p = run_cli(str(src), "--json", str(tmp_path / "p.json"))
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "clip_keypoints.mp4"
+    drawn, plain = iio.imread(out), np.stack(list(read_video(src)[1]))
+    assert drawn.shape == plain.shape == (6, 240, 320, 3) and iio.immeta(out).get("codec") == "h264"
+    assert np.abs(drawn.astype(float) - plain).mean() > 0.5  # the points are drawn in
+    d = json.loads((tmp_path / "p.json").read_text())
+    assert d["fps"] == 15 and [f["frame"] for f in d["frames"]] == list(range(6))
+    assert all(len(f["faces"]) == 1 and len(f["faces"][0]["keypoints"]) == 68 for f in d["frames"])
+    assert "6 frames (6 with a face)" in p.stderr
+
+
+def test_video_cli_refuses_bad_input_with_a_message(tmp_path):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    p = run_cli(str(bad))
+    assert p.returncode == 1 and "cannot be read as a video" in p.stderr and "Traceback" not in p.stderr
+    src = write_mp4(tmp_path / "clip.mp4", clip_frames(2), 15)
+    p = run_cli(str(src), "--out", str(src))
+    assert p.returncode == 2 and "overwrite" in p.stderr
