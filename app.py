@@ -27,6 +27,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from itertools import islice
 from pathlib import Path
 
 import cv2
@@ -36,7 +37,7 @@ import torch
 from gradio_image_annotation import image_annotator
 from PIL import Image, UnidentifiedImageError
 
-from fkd import media, morph, viz
+from fkd import media, morph, video, viz
 from fkd.data import write_pts
 from fkd.io import ImageError, load_image, load_image_sized
 from fkd.landmarker import DEFAULT_MODEL, MODELS, Face, Landmarker, WeightsError, check_box
@@ -57,6 +58,7 @@ MORPH_SIZE = 512             # morph frames are MORPH_SIZE² (even: h264 wants e
 MORPH_MODEL = DEFAULT_MODEL  # morphing needs the 68-point layout (eyes, mouth corners)
 PHOTO_FLIP_TEST = True       # photos: every face averaged with a mirrored pass (~2 ms more per face, 0.05 % NME less)
 LIVE_FLIP_TEST = "auto"      # webcam: the mirrored pass only for faces the model doubts (Landmarker's default)
+VIDEO_MAX_S = 20.0           # uploaded videos: the first 20 s (~10-25 ms a frame on one core, plus encoding)
 # per-request folders for downloads and result images, inside Gradio's temp dir (GRADIO_TEMP_DIR)
 TMP_ROOT = Path(gr.utils.get_upload_folder()) / f"fkd_app_{os.getpid()}"
 TMP_MAX_AGE_S = 3600
@@ -391,7 +393,47 @@ def live_ui(frame, model, strength, contours, state):
     return out, text, state
 
 
-def create_live_tab(fn):
+def annotate_video(path: str | None, model: str, strength: float, contours: bool = True,
+                   progress=None) -> tuple[str, str, str]:
+    """An uploaded video through the webcam's pipeline (fkd.video): (drawn mp4, JSON file, summary).
+    Frames are shrunk to DISPLAY_SIDE and only the first VIDEO_MAX_S seconds are done: a phone's 4K
+    minute would hold a worker for many minutes."""
+    if not path:
+        raise gr.Error("Add a video first.")
+    lm = get_landmarker(model)
+    fps, frames = media.read_video(path)
+    n = int(VIDEO_MAX_S * fps)
+    frames = (_shrink(f, DISPLAY_SIDE)[0] for f in islice(frames, n))
+    d = request_dir()
+    t0 = time.perf_counter()
+    tick = (lambda i: progress((i + 1, n), desc="frames")) if progress is not None else None
+    records, error = video.annotate(lm, frames, fps, d / "keypoints.mp4", strength, LIVE_FLIP_TEST,
+                                    lm.layout.contours if contours else (), tick)
+    if not records:
+        raise gr.Error(error or "The video has no frames.")
+    (d / "keypoints.json").write_text(json.dumps({"video": Path(path).name, "fps": fps, "frames": records}))
+    faces = sum(bool(r["faces"]) for r in records)
+    text = (f"**{len(records)} frames** ({len(records) / fps:.1f} s at {fps:g} fps), {faces} with a face, "
+            f"in {time.perf_counter() - t0:.1f} s")
+    if len(records) == n:
+        text += f" · only the first {VIDEO_MAX_S:g} s are done here (`python -m fkd.video` does whole videos)"
+    if error:
+        text += f" · the video is damaged after frame {len(records)}: {_clean(error, path)}"
+    return str(d / "keypoints.mp4"), str(d / "keypoints.json"), text
+
+
+@user_errors
+def video_ui(path, model, strength, contours, progress=gr.Progress()):
+    return annotate_video(path, model, strength, contours, progress)
+
+
+@user_errors
+def video_api(video: str | None, model: str = DEFAULT_MODEL, smoothing: float = 0.5) -> tuple[str, str]:
+    """Keypoints on every frame of a video (its first VIDEO_MAX_S seconds): (drawn mp4, per-frame JSON)."""
+    return annotate_video(video, model, smoothing)[:2]
+
+
+def create_live_tab(fn, video_fn=None, video_api_fn=None):
     gr.Markdown("Allow the camera, then press record: each frame goes to the server, comes back with its keypoints "
                 "and is smoothed over time so the points hold still. Move the slider to trade steadiness for lag.")
     state = gr.State(None)  # per session: each visitor has their own smoother
@@ -405,6 +447,21 @@ def create_live_tab(fn):
     fps = gr.Markdown(elem_id="live-status")
     cam.stream(fn, [cam, model, strength, contours, state], [out, fps, state], stream_every=0.1, time_limit=600,
                concurrency_limit=max(4, CONCURRENCY), api_visibility="private", show_progress="hidden")
+    if video_fn is None:
+        return
+    gr.Markdown("**Or a video file:** the same pipeline on every frame (the first "
+                f"{VIDEO_MAX_S:g} s, shrunk to {DISPLAY_SIDE} px), with the model and smoothing above.")
+    with gr.Row():
+        clip = gr.Video(label="Video", sources=["upload"], height=320, elem_id="video-in")
+        clip_out = gr.Video(label="Keypoints (mp4)", interactive=False, height=320, autoplay=True, elem_id="video-out")
+    with gr.Row():
+        run = gr.Button("Put keypoints on the video", variant="primary")
+        points = gr.File(label="Every frame's points (JSON)", interactive=False)
+    summary = gr.Markdown(elem_id="video-status")
+    run.click(video_fn, [clip, model, strength, contours], [clip_out, points, summary], api_visibility="private",
+              concurrency_limit=1, concurrency_id="video")  # one video at a time: it holds a core for seconds
+    gr.Button(visible=False).click(video_api_fn, [clip, model, strength], [clip_out, points], api_name="video",
+                                   concurrency_limit=1, concurrency_id="video")
 
 
 # -----------------------------------------------------------------------------------------------
@@ -657,7 +714,7 @@ def _examples() -> tuple[list[str], list[list[str]]]:
 
 INTRO = """# fkd · facial keypoints
 Find facial keypoints in any photo (68 with the 300-W model, 58 with IMM, or just the nose tip), follow them
-live on your webcam, look at what the network's first layers learned, and morph one face into another.
+live on your webcam or through a video, look at what the network's first layers learned, and morph one face into another.
 Everything runs on CPU. Photos are processed for your request only; download files are deleted within the hour."""
 
 
@@ -668,8 +725,8 @@ def build_demo() -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Keypoints"):
                 create_keypoints_tab(keypoints_ui, keypoints_api, show_annotator, examples)
-            with gr.Tab("Live webcam"):
-                create_live_tab(live_ui)
+            with gr.Tab("Webcam & video"):
+                create_live_tab(live_ui, video_ui, video_api)
             with gr.Tab("Filters"):
                 f_model, f_out = create_filters_tab(filters_ui, filters_api, feature_maps_ui, feature_maps_api, examples)
             with gr.Tab("Morph"):

@@ -17,23 +17,55 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
+from fkd.io import ImageError
 from fkd.landmarker import DEFAULT_MODEL, MODELS, Face, Landmarker
+from fkd.media import read_video, write_mp4
 from fkd.predict import FLIP_CHOICES, add_flip_argument, open_landmarker, writable
 from fkd.stream import Tracker
+from fkd.viz import draw_faces
 
 
-def track_video(lm: Landmarker, frames: Iterator[np.ndarray], fps: float, strength: float = 0.5,
+def track_video(lm: Landmarker, frames: Iterable[np.ndarray], fps: float, strength: float = 0.5,
                 flip_test="auto") -> Iterator[tuple[int, float, np.ndarray, list[Face]]]:
     """(frame index, time in seconds, frame, faces) for each frame, through one Tracker."""
     tracker = Tracker(strength, flip_test)
     for i, frame in enumerate(frames):
         t = i / fps
         yield i, t, frame, tracker(lm, frame, lambda: t)
+
+
+def annotate(lm: Landmarker, frames: Iterable[np.ndarray], fps: float, out: Path | None, strength: float = 0.5,
+             flip_test="auto", contours: Sequence = (), on_frame: Callable[[int], None] | None = None,
+             ) -> tuple[list[dict], str | None]:
+    """Every frame tracked and drawn into `out` (h264, streamed; None: not written).
+
+    Returns the per-frame records {"frame", "time", "faces"} and None, or, when the video turns out
+    damaged partway, the records of the frames read (written too) and the error's message.
+    `on_frame(i)` is called after each frame (progress)."""
+    records: list[dict] = []
+
+    def drawn() -> Iterator[np.ndarray]:
+        for i, t, frame, faces in track_video(lm, frames, fps, strength, flip_test):
+            records.append({"frame": i, "time": round(t, 4), "faces": [f.to_dict() for f in faces]})
+            if on_frame is not None:
+                on_frame(i)
+            yield draw_faces(frame, faces, contours=contours)
+
+    try:
+        if out is not None:
+            write_mp4(out, drawn(), fps)
+        else:
+            for _ in drawn():
+                pass
+    except ImageError as e:
+        return records, str(e)
+    return records, None
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -52,10 +84,6 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = get_args_parser().parse_args(argv)
-    from fkd.io import ImageError
-    from fkd.media import read_video, write_mp4
-    from fkd.viz import draw_faces
-
     src = Path(args.video)
     out = None if args.out == "-" else Path(args.out or src.with_name(src.stem + "_keypoints.mp4"))
     if out is not None and out.resolve() == src.resolve():
@@ -74,35 +102,27 @@ def main(argv=None) -> int:
     if lm is None:
         return 2
     if args.max_frames is not None:
-        frames = (f for i, f in zip(range(args.max_frames), frames))
-    contours = () if args.no_contours else lm.layout.contours
-    records, failed, t0 = [], 0, time.perf_counter()
+        frames = islice(frames, args.max_frames)
+    t0 = time.perf_counter()
 
-    def drawn() -> Iterator[np.ndarray]:
-        for i, t, frame, faces in track_video(lm, frames, fps, args.smoothing, FLIP_CHOICES[args.flip_test]):
-            records.append({"frame": i, "time": round(t, 4), "faces": [f.to_dict() for f in faces]})
-            if (i + 1) % 100 == 0:
-                print(f"{i + 1} frames, {(i + 1) / (time.perf_counter() - t0):.1f} per second", file=sys.stderr)
-            yield draw_faces(frame, faces, contours=contours)
+    def progress(i: int) -> None:
+        if (i + 1) % 100 == 0:
+            print(f"{i + 1} frames, {(i + 1) / (time.perf_counter() - t0):.1f} per second", file=sys.stderr)
 
     try:
-        if out is not None:
-            write_mp4(out, drawn(), fps)
-        else:
-            for _ in drawn():
-                pass
-    except ImageError as e:  # damaged partway: what was read is written
-        failed = 1
-        print(f"error: {e}", file=sys.stderr)
+        records, error = annotate(lm, frames, fps, out, args.smoothing, FLIP_CHOICES[args.flip_test],
+                                  () if args.no_contours else lm.layout.contours, progress)
     finally:
         lm.close()
+    if error:  # damaged partway: what was read is written
+        print(f"error: {error}", file=sys.stderr)
     with_face = sum(bool(r["faces"]) for r in records)
     print(f"{len(records)} frames ({with_face} with a face) in {time.perf_counter() - t0:.1f} s"
           + (f", wrote {out}" if out is not None and records else ""), file=sys.stderr)
     if args.json:
         Path(args.json).write_text(json.dumps({"video": str(src), "fps": fps, "frames": records}) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)
-    return 1 if failed or not records else 0
+    return 1 if error or not records else 0
 
 
 if __name__ == "__main__":

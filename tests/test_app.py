@@ -237,6 +237,33 @@ def test_morph_tab_gives_the_video_and_its_gif_and_the_api_the_video_only(app_mo
     assert [p.name for p in Path(video2).parent.iterdir()] == ["morph.mp4"]
 
 
+def test_video_endpoint_gives_the_drawn_video_and_every_frames_points(client, app_module, tmp_path, monkeypatch):
+    from fkd.media import read_video, write_mp4
+    face = app_module.load_image(str(ROOT / "tests" / "fixtures" / "data" / "imm_face_db" / "33-1m.jpg"))  # 640×480
+    clip = write_mp4(tmp_path / "clip.mp4", [np.roll(face, 3 * k, 1) for k in range(8)], 10)
+    monkeypatch.setattr(app_module, "VIDEO_MAX_S", 0.6)  # 6 of the 8 frames
+    video, points = client.predict(handle_file(str(clip)), DEFAULT_MODEL, 0.0, api_name="/video")
+    drawn, plain = np.stack(list(read_video(video)[1])), np.stack(list(read_video(clip)[1]))[:6]
+    assert drawn.shape == plain.shape == (6, 480, 640, 3)
+    assert np.abs(drawn.astype(float) - plain).mean() > 0.3  # the points are drawn in
+    d = json.loads(Path(points).read_text())
+    assert d["video"] == "clip.mp4" and d["fps"] == 10 and [f["frame"] for f in d["frames"]] == list(range(6))
+    # smoothing 0: each frame's points are the photo answer on that frame, and they move with the face
+    lm = app_module.get_landmarker(DEFAULT_MODEL)
+    for k in (0, 5):
+        ref = lm.predict(plain[k], flip_test=app_module.LIVE_FLIP_TEST)[0].keypoints
+        np.testing.assert_allclose(d["frames"][k]["faces"][0]["keypoints"], ref, atol=0.01)
+    x = [np.mean(np.array(f["faces"][0]["keypoints"])[:, 0]) for f in d["frames"]]
+    assert abs(x[5] - x[0] - 15) < 2
+
+
+def test_video_endpoint_refuses_what_is_not_a_video(client, tmp_path):
+    bad = tmp_path / "holiday.mp4"
+    bad.write_text("not a video")
+    with pytest.raises(AppError, match="holiday.mp4: cannot be read as a video"):
+        client.predict(handle_file(str(bad)), DEFAULT_MODEL, 0.5, api_name="/video")
+
+
 def test_morph_without_a_face_is_a_clear_error(client, faces, tmp_path):
     blank = tmp_path / "wall.png"
     Image.new("RGB", (200, 200), (90, 90, 90)).save(blank)

@@ -85,6 +85,25 @@ def test_morph_example_plays(page):
     assert not page.errors, page.errors
 
 
+def test_video_file_gets_its_keypoints(page, tmp_path):
+    """A video uploaded in the Webcam & video tab comes back drawn, with a summary of its frames."""
+    from playwright.sync_api import expect
+    from fkd.io import load_image
+    from fkd.media import write_mp4
+    face = load_image(IMM / "33-1m.jpg")                                  # 640×480
+    clip = write_mp4(tmp_path / "clip.mp4", [np.roll(face, 3 * k, 1) for k in range(12)], 12)
+    page.get_by_role("tab", name="Webcam & video", exact=True).click()
+    page.locator("#video-in input[type=file]").set_input_files(str(clip))
+    page.get_by_role("button", name="Put keypoints on the video", exact=True).click()
+    expect(page.locator("#video-status")).to_contain_text("12 frames", timeout=90_000)
+    expect(page.locator("#video-status")).to_contain_text("12 with a face")
+    page.wait_for_function("() => { const v = document.querySelector('#video-out video');"
+                           " return v && v.readyState >= 2 && v.videoWidth == 640; }", timeout=30_000)
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(ARTIFACTS / "app_video.png"), full_page=True)
+    assert not page.errors, page.errors
+
+
 def write_y4m(path, frames, fps=10):
     """Frames (RGB uint8, even sizes) as a YUV4MPEG2 file: what Chromium's fake camera plays."""
     import cv2
@@ -107,7 +126,7 @@ def test_live_webcam_streams_keypoints(pw, app_url, tmp_path):
     try:
         page = browser.new_context(viewport={"width": 1360, "height": 1000}, permissions=["camera"]).new_page()
         page.goto(app_url, wait_until="domcontentloaded")
-        page.get_by_role("tab", name="Live webcam", exact=True).click()
+        page.get_by_role("tab", name="Webcam & video", exact=True).click()
         page.get_by_text("Click to Access Webcam").click()
         page.get_by_role("button", name="capture photo").click()      # start streaming
         status = page.locator("#live-status")
