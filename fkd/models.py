@@ -196,7 +196,7 @@ class Soft(NamedTuple):
 # Decoding weighs the 3×3 cells around the best one by their probability at this softmax
 # temperature. At 1 the best cell takes nearly all the weight; at 3 its neighbours' own offset
 # predictions count too, a small ensemble inside one pass: -0.01 to -0.02 % val NME on each of
-# three 160² models (README, "Decoding"). Confidence keeps temperature 1 (its 0.8 threshold).
+# three 160² models (bench/HISTORY.md, "Decoding"). Confidence keeps temperature 1 (its 0.8 threshold).
 DECODE_TEMPERATURE = 3.0
 
 

@@ -61,7 +61,7 @@ RECIPES = {
                        ModelConfig("resnet18", 68, 3, 128, 128, loss="wing", width=32), pad=(32, 32), epochs=40,
                        batch=32, lr=1e-3, optimizer="adamw", weight_decay=1e-4, ema=0.998),
     # the default: the stride-32 stage left out (context=False) costs ~30 % less time per face and
-    # per training step, which buys 170 epochs in the time 110 took with it (see README, "Results")
+    # per training step, which buys 170 epochs in the time 110 took with it (see bench/HISTORY.md)
     "ibug68": Recipe("ibug68", "Part 3+: 68 points, grid + offset heads on MobileNetV3 (to stride 16), 160²",
                      "300w", "ibug68",
                      ModelConfig("pipnet", 68, 3, 160, 160, grid_stride=8, upsample="bilinear", mix_kernel=5,
@@ -79,7 +79,7 @@ RECIPES["ibug68_slim"] = dataclasses.replace(
     model=dataclasses.replace(RECIPES["ibug68"].model, mix_width=128), epochs=120)
 # `ibug68` fine-tuned 50 epochs on the labels and, half and half, on the answers of the three models
 # above averaged over each image and its mirror (six passes per face in training, one in use);
-# 50 epochs at 1e-3 beat 25 at 3e-4 by 0.03 % NME per face (README, "Results")
+# 50 epochs at 1e-3 beat 25 at 3e-4 by 0.03 % NME per face (bench/HISTORY.md)
 RECIPES["ibug68_kd"] = dataclasses.replace(
     RECIPES["ibug68"], name="ibug68_kd", part="Part 3+: 68 points, `ibug68` distilled from the flip-averaged ibug68 + _ctx + _slim",
     init="ibug68", teachers=("ibug68", "ibug68_ctx", "ibug68_slim"), distil=0.5, epochs=50, lr=1e-3)
