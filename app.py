@@ -1,4 +1,4 @@
-"""fkd demo: facial keypoints you can see, on any photo, live on a webcam, inside the network, as a morph.
+"""fkd demo: facial keypoints you can see, on any photo, live on a webcam or a video, inside the network, as a morph.
 
     python app.py                  # http://127.0.0.1:7860 (a CPU Hugging Face Space runs it unchanged)
 
@@ -8,6 +8,7 @@ Named endpoints for scripts (gradio_client):
     image, result = c.predict(handle_file("me.jpg"), "auto", "ibug68_kd", api_name="/keypoints")
     video = c.predict(handle_file("a.jpg"), handle_file("b.jpg"), 48, 24, api_name="/morph")
     grid = c.predict("ibug68_kd", api_name="/filters")
+    drawn, points = c.predict(handle_file("clip.mp4"), "ibug68_kd", 0.5, api_name="/video")   # first 20 s
 
 Runs offline on weights/ (the landmark models and the MediaPipe face detector ship there) and
 never imports training code. Landmarkers load lazily, once per model, and are only read from;

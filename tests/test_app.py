@@ -85,7 +85,7 @@ def check_faces(result: dict, gt: np.ndarray | None = None, n_points: int = 68):
 
 def test_endpoints_are_named(client):
     named = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/keypoints", "/morph", "/filters"} <= set(named)
+    assert {"/keypoints", "/morph", "/filters", "/video"} <= set(named)
 
 
 def test_keypoints_endpoint_on_real_photos(client, faces):
