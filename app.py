@@ -28,7 +28,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 
 import cv2
@@ -105,7 +105,7 @@ def user_errors(fn):
             raise gr.Error(_clean(str(e), *args)) from None
         except Exception:
             log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error("Something went wrong on our side; the error was logged. Please try another photo.") from None
+            raise gr.Error("Something went wrong on our side; the error was logged. Please try another file.") from None
     return wrapper
 
 
@@ -404,15 +404,21 @@ def annotate_video(path: str | None, model: str, strength: float, contours: bool
     lm = get_landmarker(model)
     fps, frames = media.read_video(path)
     n = int(VIDEO_MAX_S * fps)
-    frames = (_shrink(f, DISPLAY_SIDE)[0] for f in islice(frames, n))
+    first = next(frames, None)
+    if first is None:
+        raise gr.Error("The video has no frames.")
+    k = min(1.0, DISPLAY_SIDE / max(first.shape[:2]))   # the same for every frame
+    frames = (_shrink(f, DISPLAY_SIDE)[0] for f in islice(chain([first], frames), n))
     d = request_dir()
     t0 = time.perf_counter()
     tick = (lambda i: progress((i + 1, n), desc="frames")) if progress is not None else None
     records, error = video.annotate(lm, frames, fps, d / "keypoints.mp4", strength, LIVE_FLIP_TEST,
-                                    lm.layout.contours if contours else (), tick)
+                                    lm.layout.contours if contours else (), tick, scale=1 / k)
     if not records:
         raise gr.Error(error or "The video has no frames.")
-    (d / "keypoints.json").write_text(json.dumps({"video": Path(path).name, "fps": fps, "frames": records}))
+    h, w = first.shape[:2]  # the points are in the video's own pixels; the drawn video is shrunk by k
+    (d / "keypoints.json").write_text(json.dumps({"video": Path(path).name, "fps": fps, "width": w, "height": h,
+                                                  "frames": records}))
     faces = sum(bool(r["faces"]) for r in records)
     text = (f"**{len(records)} frames** ({len(records) / fps:.1f} s at {fps:g} fps), {faces} with a face, "
             f"in {time.perf_counter() - t0:.1f} s")

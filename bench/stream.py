@@ -1,12 +1,15 @@
-"""What a webcam frame costs the server when the face is hard: the search of turned copies, paced or not.
+"""What a webcam frame costs the server: faces followed from frame to frame, or detected on every frame.
 
     python bench/stream.py [--frames 60] [--threads 1]
 
-Four 640×480 streams through the app's `live_step` (detect + landmarks + One-Euro + drawing), each
-`--frames` frames of one still: a sharp face, the same face defocused (Gaussian blur σ 6.5: found,
-but below the 0.95 that makes a face sure, so the search of turned copies starts), the face lying
-down (turned 90°: only the search finds it) and an empty frame. Each stream runs with the app's
-`SearchPacer` (fkd/stream.py) and with the search on every frame (as before the pacer). Writes
+Four 640×480 streams through the app's `live_step` (landmarks + One-Euro + drawing, and the detector
+when it is due), each `--frames` frames of one still: a sharp face, the same face defocused
+(Gaussian blur σ 6.5: found, but below the 0.95 that makes a face sure, so the search of turned
+copies starts), the face lying down (turned 90°: only the search finds it) and an empty frame. Each
+stream runs three ways: as the app does (`fkd.stream.Tracker`: faces followed from their last points,
+the detector twice a second and when a face is lost, the search paced by `SearchPacer`), with the
+detector on every frame and the search paced (`Tracker(follow=False)`, the app before following),
+and with the detector and the search on every frame (before the pacer). Writes
 bench/stream_report.md: mean and p90 ms per frame, and the mean number of faces found per frame.
 """
 from __future__ import annotations
@@ -42,10 +45,15 @@ def webcam_frame(rgb: np.ndarray, size=(640, 480)) -> np.ndarray:
     return out
 
 
-def run_stream(app, frame: np.ndarray, n: int, paced: bool) -> tuple[list[float], float]:
+MODES = {"followed (the app)": dict(), "detector every frame, search paced": dict(follow=False),
+         "detector and search every frame": dict(follow=False, every_s=0.0)}
+
+
+def run_stream(app, frame: np.ndarray, n: int, follow: bool = True, every_s: float | None = None) -> tuple[list[float], float]:
     state = app.LiveSession()
-    if not paced:
-        state.tracker.pacer.every_s = 0.0  # due on every frame: the search runs whenever no face is sure
+    state.tracker.follow = follow
+    if every_s is not None:
+        state.tracker.pacer.every_s = every_s  # 0: due on every frame, the search runs whenever no face is sure
     ms, found = [], []
     app.live_step(frame, app.DEFAULT_MODEL, 0.5, app.LiveSession())  # warm-up, another session
     for _ in range(n):
@@ -74,23 +82,24 @@ def main() -> None:
                "face lying down (90°)": webcam_frame(turned_image(face, 90)[0]),
                "no face": np.full((480, 640, 3), 90, np.uint8)}
     lm = app.get_landmarker(app.DEFAULT_MODEL)
-    lines = ["# Webcam frames and the search of turned copies", "",
+    lines = ["# Webcam frames: faces followed, the detector and the search of turned copies", "",
              f"`python bench/stream.py --frames {a.frames} --threads {a.threads}` on {time.strftime('%Y-%m-%d')}, "
              f"{cpu_name()}, model {app.DEFAULT_MODEL} on {lm.backend}, flip test '{app.LIVE_FLIP_TEST}'. "
-             "Server time per frame of the app's `live_step` (detect + landmarks + One-Euro + drawing), "
+             "Server time per frame of the app's `live_step` (landmarks + One-Euro + drawing, the detector when due), "
              f"{a.frames} frames of each still after one warm-up frame.", "",
-             "| stream | model confidence | search | ms per frame, mean | p90 | faces per frame |", "|---|---|---|---|---|---|"]
+             "| stream | model confidence | how | ms per frame, mean | p90 | faces per frame |", "|---|---|---|---|---|---|"]
     for name, frame in streams.items():
         conf = ", ".join(f"{f.confidence:.3f}" for f in lm.predict(frame, search=False)) or "no face upright"
-        for paced in (True, False):
-            ms, found = run_stream(app, frame, a.frames, paced)
-            row = (f"| {name} | {conf} | {'paced (the app)' if paced else 'every frame'} | {np.mean(ms):.1f} | "
-                   f"{np.percentile(ms, 90):.1f} | {found:.2f} |")
+        for mode, kw in MODES.items():
+            ms, found = run_stream(app, frame, a.frames, **kw)
+            row = f"| {name} | {conf} | {mode} | {np.mean(ms):.1f} | {np.percentile(ms, 90):.1f} | {found:.2f} |"
             print(row, flush=True)
             lines.append(row)
-    lines += ["", "Paced (fkd/stream.py): the search runs once per second while it finds nothing the upright pass "
-              "missed (the faces come from the upright pass, or there is none at all), and on every frame while it "
-              "is what finds the faces (found in a turned copy), between full searches only in their copies."]
+    lines += ["", "Followed (fkd/stream.py, `Tracker`): a face found once is cropped from its last points on the next "
+              "frame (no detector, no search); the detector looks twice a second for newcomers and whenever a face is "
+              "lost. Paced (`SearchPacer`): the search of turned copies runs once per second while it finds nothing the "
+              "upright pass missed, and on every frame while it is what finds the faces, between full searches only in "
+              "their copies."]
     Path(a.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {a.out}")
 

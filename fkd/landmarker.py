@@ -116,6 +116,11 @@ class Landmarker:
         return self.card["name"]
 
     @property
+    def has_confidence(self) -> bool:
+        """Whether the model scores its own answers (the grid models); the ResNet18 baseline says 1.0."""
+        return hasattr(self.model, "predict_with_confidence")
+
+    @property
     def detector(self):
         if self._detector is None:
             from fkd.detect import make_detector
@@ -147,6 +152,36 @@ class Landmarker:
         for f in faces:  # back to the original image's pixels
             f.box, f.keypoints = (f.box * scale).astype(np.float32), f.keypoints * scale
         return faces
+
+    @torch.inference_mode()
+    def track(self, image: ImageLike, faces: Sequence[Face], flip_test: FlipTest | None = None) -> list[Face]:
+        """The faces of a video's previous frame, found again in this one without the detector.
+
+        Each is cropped as the models were trained, on its landmark box, from its last points, turned
+        so its eyes are level (a head lying down stays found). A face the model now believes less
+        than `min_confidence` is lost and left out: the caller detects again. The box moves and
+        scales with the points, so a drawing does not jump. One pass (+ the flip test) per face."""
+        if not faces:
+            return []
+        rgb, (W, H) = load_image_sized(image)
+        scale = W / rgb.shape[1]
+        prev = [np.asarray(f.keypoints, np.float64) / scale for f in faces]
+        eyes = self.layout.eyes
+        mats = [upright_crop_matrix(p, eyes, self.crop, self.input_size) if eyes and abs(eye_roll(p, eyes)) > MAX_ROLL
+                else crop_matrix(landmark_box(p), self.crop, self.input_size) for p in prev]
+        x = self._crops(rgb, mats)
+        pts, conf = self._points(x, mats, False)
+        flip = (self.flip_test if flip_test is None else _checked_flip(flip_test)) if len(self.layout.flip) > 1 else False
+        self._mirror_into(pts, x, mats, [i for i in self._to_mirror(np.asarray(conf), flip) if conf[i] >= self.min_confidence])
+        out = []
+        for f, p0, p, c in zip(faces, prev, pts, conf):
+            if c < self.min_confidence:
+                continue
+            c0, c1 = p0.mean(0), p.mean(0)
+            k = box_side(landmark_box(p)) / max(box_side(landmark_box(p0)), 1e-6)
+            box = ((np.asarray(f.box, np.float64) / scale).reshape(2, 2) - c0) * k + c1
+            out.append(replace(f, box=(box.reshape(4) * scale).astype(np.float32), keypoints=(p * scale).astype(np.float32), confidence=c))
+        return _distinct(out)
 
     def _turned_faces(self, rgb: np.ndarray, flip_test, turns: Sequence[float]) -> list[Face]:
         """The faces found in copies of the image turned by each of TURNS: a head tilted past ~45° may
@@ -278,6 +313,13 @@ def _distinct(faces: list[Face]) -> list[Face]:
         if all(np.linalg.norm(c - k.keypoints.mean(0)) > side / 2 for k in kept):
             kept.append(f)
     return sorted(kept, key=lambda f: f.box[0])
+
+
+def near(box: np.ndarray, face: Face) -> bool:
+    """Whether a detector box is on `face`: its centre within half a face of the face's points' centre
+    (the rule `_distinct` uses for two faces)."""
+    c = (np.asarray(box[:2], np.float64) + np.asarray(box[2:], np.float64)) / 2
+    return bool(np.linalg.norm(c - face.keypoints.mean(0)) <= box_side(landmark_box(face.keypoints)) / 2)
 
 
 def _wrap(degrees: float) -> float:

@@ -21,29 +21,53 @@ MAX_VIDEO_BYTES = 2 * 2**30   # a file this large is a mistake, not a clip to an
 
 
 def read_video(path: str | Path) -> tuple[float, Iterator[np.ndarray]]:
-    """(frames per second, iterator of RGB uint8 frames). Errors a person can act on are ImageError."""
-    import imageio.v2 as imageio
+    """(frames per second, iterator of RGB uint8 frames). Errors a person can act on are ImageError.
+
+    ffmpeg reads the file by its content (any extension) and turns phone videos upright; it is asked
+    for frames at exactly the rate returned, so frame i is at i / fps seconds also in a video whose
+    frame rate varies (where ffmpeg would otherwise repeat frames at a higher rate)."""
+    import imageio_ffmpeg
 
     path = checked_file(path, "video", MAX_VIDEO_BYTES)
+    fps = _probe(path)["fps"]
+    gen = imageio_ffmpeg.read_frames(str(path), output_params=["-r", f"{fps:.6g}"])
     try:
-        reader = imageio.get_reader(str(path), format="FFMPEG")
-        fps = float(reader.get_meta_data().get("fps") or 0.0)
-    except Exception as e:  # imageio and ffmpeg raise many kinds (OSError, RuntimeError, IndexError, ...)
-        raise ImageError(f"{path}: cannot be read as a video ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-    if not 0 < fps < 1000:
-        reader.close()
-        raise ImageError(f"{path}: cannot be read as a video (no frame rate)")
+        w, h = next(gen)["size"]
+    except Exception as e:  # ffmpeg accepted the file a moment ago: say what it says now
+        gen.close()
+        raise ImageError(f"{path}: cannot be read as a video ({_first_line(e)})") from None
 
     def frames() -> Iterator[np.ndarray]:
         try:
-            for f in reader:
-                yield np.ascontiguousarray(f[..., :3])
-        except (OSError, RuntimeError) as e:  # a truncated file: keep what was read, say where it stopped
-            raise ImageError(f"{path}: the video is damaged and stops early ({e})") from None
+            for buf in gen:
+                yield np.frombuffer(buf, np.uint8).reshape(h, w, 3).copy()
+        except (OSError, RuntimeError) as e:  # a damaged file: what was read stands, the caller says where it stopped
+            raise ImageError(f"{path}: the video is damaged and stops early ({_first_line(e)})") from None
         finally:
-            reader.close()
+            gen.close()
 
     return fps, frames()
+
+
+def _probe(path: Path) -> dict:
+    """ffmpeg's description of the video stream (fps, size, duration), or an ImageError."""
+    import imageio_ffmpeg
+
+    gen = imageio_ffmpeg.read_frames(str(path))
+    try:
+        meta = next(gen)
+    except Exception as e:  # imageio-ffmpeg raises OSError / RuntimeError with ffmpeg's log
+        raise ImageError(f"{path}: cannot be read as a video ({_first_line(e)})") from None
+    finally:
+        gen.close()
+    if not 0 < (meta.get("fps") or 0) < 1000:
+        raise ImageError(f"{path}: cannot be read as a video (no frame rate)")
+    return meta
+
+
+def _first_line(e: Exception) -> str:
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    return lines[0] if lines else type(e).__name__
 
 
 def even_size(image: np.ndarray) -> np.ndarray:

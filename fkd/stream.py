@@ -1,4 +1,4 @@
-"""Video streams: when a frame is worth the search of turned copies, and which copies.
+"""Video streams: faces followed from frame to frame, and when a frame is worth the search of turned copies.
 
 `Landmarker.predict` searches copies of the image turned by ±45° … 180° whenever no face it finds is
 sure (confidence < SURE). On a photo that is cheap insurance. On a webcam stream it is the costliest
@@ -12,16 +12,19 @@ it is what finds the faces (found in a turned copy) it runs on every frame, but 
 searches only in the copies turned as the faces were found on the last frame.
 
 `Tracker` is the whole per-frame pipeline of a stream, the webcam's and a video file's (fkd.video):
-the paced search, the landmarks, and the One-Euro smoothing of fkd.smoothing on the stream's clock.
+faces found once are followed from their last points (no detector, no search), the detector (and
+the paced search) looks again when a face is lost and twice a second for newcomers, and the points
+are smoothed (One-Euro, fkd.smoothing) on the stream's clock.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from fkd.landmarker import SURE, Face, FlipTest, Landmarker
+from fkd.landmarker import SURE, Face, FlipTest, Landmarker, near
 from fkd.smoothing import PointSmoother, strength_to_cutoff
 
 SEARCH_EVERY_S = 1.0   # seconds between full searches that keep finding nothing new
+DETECT_EVERY_S = 0.5   # seconds between detector runs while faces are followed (newcomers show up this fast)
 
 
 class SearchPacer:
@@ -57,29 +60,53 @@ class SearchPacer:
 
 
 class Tracker:
-    """One stream's state (search pacing, one smoothing track per face): `faces = tracker(lm, frame, clock)`.
+    """One stream's state: `faces = tracker(lm, frame, clock)` per frame.
+
+    Between frames a face is followed, not searched for (`Landmarker.track`): the next frame is
+    cropped from its last points, as the models were trained (the landmark box, eyes levelled), so
+    the detector does not run and a head lying down costs one pass, not a search of turned copies.
+    The detector runs when nothing is followed (with the search of turned copies, paced by
+    `SearchPacer`), and every `detect_every_s` seconds to catch faces that came into view (only the
+    boxes away from followed faces get model passes). A face the model stops believing (< its
+    min_confidence) is dropped and the next look is the detector's. Models without a confidence of
+    their own (the ResNet18 baseline) are never followed: nothing would say they lost the face
+    (`follow=False`: the detector on every frame, as before following).
+    The points are then smoothed (One-Euro, fkd.smoothing) at `strength` 0..1 (0 = raw), as the
+    app's slider.
 
     `clock()` gives the stream's time in seconds, read before and after the landmarks: a webcam's is
-    the wall clock (a slow frame is a long step for the filter), a video file's the frame's time.
-    `strength` 0..1 is the smoothing (0 = raw points), as the app's slider."""
+    the wall clock (a slow frame is a long step for the filter), a video file's the frame's time."""
 
-    def __init__(self, strength: float = 0.5, flip_test: FlipTest = "auto"):
-        self.strength, self.flip_test = strength, flip_test
+    def __init__(self, strength: float = 0.5, flip_test: FlipTest = "auto", detect_every_s: float = DETECT_EVERY_S,
+                 follow: bool = True):
+        self.strength, self.flip_test, self.detect_every_s, self.follow = strength, flip_test, detect_every_s, follow
         self.smoother = PointSmoother(min_cutoff=strength_to_cutoff(strength), beta=0.7)
         self.pacer = SearchPacer()
+        self.reset()
 
     def reset(self) -> None:
-        """A new stream, or another model: no track or search plan carries over."""
+        """A new stream, or another model: no face, track or search plan carries over."""
         self.smoother.reset()
         self.pacer.reset()
+        self.faces: list[Face] = []      # the last frame's faces before smoothing: what the next is cropped from
+        self.last_detect: float | None = None
 
     def __call__(self, lm: Landmarker, frame, clock: Callable[[], float]) -> list[Face]:
-        search, turns = self.pacer.plan(clock())
-        faces = lm.predict(frame, flip_test=self.flip_test, search=search, turns=turns)
         now = clock()
-        self.pacer.seen(faces, now, search, turns)
+        faces = lm.track(frame, self.faces, self.flip_test) if self.follow and self.faces and lm.has_confidence else []
+        if not faces:
+            search, turns = self.pacer.plan(now)
+            faces = lm.predict(frame, flip_test=self.flip_test, search=search, turns=turns)
+            self.pacer.seen(faces, clock(), search, turns)
+            self.last_detect = now
+        elif self.last_detect is None or now - self.last_detect >= self.detect_every_s:
+            boxes = [b for b, _ in lm.detect(frame) if not any(near(b, f) for f in faces)]
+            new = lm.predict(frame, boxes=boxes, flip_test=self.flip_test) if boxes else []
+            faces = sorted(faces + [f for f in new if f.confidence >= lm.min_confidence], key=lambda f: f.box[0])
+            self.last_detect = now
+        self.faces = faces
         if self.strength <= 0:
             self.smoother.reset()
             return faces
         self.smoother.configure(min_cutoff=strength_to_cutoff(self.strength))
-        return self.smoother(faces, now)
+        return self.smoother(faces, clock())

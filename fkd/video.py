@@ -18,6 +18,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 
@@ -42,17 +43,19 @@ def track_video(lm: Landmarker, frames: Iterable[np.ndarray], fps: float, streng
 
 def annotate(lm: Landmarker, frames: Iterable[np.ndarray], fps: float, out: Path | None, strength: float = 0.5,
              flip_test="auto", contours: Sequence = (), on_frame: Callable[[int], None] | None = None,
-             ) -> tuple[list[dict], str | None]:
+             scale: float = 1.0) -> tuple[list[dict], str | None]:
     """Every frame tracked and drawn into `out` (h264, streamed; None: not written).
 
     Returns the per-frame records {"frame", "time", "faces"} and None, or, when the video turns out
     damaged partway, the records of the frames read (written too) and the error's message.
-    `on_frame(i)` is called after each frame (progress)."""
+    `on_frame(i)` is called after each frame (progress). `scale`: the records' pixels are the frames'
+    times this (frames shrunk by 1/scale for speed give points in the video's own pixels)."""
     records: list[dict] = []
 
     def drawn() -> Iterator[np.ndarray]:
         for i, t, frame, faces in track_video(lm, frames, fps, strength, flip_test):
-            records.append({"frame": i, "time": round(t, 4), "faces": [f.to_dict() for f in faces]})
+            records.append({"frame": i, "time": round(t, 4),
+                            "faces": [replace(f, box=f.box * scale, keypoints=f.keypoints * scale).to_dict() for f in faces]})
             if on_frame is not None:
                 on_frame(i)
             yield draw_faces(frame, faces, contours=contours)
@@ -68,6 +71,16 @@ def annotate(lm: Landmarker, frames: Iterable[np.ndarray], fps: float, out: Path
     return records, None
 
 
+def positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"wants a whole number of frames, 1 or more, got {text!r}")
+    return n
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("video", help="a video file (mp4, mov, webm, avi, mkv, ...)")
@@ -77,7 +90,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {sorted(MODELS)} or a weights path")
     p.add_argument("--smoothing", type=float, default=0.5, help="0 (raw points) to 1 (steadiest), as the app's slider")
     add_flip_argument(p)
-    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames")
     p.add_argument("--no-contours", action="store_true", help="points only, no connecting lines")
     return p
 
@@ -88,6 +101,10 @@ def main(argv=None) -> int:
     out = None if args.out == "-" else Path(args.out or src.with_name(src.stem + "_keypoints.mp4"))
     if out is not None and out.resolve() == src.resolve():
         print(f"error: --out {out} would overwrite the video being read", file=sys.stderr)
+        return 2
+    if out is not None and (out.suffix.lower() != ".mp4" or out.is_dir()):
+        print(f"error: --out {out} must be an .mp4 file (the video is written as h264 in mp4, what browsers play)",
+              file=sys.stderr)
         return 2
     for target in (out, args.json and Path(args.json)):
         if target and not writable(target.parent):
@@ -112,6 +129,11 @@ def main(argv=None) -> int:
     try:
         records, error = annotate(lm, frames, fps, out, args.smoothing, FLIP_CHOICES[args.flip_test],
                                   () if args.no_contours else lm.layout.contours, progress)
+    except (OSError, RuntimeError) as e:  # ffmpeg could not write (disk full, ...): no half file left
+        out.unlink(missing_ok=True)
+        print(f"error: cannot write {out} ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})",
+              file=sys.stderr)
+        return 2
     finally:
         lm.close()
     if error:  # damaged partway: what was read is written

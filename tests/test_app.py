@@ -248,13 +248,31 @@ def test_video_endpoint_gives_the_drawn_video_and_every_frames_points(client, ap
     assert np.abs(drawn.astype(float) - plain).mean() > 0.3  # the points are drawn in
     d = json.loads(Path(points).read_text())
     assert d["video"] == "clip.mp4" and d["fps"] == 10 and [f["frame"] for f in d["frames"]] == list(range(6))
-    # smoothing 0: each frame's points are the photo answer on that frame, and they move with the face
+    # smoothing 0: the first frame's points are the photo answer; the others, followed from the frame
+    # before (their landmark box, not the detector's), agree with it to 1.5 % of the eye distance
     lm = app_module.get_landmarker(DEFAULT_MODEL)
     for k in (0, 5):
         ref = lm.predict(plain[k], flip_test=app_module.LIVE_FLIP_TEST)[0].keypoints
-        np.testing.assert_allclose(d["frames"][k]["faces"][0]["keypoints"], ref, atol=0.01)
+        got = np.array(d["frames"][k]["faces"][0]["keypoints"])
+        if k == 0:
+            np.testing.assert_allclose(got, ref, atol=0.01)
+        assert np.linalg.norm(got - ref, axis=1).mean() < 0.015 * np.linalg.norm(ref[36] - ref[45])
     x = [np.mean(np.array(f["faces"][0]["keypoints"])[:, 0]) for f in d["frames"]]
     assert abs(x[5] - x[0] - 15) < 2
+
+
+def test_video_points_are_in_the_videos_own_pixels_when_frames_are_shrunk(app_module, tmp_path, monkeypatch):
+    from fkd.media import read_video, write_mp4
+    face = app_module.load_image(str(ROOT / "tests" / "fixtures" / "data" / "imm_face_db" / "33-1m.jpg"))  # 640×480
+    clip = write_mp4(tmp_path / "clip.mp4", [face] * 3, 10)
+    monkeypatch.setattr(app_module, "DISPLAY_SIDE", 320)   # frames worked on at half size
+    video, points, _ = app_module.annotate_video(str(clip), DEFAULT_MODEL, 0.0)
+    assert next(read_video(video)[1]).shape == (240, 320, 3)
+    d = json.loads(Path(points).read_text())
+    assert (d["width"], d["height"]) == (640, 480)
+    ref = app_module.get_landmarker(DEFAULT_MODEL).predict(next(read_video(clip)[1]))[0].keypoints
+    got = np.array(d["frames"][0]["faces"][0]["keypoints"])
+    assert np.linalg.norm(got - ref, axis=1).mean() < 0.03 * np.linalg.norm(ref[36] - ref[45])
 
 
 def test_video_endpoint_refuses_what_is_not_a_video(client, tmp_path):
@@ -351,7 +369,7 @@ def test_live_sessions_are_independent_and_smoothed(app_module, faces):
 def test_the_webcam_paces_the_search_of_turned_copies(app_module, faces, monkeypatch):
     """A face the model doubts (here a defocused one) or an empty view would start the search of
     turned copies on every frame (101 against 13 ms per frame on one AVX2 core); the live tab runs it
-    once per second, but on every frame while it is what finds the face, in that face's copy."""
+    when it has no face to follow, once per second while that finds nothing new."""
     import cv2
     from fkd.geometry import turned_image
     from fkd.io import load_image
@@ -372,15 +390,15 @@ def test_the_webcam_paces_the_search_of_turned_copies(app_module, faces, monkeyp
         return app_module.live_step(img, "ibug68", 0.5, state)[1]
 
     texts = [step(frame) for _ in range(4)]
-    assert all("1 face(s)" in x for x in texts) and len(calls) == 1
-    # the head lies down: only the search finds it, at its next run (within a second); from then on
-    # it runs on every frame, and between full searches only in the copy the face was found in
+    assert all("1 face(s)" in x for x in texts) and len(calls) == 1   # then followed: no search
+    # the head lies down: the followed face is lost, and only the search finds the head, at its next
+    # run (within a second); from then on it is followed from its points, with no search at all
     turned, _ = turned_image(load_image(faces[1].image), 90)
     texts = [step(turned) for _ in range(12)]
     found = [i for i, x in enumerate(texts) if "1 face(s)" in x]
     assert found and found[0] <= 10 and found == list(range(found[0], 12)), texts
-    assert len(calls) == 1 + 12 - found[0] and len(calls[1]) == 7 and all(len(c) == 1 for c in calls[2:]), calls
-    assert state.tracker.pacer.turns == calls[-1]
+    assert len(calls) == 2 and len(calls[1]) == 7, calls
+    assert abs(state.tracker.faces[0].turn) == 90
 
 
 def test_training_tab_reads_cards_and_reports(app_module):

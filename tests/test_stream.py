@@ -1,8 +1,11 @@
-"""SearchPacer: on a video stream, the search of turned copies runs where it can change the answer."""
+"""Video streams: the search of turned copies runs where it can change the answer (SearchPacer), and
+faces are followed from frame to frame with the detector only now and then (Tracker)."""
+import cv2
 import numpy as np
+import pytest
 
 from fkd.landmarker import SURE, Face
-from fkd.stream import SearchPacer
+from fkd.stream import SearchPacer, Tracker
 
 
 def face(confidence: float, turn: float = 0.0) -> Face:
@@ -47,3 +50,72 @@ def test_a_sure_face_leaves_the_clock_alone_and_reset_starts_over():
     assert not p.plan(0.6)[0] and p.plan(1.0)[0]
     p.reset()
     assert p.plan(0.7) == (True, None)
+
+
+# -----------------------------------------------------------------------------------------------
+# Tracker: faces followed from frame to frame, the detector only now and then
+
+def scene(faces_at: list[tuple[np.ndarray, int, int]], size=(480, 640)) -> np.ndarray:
+    canvas = np.full((*size, 3), 90, np.uint8)
+    for img, x, y in faces_at:
+        canvas[y:y + img.shape[0], x:x + img.shape[1]] = img
+    return canvas
+
+
+@pytest.fixture(scope="module")
+def small_face(face_image):
+    """The validation face at 220 px high, and its ground-truth points in that picture."""
+    rgb, gt = face_image
+    s = 220 / rgb.shape[0]
+    img = cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    return img, gt * s + (s - 1) / 2
+
+
+def counted(monkeypatch, lm) -> list[int]:
+    """Count the detector runs of `lm` (predict runs it through lm.detect too)."""
+    calls, real = [], lm.detect
+    monkeypatch.setattr(lm, "detect", lambda rgb: calls.append(1) or real(rgb))
+    return calls
+
+
+def test_a_followed_face_needs_the_detector_twice_a_second_and_stays_on_the_face(landmarker, small_face, monkeypatch):
+    img, gt = small_face
+    calls = counted(monkeypatch, landmarker)
+    tr = Tracker(strength=0.0, detect_every_s=0.5)
+    for i in range(10):                                    # 10 frames per second, moving 6 px a frame
+        t, dx = i / 10, 40 + 6 * i
+        (f,) = tr(landmarker, scene([(img, dx, 80)]), lambda: t)
+        err = np.linalg.norm(f.keypoints - (gt + [dx, 80]), axis=1).mean() / np.linalg.norm(gt[36] - gt[45])
+        assert err < 0.06, (i, err)
+        assert f.confidence >= landmarker.min_confidence
+    assert len(calls) == 2                                 # t = 0 (nothing followed yet) and t = 0.5
+
+
+def test_a_face_that_leaves_is_dropped_at_once_and_a_newcomer_found_at_the_next_look(landmarker, small_face,
+                                                                                       monkeypatch):
+    img, _ = small_face
+    calls = counted(monkeypatch, landmarker)
+    tr = Tracker(strength=0.5, detect_every_s=0.5)
+    mirrored = np.ascontiguousarray(img[:, ::-1])
+    counts = []
+    for i in range(8):
+        t = i / 10
+        people = [(img, 20, 100)] + ([(mirrored, 340, 100)] if i >= 2 else [])   # a second face at t = 0.2
+        counts.append(len(tr(landmarker, scene(people), lambda: t)))
+    assert counts == [1, 1, 1, 1, 1, 2, 2, 2]              # found at the detector's look at t = 0.5
+    assert len(calls) == 2
+    assert tr(landmarker, scene([]), lambda: 0.8) == []    # both gone: dropped on that frame
+    assert len(calls) == 3 and tr.faces == []              # and the detector looked
+
+
+def test_a_model_without_a_confidence_is_never_followed(small_face, monkeypatch):
+    from fkd.landmarker import Landmarker
+    img, _ = small_face
+    lm = Landmarker("ibug68_resnet18")
+    assert not lm.has_confidence
+    calls = counted(monkeypatch, lm)
+    tr = Tracker()
+    for i in range(4):
+        assert len(tr(lm, scene([(img, 40 + 5 * i, 80)]), lambda: i / 10)) == 1
+    assert len(calls) == 4                                 # nothing says it lost the face: detect every frame
+    lm.close()

@@ -59,14 +59,30 @@ def test_what_is_not_a_video_says_so(tmp_path):
             read_video(path)
 
 
-def test_without_smoothing_each_frame_gets_the_photo_answer(lm):
+def test_a_video_whose_frame_rate_varies_keeps_its_duration_and_any_extension_reads(tmp_path):
+    import imageio_ffmpeg
+    src = write_mp4(tmp_path / "even.mp4", clip_frames(30), 10)
+    vfr = tmp_path / "phone.3gp"   # frames 0.1 s apart, then 0.5 s apart: 10.5 s of video
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i", str(src), "-vf",
+                    "setpts='if(lt(N,10),N*0.1,1+(N-10)*0.5)/TB'", "-fps_mode", "vfr", "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", "-f", "mp4", str(vfr)], check=True, capture_output=True, timeout=120)
+    fps, frames = read_video(vfr)
+    n = sum(1 for _ in frames)
+    assert abs(n / fps - 10.5) < 1.0, (n, fps)   # frame i at i / fps: the clock of the smoothing is right
+
+
+def test_without_smoothing_each_frame_gets_about_the_photo_answer(lm):
     frames = clip_frames(4)
     tracked = list(track_video(lm, iter(frames), 10.0, strength=0.0))
     assert [(i, t) for i, t, _, _ in tracked] == [(0, 0.0), (1, 0.1), (2, 0.2), (3, 0.3)]
-    for (_, _, frame, faces), f in zip(tracked, frames):
+    for (i, _, frame, faces), f in zip(tracked, frames):
         ref = lm.predict(f)
         assert len(faces) == len(ref) == 1
-        np.testing.assert_allclose(faces[0].keypoints, ref[0].keypoints, atol=1e-4)
+        if i == 0:  # found by the detector, as in a photo
+            np.testing.assert_allclose(faces[0].keypoints, ref[0].keypoints, atol=1e-4)
+        else:       # followed from the frame before: cropped on its landmark box instead
+            eyes = np.linalg.norm(ref[0].keypoints[36] - ref[0].keypoints[45])
+            assert np.linalg.norm(faces[0].keypoints - ref[0].keypoints, axis=1).mean() < 0.015 * eyes
     # the face moved 2 px a frame to the right, and so did its points
     shift = tracked[3][3][0].keypoints.mean(0) - tracked[0][3][0].keypoints.mean(0)
     assert abs(shift[0] - 6) < 1.5 and abs(shift[1]) < 1.5
@@ -107,3 +123,7 @@ def test_video_cli_refuses_bad_input_with_a_message(tmp_path):
     src = write_mp4(tmp_path / "clip.mp4", clip_frames(2), 15)
     p = run_cli(str(src), "--out", str(src))
     assert p.returncode == 2 and "overwrite" in p.stderr
+    p = run_cli(str(src), "--out", str(tmp_path / "clip.webm"))
+    assert p.returncode == 2 and "must be an .mp4 file" in p.stderr and not (tmp_path / "clip.webm").exists()
+    p = run_cli(str(src), "--max-frames", "-1")
+    assert p.returncode == 2 and "1 or more" in p.stderr and "Traceback" not in p.stderr
