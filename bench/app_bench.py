@@ -75,7 +75,7 @@ def main(argv=None) -> None:
         _, _, state = app.live_step(f, DEFAULT_MODEL, 0.5, state)
         times.append(time.perf_counter() - t0)
     times = times[3:]
-    rows.append(("webcam frame, 640×480: detect + 68 points + One-Euro + draw", times, "fps"))
+    rows.append(("webcam frame, 640×480: 68 points (the face followed, the detector twice a second) + One-Euro + draw", times, "fps"))
 
     # 3. morph of two 512×512 photos into 60 frames
     pa_path, pb_path = ROOT / "examples" / "helen_1466887621_1.jpg", ROOT / "examples" / "helen_1238081332_1.jpg"
