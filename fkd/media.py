@@ -29,7 +29,8 @@ def read_video(path: str | Path) -> tuple[float, Iterator[np.ndarray]]:
     import imageio_ffmpeg
 
     path = checked_file(path, "video", MAX_VIDEO_BYTES)
-    fps = _probe(path)["fps"]
+    meta = _probe(path)
+    fps, expected = meta["fps"], meta["fps"] * (meta.get("duration") or 0.0)
     gen = imageio_ffmpeg.read_frames(str(path), output_params=["-r", f"{fps:.6g}"])
     try:
         w, h = next(gen)["size"]
@@ -38,13 +39,19 @@ def read_video(path: str | Path) -> tuple[float, Iterator[np.ndarray]]:
         raise ImageError(f"{path}: cannot be read as a video ({_first_line(e)})") from None
 
     def frames() -> Iterator[np.ndarray]:
+        n = 0
         try:
             for buf in gen:
+                n += 1
                 yield np.frombuffer(buf, np.uint8).reshape(h, w, 3).copy()
         except (OSError, RuntimeError) as e:  # a damaged file: what was read stands, the caller says where it stopped
             raise ImageError(f"{path}: the video is damaged and stops early ({_first_line(e)})") from None
         finally:
             gen.close()
+        # a file cut short (a copy that did not finish) decodes without an error, up to the cut: compare
+        # with the length its header gives (a sound track a little longer than the picture is no cut)
+        if expected - n > max(fps, 0.2 * expected):
+            raise ImageError(f"{path}: the video stops early ({n} of about {expected:.0f} frames: the file may be cut short)")
 
     return fps, frames()
 

@@ -59,6 +59,24 @@ def test_what_is_not_a_video_says_so(tmp_path):
             read_video(path)
 
 
+def test_a_video_cut_short_gives_its_frames_then_says_so(tmp_path):
+    import imageio_ffmpeg
+    rng = np.random.default_rng(0)  # noise: a file big enough to cut through its frames
+    src = write_mp4(tmp_path / "noise.mp4", (rng.integers(0, 255, (120, 160, 3), dtype=np.uint8) for _ in range(60)), 20)
+    fast = tmp_path / "fast.mp4"    # the header first, as phones and web exports write it
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i", str(src), "-movflags", "+faststart",
+                    "-c", "copy", str(fast)], check=True, capture_output=True, timeout=120)
+    data = fast.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    fps, frames = read_video(tmp_path / "cut.mp4")
+    got = []
+    with pytest.raises(ImageError, match=r"stops early \(\d+ of about 60 frames"):
+        for f in frames:
+            got.append(f)
+    assert 10 < len(got) < 50
+    assert sum(1 for _ in read_video(fast)[1]) == 60   # the whole file: no complaint
+
+
 def test_a_video_whose_frame_rate_varies_keeps_its_duration_and_any_extension_reads(tmp_path):
     import imageio_ffmpeg
     src = write_mp4(tmp_path / "even.mp4", clip_frames(30), 10)
