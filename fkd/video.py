@@ -3,9 +3,10 @@
     python -m fkd.video clip.mp4 [--out clip_keypoints.mp4] [--json points.json] [--model ibug68_kd]
                         [--smoothing 0.5] [--flip-test auto|on|off] [--max-frames N]
 
-Each frame gets the landmarks, the search of turned copies paced as on the webcam, and the One-Euro
-smoothing on the video's own clock (frame i at i / fps seconds), so the points hold still on a still
-face however fast or slow the machine is. Writes the video with its points drawn (h264, plays in a
+As on the webcam, faces are found once and then followed from frame to frame (the detector looks
+again twice a second and when a face is lost; the search of turned copies is paced), and the points
+are smoothed (One-Euro) on the video's own clock (frame i at i / fps seconds), so they hold still on
+a still face however fast or slow the machine is. Writes the video with its points drawn (h264, plays in a
 browser; the sound is not kept; default `<clip>_keypoints.mp4` beside the clip) and, with `--json`,
 {"video": path, "fps": f, "frames": [{"frame": i, "time": s, "faces": [...]}]}, the faces as in
 `fkd.predict` (0-based pixels). Exit code 1 if the video could not be read (or stops early: what was
