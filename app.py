@@ -407,7 +407,7 @@ def annotate_video(path: str | None, model: str, strength: float, contours: bool
     first = next(frames, None)
     if first is None:
         raise gr.Error("The video has no frames.")
-    k = min(1.0, DISPLAY_SIDE / max(first.shape[:2]))   # the same for every frame
+    k = _shrink(first, DISPLAY_SIDE)[1]   # the same for every frame
     frames = (_shrink(f, DISPLAY_SIDE)[0] for f in islice(chain([first], frames), n))
     d = request_dir()
     t0 = time.perf_counter()

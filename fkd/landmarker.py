@@ -135,7 +135,8 @@ class Landmarker:
                 min_confidence: float | None = None, search: bool | None = None,
                 turns: Sequence[float] | None = None) -> list[Face]:
         """Every face in `image` (or one per given box, in original-image pixels). [] = no face.
-        flip_test, min_confidence: for this call (None = the Landmarker's setting). search: look in
+        flip_test, min_confidence: for this call (None = the Landmarker's setting; given boxes are kept
+        whatever the model thinks unless min_confidence is given). search: look in
         turned copies when no face is sure (None = as `upright`); turns: which copies, in degrees
         (None = TURNS). Video can pace both (fkd.stream)."""
         rgb, (W, H) = load_image_sized(image)
@@ -143,7 +144,7 @@ class Landmarker:
         if boxes is not None:
             found = [(check_box(b, W, H) / scale, 1.0) for b in boxes]
             kind = "landmarks" if box_kind == "landmarks" else "face"
-            faces = self._faces(rgb, found, kind, flip_test, 0.0)  # a given box is always kept
+            faces = self._faces(rgb, found, kind, flip_test, min_confidence or 0.0)  # by default a given box is kept
         else:
             low = self.min_confidence if min_confidence is None else min_confidence
             faces = self._faces(rgb, self.detect(rgb), "face", flip_test, low)
@@ -161,6 +162,7 @@ class Landmarker:
         so its eyes are level (a head lying down stays found). A face the model now believes less
         than `min_confidence` is lost and left out: the caller detects again. The box moves and
         scales with the points, so a drawing does not jump. One pass (+ the flip test) per face."""
+        flip = self._flip(flip_test)
         if not faces:
             return []
         rgb, (W, H) = load_image_sized(image)
@@ -170,9 +172,8 @@ class Landmarker:
         mats = [upright_crop_matrix(p, eyes, self.crop, self.input_size) if eyes and abs(eye_roll(p, eyes)) > MAX_ROLL
                 else crop_matrix(landmark_box(p), self.crop, self.input_size) for p in prev]
         x = self._crops(rgb, mats)
-        pts, conf = self._points(x, mats, False)
-        flip = (self.flip_test if flip_test is None else _checked_flip(flip_test)) if len(self.layout.flip) > 1 else False
-        self._mirror_into(pts, x, mats, [i for i in self._to_mirror(np.asarray(conf), flip) if conf[i] >= self.min_confidence])
+        pts, conf = self._points(x, mats)
+        self._mirror_into(pts, x, mats, self._to_mirror(conf, flip, self.min_confidence))
         out = []
         for f, p0, p, c in zip(faces, prev, pts, conf):
             if c < self.min_confidence:
@@ -238,9 +239,9 @@ class Landmarker:
         than `min_confidence` (the caller drops them): BlazeFace's false detections (ears, patterns)
         are the faces it doubts most, and mirroring them and every levelling pass cost a lying-down
         webcam head ~25 ms per frame on one AVX2 core."""
-        flip = (self.flip_test if flip_test is None else _checked_flip(flip_test)) if len(self.layout.flip) > 1 else False
+        flip = self._flip(flip_test)
         mats, x = self.model_inputs(rgb, boxes, box_kind, frame)
-        pts, conf = self._points(x, mats, False)
+        pts, conf = self._points(x, mats)
         eyes = self.layout.eyes
         if box_kind == "face" and self.upright and eyes:
             levelled = [0.0] * len(pts)  # the tilt each face's last crop was levelled for
@@ -250,25 +251,31 @@ class Landmarker:
                     break
                 m2 = [upright_crop_matrix(pts[i], eyes, self.crop, self.input_size) for i in tilted]
                 x2 = self._crops(rgb, m2)
-                for j, (i, p, c) in enumerate(zip(tilted, *self._points(x2, m2, False))):
+                for j, (i, p, c) in enumerate(zip(tilted, *self._points(x2, m2))):
                     levelled[i] = eye_roll(pts[i], eyes)
                     pts[i], conf[i], mats[i], x[i] = p, c, m2[j], x2[j]
-        self._mirror_into(pts, x, mats, [i for i in self._to_mirror(np.asarray(conf), flip) if conf[i] >= min_confidence])
+        self._mirror_into(pts, x, mats, self._to_mirror(conf, flip, min_confidence))
         return pts, conf
 
-    def _to_mirror(self, conf: np.ndarray, flip: FlipTest) -> np.ndarray:
-        """Indices of the crops the flip test mirrors: all (True), none (False), or the doubted ("auto")."""
-        return np.flatnonzero(conf < self.flip_below) if flip == "auto" else np.arange(len(conf) if flip else 0)
+    def _flip(self, flip_test: FlipTest | None) -> FlipTest:
+        """The flip test for a call: its own setting, else the Landmarker's; never for a layout without mirror pairs."""
+        return (self.flip_test if flip_test is None else _checked_flip(flip_test)) if len(self.layout.flip) > 1 else False
 
-    def _points(self, x: torch.Tensor, mats: list[np.ndarray], flip: FlipTest) -> tuple[list[np.ndarray], list[float]]:
-        """One pass (two with the flip test) on crops x made by `mats`: points in image pixels, confidences.
-        The confidence is the first pass's, whatever the flip test: the thresholds (min_confidence, SURE,
-        flip_below) were measured on it, and averaging in the mirror's made an upside-down face look sure
-        (0.944 → 0.950 on a test face turned 180°), so the search of turned copies did not run."""
+    def _to_mirror(self, conf: Sequence[float], flip: FlipTest, min_confidence: float = 0.0) -> np.ndarray:
+        """Indices of the crops the flip test mirrors: all (True), none (False), or the doubted ("auto"),
+        leaving out those below `min_confidence`, which the caller drops."""
+        conf = np.asarray(conf)
+        mirror = conf < self.flip_below if flip == "auto" else np.full(len(conf), bool(flip))
+        return np.flatnonzero(mirror & (conf >= min_confidence))
+
+    def _points(self, x: torch.Tensor, mats: list[np.ndarray]) -> tuple[list[np.ndarray], list[float]]:
+        """One pass on crops x made by `mats`: points in image pixels, confidences (`_mirror_into` adds
+        the flip test). The confidence stays the first pass's whatever the flip test: the thresholds
+        (min_confidence, SURE, flip_below) were measured on it, and averaging in the mirror's made an
+        upside-down face look sure (0.944 → 0.950 on a test face turned 180°), so the search of turned
+        copies did not run."""
         pred, conf = self._run(x)
-        pts = [apply_affine(invert_affine(M), p) for M, p in zip(mats, pred)]
-        self._mirror_into(pts, x, mats, self._to_mirror(conf, flip))
-        return pts, [float(c) for c in conf]
+        return [apply_affine(invert_affine(M), p) for M, p in zip(mats, pred)], [float(c) for c in conf]
 
     def _mirror_into(self, pts: list[np.ndarray], x: torch.Tensor, mats: list[np.ndarray], idx) -> None:
         """The flip test on crops `idx`: their points (image pixels) averaged with a pass on the mirror."""

@@ -112,15 +112,17 @@ def expand(paths: list[str]) -> list[str]:
     not skipped silently. A file reached twice (a folder and a file in it) is done once."""
     out, seen = [], set()
     for p in paths:
-        found = sorted(str(f) for f in Path(p).rglob("*")
-                       if f.suffix.lower() in PHOTO_EXTS and not f.name.startswith(".") and f.is_file()) \
-            if Path(p).is_dir() else []
-        for f in found or [p]:
+        for f in (Path(p).is_dir() and _images_in(Path(p))) or [p]:
             key = os.path.realpath(f)
             if key not in seen:
                 seen.add(key)
                 out.append(f)
     return out
+
+
+def _images_in(folder: Path) -> list[str]:
+    return sorted(str(f) for f in folder.rglob("*")
+                  if f.suffix.lower() in PHOTO_EXTS and not f.name.startswith(".") and f.is_file())
 
 
 def unique_name(stem: str, suffix: str, used: set[str]) -> str:

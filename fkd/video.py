@@ -111,14 +111,15 @@ def main(argv=None) -> int:
         if target and not writable(target.parent):
             print(f"error: cannot write to {target}", file=sys.stderr)
             return 2
-    try:
-        fps, frames = read_video(src)
-    except ImageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     lm = open_landmarker(args.model, args.flip_test)
     if lm is None:
         return 2
+    try:
+        fps, frames = read_video(src)
+    except ImageError as e:
+        lm.close()
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     if args.max_frames is not None:
         frames = islice(frames, args.max_frames)
     t0 = time.perf_counter()
