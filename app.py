@@ -153,6 +153,13 @@ class ResultImage(gr.Image):
         return super().postprocess(value)
 
 
+def on_run(button: gr.Button, fn, inputs: list, outputs: list, **kw):
+    """`button` runs `fn` after emptying its outputs, so that an error does not leave the last
+    input's results on show as if they were this one's."""
+    button.click(lambda: [None] * len(outputs), None, outputs, queue=False, show_progress="hidden",
+                 api_visibility="private").then(fn, inputs, outputs, api_visibility="private", **kw)
+
+
 def new_dir() -> Path:
     """A fresh private folder (no clean-up scan: this runs for every webcam frame)."""
     TMP_ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -187,10 +194,13 @@ def _scaled(face: Face, s: float) -> Face:
 # -----------------------------------------------------------------------------------------------
 # 1. keypoints on a photo
 
+NO_PHOTO = "Add a photo first: upload one, paste it, take one with the webcam or click an example."
+
+
 def detect_keypoints(path: str | None, model: str, boxes=None) -> tuple[np.ndarray, list[Face], tuple[int, int]]:
     """(RGB as loaded (≤ 4096 px), faces in *original* pixels, original (W, H)). Boxes in original pixels."""
     if not path:
-        raise gr.Error("Add a photo first: upload one, paste it, take one with the webcam or click an example.")
+        raise gr.Error(NO_PHOTO)
     lm = get_landmarker(model)
     rgb, (W, H) = load_image_sized(path)
     s = W / rgb.shape[1]  # > 1 when a huge photo was downscaled on loading
@@ -208,8 +218,11 @@ def annotate(rgb: np.ndarray, faces: list[Face], full_w: int, model: str, number
     s *= rgb.shape[1] / full_w  # original pixels → display pixels
     shown = [_scaled(f, s) for f in faces]
     sides = [max(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in shown] or [100.0]
+    radius = int(np.clip(min(sides) / 110, 1, 6))
+    if shown and len(shown[0].keypoints) == 1:
+        radius = max(4, 3 * radius)  # the nose tip alone: a dot sized for 68 points is lost in the face
     out = viz.draw_faces(small, shown, contours=get_landmarker(model).layout.contours if contours else (),
-                         radius=int(np.clip(min(sides) / 110, 1, 6)))
+                         radius=radius)
     if numbers:
         for f, side in zip(shown, sides):
             size = float(np.clip(side / 750, 0.22, 0.9))
@@ -238,14 +251,22 @@ def write_downloads(faces: list[Face], result: dict, stem: str) -> list[str]:
     return files + [str(d / f"{stem}_keypoints.json"), str(d / f"{stem}_keypoints.csv")]
 
 
-def faces_summary(faces: list[Face], model: str) -> str:
+def faces_summary(faces: list[Face], model: str, drawn: bool = False) -> str:
+    """The table under the photo. `drawn`: the boxes are the user's (no detector ran). A confidence
+    below the one that drops detector boxes (0.8: labelled faces score 0.97 or more, boxes beside a
+    face 0.36 at the median) is flagged, since a drawn box is kept whatever it holds."""
     if not faces:
         return "**No face found.** Try *draw* mode and mark the face with a box."
+    lm = get_landmarker(model)
     lines = [f"**{len(faces)} face{'s' * (len(faces) > 1)}**, model *{MODELS.get(model, model)}*",
              "", "| face | box (x0, y0, x1, y1) | detector score | landmark confidence |", "|---|---|---|---|"]
     for k, f in enumerate(faces, 1):
-        low = " ⚠ low: occluded, blurred or not a face?" if f.confidence < 0.3 else ""
-        lines.append(f"| {k} | {', '.join(f'{v:.0f}' for v in f.box)} | {f.score:.2f} | {f.confidence:.2f}{low} |")
+        if not lm.has_confidence:
+            conf = "— (this model gives none)"
+        else:
+            low = f" ⚠ below {lm.min_confidence:g}: occluded, blurred or not a face?" if f.confidence < lm.min_confidence else ""
+            conf = f"{f.confidence:.2f}{low}"
+        lines.append(f"| {k} | {', '.join(f'{v:.0f}' for v in f.box)} | {'drawn' if drawn else f'{f.score:.2f}'} | {conf} |")
     return "\n".join(lines)
 
 
@@ -257,8 +278,11 @@ def parse_boxes(text: str | None) -> list[list[float]] | None:
         boxes = json.loads(text)
     except json.JSONDecodeError:
         raise ValueError(f"boxes must be JSON like [[x0, y0, x1, y1], ...], got {text!r}") from None
-    if isinstance(boxes, list) and len(boxes) == 4 and all(isinstance(v, (int, float)) for v in boxes):
-        boxes = [boxes]
+    if isinstance(boxes, list) and boxes and all(isinstance(v, (int, float)) for v in boxes):
+        boxes = [boxes]  # one box given flat
+    for b in boxes if isinstance(boxes, list) else []:
+        if not isinstance(b, list) or len(b) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b):
+            raise ValueError(f"a box needs four numbers [x0, y0, x1, y1], got {json.dumps(b)}")
     if not isinstance(boxes, list) or not boxes:
         raise ValueError("boxes must be a non-empty JSON list of [x0, y0, x1, y1]")
     return boxes
@@ -279,16 +303,16 @@ def keypoints_api(image: str | None, box_mode: str = "auto", model: str = DEFAUL
 
 @user_errors
 def keypoints_ui(image, box_mode, model, numbers, contours, annotation=None):
-    boxes = None
-    if box_mode == "draw":
-        boxes = boxes_from_annotation(annotation, image)
+    if not image:
+        raise gr.Error(NO_PHOTO)  # before the boxes: there is nothing to draw on yet
+    boxes = boxes_from_annotation(annotation, image) if box_mode == "draw" else None
     rgb, faces, size = detect_keypoints(image, model, boxes)
     if not faces:
         gr.Warning("No face found. Try 'draw' mode and mark the face with a box.")
     stem = Path(image).stem[:40] or "photo"
     result = keypoints_json(faces, size, model, Path(image).name)
     table = [[k, i, round(float(x), 1), round(float(y), 1)] for k, f in enumerate(faces, 1) for i, (x, y) in enumerate(f.keypoints)]
-    return (annotate(rgb, faces, size[0], model, numbers, contours), faces_summary(faces, model), table,
+    return (annotate(rgb, faces, size[0], model, numbers, contours), faces_summary(faces, model, boxes is not None), table,
             write_downloads(faces, result, stem) if faces else None, result)
 
 
@@ -308,8 +332,11 @@ def show_annotator(box_mode, image):
         return gr.update(visible=False)
     if not image:
         return gr.update(visible=True, value=None)
-    small, _ = _shrink(load_image(image), ANNOTATOR_SIDE)
-    return gr.update(visible=True, value={"image": small, "boxes": []})
+    rgb = load_image(image)
+    k = ANNOTATOR_SIDE / max(rgb.shape[:2])  # up or down: a 16-px photo gets a canvas one can draw on
+    canvas = cv2.resize(rgb, (max(1, round(rgb.shape[1] * k)), max(1, round(rgb.shape[0] * k))),
+                        interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_NEAREST)
+    return gr.update(visible=True, value={"image": canvas, "boxes": []})
 
 
 def create_keypoints_tab(ui_fn, api_fn, annotator_fn, examples: list[str]):
@@ -342,8 +369,7 @@ def create_keypoints_tab(ui_fn, api_fn, annotator_fn, examples: list[str]):
 
     for trigger in (box_mode.change, image.change):
         trigger(annotator_fn, [box_mode, image], annotation, api_visibility="private", show_progress="hidden")
-    run.click(ui_fn, [image, box_mode, model, numbers, contours, annotation], [out, summary, table, files, result],
-              api_visibility="private")
+    on_run(run, ui_fn, [image, box_mode, model, numbers, contours, annotation], [out, summary, table, files, result])
     gr.Button(visible=False).click(api_fn, [image, box_mode, model, boxes], [out, result], api_name="keypoints")
 
 
@@ -436,7 +462,7 @@ def video_ui(path, model, strength, contours, progress=gr.Progress()):
 
 @user_errors
 def video_api(video: str | None, model: str = DEFAULT_MODEL, smoothing: float = 0.5) -> tuple[str, str]:
-    """Keypoints on every frame of a video (its first VIDEO_MAX_S seconds): (drawn mp4, per-frame JSON)."""
+    """Keypoints on every frame of a video (its first 20 s): (drawn mp4, per-frame JSON)."""
     return annotate_video(video, model, smoothing)[:2]
 
 
@@ -465,8 +491,8 @@ def create_live_tab(fn, video_fn=None, video_api_fn=None):
         run = gr.Button("Put keypoints on the video", variant="primary")
         points = gr.File(label="Every frame's points (JSON)", interactive=False)
     summary = gr.Markdown(elem_id="video-status")
-    run.click(video_fn, [clip, model, strength, contours], [clip_out, points, summary], api_visibility="private",
-              concurrency_limit=1, concurrency_id="video")  # one video at a time: it holds a core for seconds
+    on_run(run, video_fn, [clip, model, strength, contours], [clip_out, points, summary],
+           concurrency_limit=1, concurrency_id="video")  # one video at a time: it holds a core for seconds
     gr.Button(visible=False).click(video_api_fn, [clip, model, strength], [clip_out, points], api_name="video",
                                    concurrency_limit=1, concurrency_id="video")
 
@@ -513,8 +539,10 @@ def filters_api(model: str = DEFAULT_MODEL):
 def filters_ui(model):
     convs = conv_layers(get_landmarker(model).model)
     grids = [kernel_grid(c.weight.detach().numpy(), cell=48 if c.weight.shape[1] <= 3 else 20) for c in convs[:2]]
+    o, i = convs[1].weight.shape[:2]
+    shown = "all shown" if o <= 32 and i <= 16 else f"the first {min(o, 32)} × {min(i, 16)} shown"
     text = f"**Layer 1:** {_describe(convs[0])}. **Layer 2:** {_describe(convs[1])}" + (
-        " (rows: filters, columns: input channels; the first 32 × 16 are shown)." if convs[1].weight.shape[1] > 3 else ".")
+        f" (rows: filters, columns: input channels; {shown})." if i > 3 else ".")
     return grids[0], grids[1], text
 
 
@@ -588,7 +616,7 @@ def largest_face(path: str | None, which: str) -> tuple[np.ndarray, np.ndarray]:
     if not faces:
         raise gr.Error(f"No face found in {which}.")
     if len(faces) > 1:
-        gr.Info(f"{which} has {len(faces)} faces: morphing the largest.")
+        gr.Info(f"{which.capitalize()} has {len(faces)} faces: morphing the largest.")
     f = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
     return rgb, f.keypoints
 
@@ -644,8 +672,7 @@ def create_morph_tab(ui_fn, api_fn, examples: list[list[str]]):
                          elem_id="morph-video")
     gif = gr.File(label="Download the GIF", interactive=False)
     gr.Examples(examples, [a, b], label="Example pairs (click one, then Morph)")
-    run.click(ui_fn, [a, b, frames, fps, back], [tri_a, tri_b, video, gif], api_visibility="private",
-              concurrency_limit=1, concurrency_id="morph")
+    on_run(run, ui_fn, [a, b, frames, fps, back], [tri_a, tri_b, video, gif], concurrency_limit=1, concurrency_id="morph")
     gr.Button(visible=False).click(api_fn, [a, b, frames, fps, back], video, api_name="morph",
                                    concurrency_limit=1, concurrency_id="morph")
 
@@ -659,8 +686,17 @@ def _table(d: dict, head: tuple[str, str], names: dict | None = None) -> str:
 
 
 METRIC_NAMES = {"faces": "validation faces", "nme_mean": "NME mean (% inter-ocular)", "nme_median": "NME median (%)",
-                "fr8": "failure rate (NME > 8 %)", "auc8": "AUC at 8 % (×100)", "mae_px": "mean abs error (px, model input)",
+                "fr8": "failure rate (% of faces with NME > 8 %)", "auc8": "AUC at 8 % (×100)", "mae_px": "mean abs error (px, model input)",
                 "mean_dist_px": "mean distance (px, model input)"}
+
+
+TRAINING_NAMES = {"train_faces": "training faces", "val_faces": "validation faces", "split": "validation split",
+                  "wall_time_s": "wall time (s)", "lr": "learning rate"}
+
+
+def _picture(image: np.ndarray | None, missing: str):
+    """A report picture, or in its place a line that says it was not recorded (not an empty box)."""
+    return gr.update(value=image, visible=image is not None), gr.update(value=missing, visible=image is None)
 
 
 @user_errors
@@ -668,7 +704,7 @@ def training_ui(model: str):
     try:
         card = read_card(model)
     except WeightsError as e:
-        return f"**{MODELS.get(model, model)}:** {_clean(str(e))}", None, None, None
+        return f"**{MODELS.get(model, model)}:** {_clean(str(e))}", None, *_picture(None, ""), *_picture(None, "")
     name = card.get("name", model)
     hist = card.get("history") or []
     parts = [f"### {card.get('part', name)}"]
@@ -679,12 +715,17 @@ def training_ui(model: str):
     if card.get("training"):
         t = {k: v for k, v in card["training"].items() if k in ("data", "split", "train_faces", "val_faces", "epochs",
                                                                   "batch", "lr", "optimizer", "wall_time_s", "device")}
-        parts += [_table(t, ("training", ""), {"wall_time_s": "wall time (s)", "lr": "learning rate"})]
+        parts += [_table(t, ("training", ""), TRAINING_NAMES)]
     curves = viz.loss_curves(hist, name) if hist else _png(f"{name}_curves.png")
     if curves is None:
         parts.append("No training history recorded for these weights yet.")
     points = viz.point_error_plot(card["val_point_nme"]) if card.get("val_point_nme") else _png(f"{name}_points.png")
-    return "\n\n".join(parts), curves, _png(f"{name}_gallery.png"), points
+    single = card.get("layout") == "nose"
+    return ("\n\n".join(parts), curves,
+            *_picture(_png(f"{name}_gallery.png"), "*Best and worst validation faces: " + (
+                "not drawn for a single point.*" if single else "not recorded for these weights.*")),
+            *_picture(points, "*Error per landmark: " + ("one point only, see the table.*" if single else
+                                                          "not recorded for these weights.*")))
 
 
 def _png(name: str) -> np.ndarray | None:
@@ -701,11 +742,16 @@ def create_training_tab(fn):
     with gr.Row(equal_height=False):
         summary = gr.Markdown()
         curves = ResultImage(label="Loss curves", type="numpy", interactive=False, height=320)
-    gallery = ResultImage(label="Best and worst validation faces (green: truth, red: prediction)", type="numpy",
-                       interactive=False)
-    points = ResultImage(label="Error per landmark", type="numpy", interactive=False)
-    model.change(fn, model, [summary, curves, gallery, points], api_visibility="private")
-    return model, (summary, curves, gallery, points)
+    # the pictures' own labels would cover their top-left corner (the gallery's captions): headings instead
+    gr.Markdown("**Best and worst validation faces** (green: truth, red: prediction)")
+    gallery = ResultImage(label="Best and worst validation faces", show_label=False, type="numpy", interactive=False)
+    no_gallery = gr.Markdown(visible=False)
+    gr.Markdown("**Error per landmark**")
+    points = ResultImage(label="Error per landmark", show_label=False, type="numpy", interactive=False)
+    no_points = gr.Markdown(visible=False)
+    outputs = [summary, curves, gallery, no_gallery, points, no_points]
+    model.change(fn, model, outputs, api_visibility="private")
+    return model, tuple(outputs)
 
 
 # -----------------------------------------------------------------------------------------------

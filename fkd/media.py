@@ -63,8 +63,8 @@ def _probe(path: Path) -> dict:
     gen = imageio_ffmpeg.read_frames(str(path))
     try:
         meta = next(gen)
-    except Exception as e:  # imageio-ffmpeg raises OSError / RuntimeError with ffmpeg's log
-        raise ImageError(f"{path}: cannot be read as a video ({_first_line(e)})") from None
+    except Exception:  # imageio-ffmpeg raises OSError / RuntimeError ("Could not load meta information")
+        raise ImageError(f"{path}: cannot be read as a video (not a video file, or a format ffmpeg does not know)") from None
     finally:
         gen.close()
     if not 0 < (meta.get("fps") or 0) < 1000:

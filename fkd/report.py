@@ -23,13 +23,14 @@ def write_training_report(out_dir: Path, name: str, model, card: dict, val_set, 
     if gt.shape[1] > 1:
         err = nme(pred, gt, (36, 45) if gt.shape[1] == 68 else None)
         order = np.argsort(err)
-        pick = list(order[:6]) + list(order[-6:])
+        k = min(6, len(order) // 2)  # a small split (IMM's 8 faces) must not show a face as both
+        pick = list(order[:k]) + list(order[len(order) - k:])
         images = []
         for i in pick:
             x, _ = val_set[i]
             images.append(((x.permute(1, 2, 0).numpy() + 0.5) * 255).clip(0, 255).astype(np.uint8).squeeze())
-        caps = [("best " if j < 6 else "worst ") + f"{100 * err[i]:.1f}%" for j, i in enumerate(pick)]
-        viz.save_png(paths["gallery"], viz.gallery(images, [pred[i] for i in pick], [gt[i] for i in pick], caps))
+        caps = [("best " if j < k else "worst ") + f"{100 * err[i]:.1f}%" for j, i in enumerate(pick)]
+        viz.save_png(paths["gallery"], viz.gallery(images, [pred[i] for i in pick], [gt[i] for i in pick], caps, cols=k))
     if card.get("val_point_nme"):
         viz.save_png(paths["points"], viz.point_error_plot(card["val_point_nme"]))
     print(f"report: {', '.join(str(p) for p in paths.values() if p.exists())}")

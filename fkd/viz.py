@@ -39,9 +39,9 @@ def draw_faces(image: np.ndarray, faces: list, *, contours=(), numbers: bool = F
     return out
 
 
-def _fig_to_array(fig) -> np.ndarray:
+def _fig_to_array(fig, pad: float = 0.1) -> np.ndarray:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", pad_inches=pad)
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -74,10 +74,12 @@ def loss_curves(history: list[dict], title: str = "") -> np.ndarray:
         top = ax.twinx()
         top.plot(*zip(*n), color="tab:green", alpha=0.6, label="validation NME %")
         top.set_ylabel("validation NME %"), top.set_ylim(0, max(10, min(30, 2 * min(x[1] for x in n))))
-    # one legend for both axes, on the upper one so that no curve is drawn over it
+    # one legend for both axes, under the plot: inside it, it covered the curves of one axis or the other
     handles = [h for a in dict.fromkeys([ax, top]) for h in a.get_legend_handles_labels()[0]]
-    top.legend(handles, [h.get_label() for h in handles], loc="upper right"), ax.set_title(title)
-    return _fig_to_array(fig)
+    fig.legend(handles, [h.get_label() for h in handles], loc="lower center", ncol=len(handles), frameon=False)
+    ax.set_title(title)
+    fig.subplots_adjust(bottom=0.2)  # room for the legend
+    return _fig_to_array(fig, pad=0.4)  # a margin: the app lays its picture buttons over the top right corner
 
 
 def filter_grid(weight: np.ndarray, cell: int = 24) -> np.ndarray:

@@ -138,6 +138,9 @@ def test_box_outside_the_image_is_a_clear_error(client, faces):
         client.predict(handle_file(str(faces[0].image)), "draw", "ibug68", "", api_name="/keypoints")
     with pytest.raises(AppError, match="JSON"):
         client.predict(handle_file(str(faces[0].image)), "draw", "ibug68", "[[1, 2", api_name="/keypoints")
+    for bad in ("[0, 0, 100, 100, 5]", "[[true, 0, 100, 100]]", '[[0, 0, "100", 100]]'):
+        with pytest.raises(AppError, match="a box needs four numbers"):
+            client.predict(handle_file(str(faces[0].image)), "draw", "ibug68", bad, api_name="/keypoints")
 
 
 def test_bad_image_is_a_message_not_a_crash(client, tmp_path):
@@ -402,8 +405,13 @@ def test_the_webcam_paces_the_search_of_turned_copies(app_module, faces, monkeyp
 
 
 def test_training_tab_reads_cards_and_reports(app_module):
-    summary, curves, gallery, points = app_module.training_ui("imm58")
+    summary, curves, gallery, no_gallery, points, no_points = app_module.training_ui("imm58")
     assert "NME" in summary and curves is not None and curves.ndim == 3
+    assert gallery["visible"] and gallery["value"].ndim == 3 and not no_gallery["visible"]
+    # the nose tip has no gallery or per-point plot: a line says so instead of an empty box
+    _, _, gallery, no_gallery, points, no_points = app_module.training_ui("nose")
+    assert not gallery["visible"] and "single point" in no_gallery["value"] and no_gallery["visible"]
+    assert not points["visible"] and no_points["visible"]
     summary, *_ = app_module.training_ui("ibug68")
     assert summary.startswith("###")
 
@@ -441,3 +449,50 @@ def test_stopping_the_server_deletes_users_photos(faces, tmp_path):
         if server.poll() is None:
             server.kill()
     assert [p for p in cache.rglob("*") if p.is_file()] == []
+
+
+def test_summary_marks_drawn_boxes_and_doubtful_faces(app_module, faces, tmp_path):
+    """Drawn boxes have no detector score; a box on a plain wall gets flagged; a model without a
+    confidence does not claim one."""
+    r = faces[0]
+    im = np.asarray(Image.open(r.image).convert("RGB"))
+    h, w = im.shape[:2]
+    photo = tmp_path / "face_and_wall.png"
+    Image.fromarray(np.concatenate([im, np.full_like(im, 128)], 1)).save(photo)  # the face, then a grey wall
+    lo, hi = r.points.min(0), r.points.max(0)
+    side = min(float((hi - lo).max()), h - 2)
+    on_face = dict(zip(("xmin", "ymin", "xmax", "ymax"), map(float, (*lo, *hi))))
+    on_wall = {"xmin": w + 1.0, "ymin": 1.0, "xmax": w + 1.0 + side, "ymax": 1.0 + side}
+    canvas = np.asarray(Image.open(photo))
+    _, summary, *_ = app_module.keypoints_ui(str(photo), "draw", "ibug68_kd", False, False,
+                                            {"image": canvas, "boxes": [on_face, on_wall]})
+    rows = [line for line in summary.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
+    assert len(rows) == 2 and all(" | drawn | " in line for line in rows), summary
+    assert "⚠" not in rows[0] and "⚠ below 0.8" in rows[1], summary
+    _, summary, *_ = app_module.keypoints_ui(str(photo), "draw", "ibug68_resnet18", False, False,
+                                            {"image": canvas, "boxes": [on_face]})
+    assert "this model gives none" in summary and "1.00" not in summary, summary
+
+
+def test_draw_mode_without_a_photo_asks_for_the_photo(app_module):
+    import gradio as gr
+    with pytest.raises(gr.Error, match="Add a photo first"):
+        app_module.keypoints_ui(None, "draw", "ibug68", True, True, None)
+
+
+def test_small_photos_get_a_canvas_to_draw_on(app_module, faces, tmp_path):
+    """A photo smaller than the canvas is scaled up on it, and a box drawn there comes back in the
+    photo's own pixels."""
+    small = tmp_path / "small.png"
+    Image.open(faces[0].image).convert("RGB").resize((90, 120)).save(small)
+    canvas = app_module.show_annotator("draw", str(small))["value"]["image"]
+    assert max(canvas.shape[:2]) == app_module.ANNOTATOR_SIDE and canvas.shape[1] / canvas.shape[0] == 0.75
+    k = canvas.shape[1] / 90
+    box = {"xmin": 10 * k, "ymin": 20 * k, "xmax": 80 * k, "ymax": 100 * k}
+    *_, result = app_module.keypoints_ui(str(small), "draw", "ibug68", False, False, {"image": canvas, "boxes": [box]})
+    assert np.allclose(result["faces"][0]["box"], [10, 20, 80, 100], atol=0.01)
+
+
+def test_filters_text_says_how_much_is_shown(app_module):
+    assert "all shown" in app_module.filters_ui("nose")[2]                      # 20 × 12 kernels: all of them
+    assert "the first 32 × 16 shown" in app_module.filters_ui("ibug68_resnet18")[2]  # 32 × 32: a part
