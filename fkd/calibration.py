@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fkd.geometry import box_side, landmark_box
-from fkd.weights import WEIGHTS_DIR, save_json
+from fkd.weights import WEIGHTS_DIR, WeightsError, save_json
 
 CALIBRATION_FILE = WEIGHTS_DIR / "calibration.json"
 
@@ -38,12 +38,26 @@ class BoxCalibration:
 IDENTITY = BoxCalibration()
 
 
+def _read(path: Path) -> dict:
+    """The calibration file's contents ({} when there is none); a damaged file is a WeightsError."""
+    if not Path(path).exists():
+        return {}
+    try:
+        d = json.loads(Path(path).read_text())
+        if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
+            raise ValueError("not a JSON object of fitted maps")
+        for v in d.values():
+            BoxCalibration(**{k: float(v[k]) for k in ("dx", "dy", "scale")})
+        return d
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise WeightsError(f"{path}: damaged calibration file ({e}); `python -m fkd.calibration` refits it, "
+                           "or `git checkout` restores it") from None
+
+
 def load_calibration(layout: str, path: Path = CALIBRATION_FILE) -> BoxCalibration:
     """The fitted map for a point layout ('ibug68', 'imm58'); identity if none was fitted."""
-    if not Path(path).exists():
-        return IDENTITY
-    d = json.loads(Path(path).read_text()).get(layout)
-    return BoxCalibration(**{k: d[k] for k in ("dx", "dy", "scale")}) if d else IDENTITY
+    d = _read(path).get(layout)
+    return BoxCalibration(**{k: float(d[k]) for k in ("dx", "dy", "scale")}) if d else IDENTITY
 
 
 def box_errors(canon: np.ndarray, target: np.ndarray) -> dict:
@@ -91,13 +105,21 @@ def main(argv=None) -> None:
     from fkd.data import find_300w, find_imm, split_300w, split_imm
     from fkd.detect import make_detector
 
-    p = argparse.ArgumentParser(description="Fit the detector-box → training-crop calibration on training images.")
-    p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    p.add_argument("--out", default=str(CALIBRATION_FILE))
+    p = argparse.ArgumentParser(prog="python -m fkd.calibration", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description="Fit the detector-box → training-crop calibration on training images. "
+                                            "Maps whose data is not found are kept as they are in --out.")
+    p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
+                   help="folder holding 300w/ and/or imm_face_db/")
+    p.add_argument("--out", default=str(CALIBRATION_FILE), help="the calibration file to update")
     a = p.parse_args(argv)
     data = Path(a.data)
+    if not any((data / sub).is_dir() for sub in ("300w", "imm_face_db")):
+        p.error(f"{data}: holds neither 300w/ nor imm_face_db/ (nothing to fit; {a.out} is left as it is)")
+    try:
+        result = _read(Path(a.out))  # what is not refitted here stays
+    except WeightsError as e:
+        p.error(str(e))
     det = make_detector("mediapipe-short")
-    result = {}
     for layout, sub in (("ibug68", "300w"), ("imm58", "imm_face_db")):
         if not (data / sub).is_dir():
             print(f"{data / sub}: not found, skipping {layout}")

@@ -32,7 +32,8 @@ def parse_box(text: str) -> list[float]:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m fkd.predict", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", help="image files, or folders of them")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {sorted(MODELS)} or a weights path")
     p.add_argument("--box", type=parse_box, action="append", help="face box x0,y0,x1,y1 (repeatable); skips the detector")
@@ -65,19 +66,25 @@ def open_landmarker(model: str, flip_test: str = "auto"):
 
 
 def main(argv=None) -> int:
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    if args.box_kind != "face" and not args.box:
+        parser.error("--box-kind describes the boxes given with --box; without --box the detector finds the faces")
     from fkd.io import ImageError, load_image
 
-    for target in (args.json, args.draw):
-        if target and not writable(Path(target) if target == args.draw else Path(target).parent):
-            print(f"error: cannot write to {target}", file=sys.stderr)
-            return 2
+    images = expand(args.images)
+    problem = (output_problem(Path(args.json), images) if args.json else None) or (
+        args.draw and not writable(Path(args.draw)) and f"cannot write to {args.draw}")
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     lm = open_landmarker(args.model, args.flip_test)
     if lm is None:
         return 2
     results, failed = [], 0
-    drawn: set[str] = set()
-    for path in expand(args.images):
+    # a drawing must not overwrite another, nor an input that is in the drawings' folder
+    drawn = {Path(p).name for p in images if args.draw and Path(p).parent.resolve() == Path(args.draw).resolve()}
+    for path in images:
         try:
             if Path(path).is_dir():
                 raise ImageError(f"{path}: no images in this folder (looked for {' '.join(PHOTO_EXTS)})")
@@ -134,6 +141,16 @@ def unique_name(stem: str, suffix: str, used: set[str]) -> str:
         name = f"{stem}_{k}{suffix}"
     used.add(name)
     return name
+
+
+def output_problem(target: Path, inputs: list) -> str | None:
+    """Why an output file cannot be written, or None: checked before the work starts, so that a typo
+    does not cost a long run and an output never overwrites an input."""
+    if target.is_dir():
+        return f"{target} is a folder; give a file name"
+    if any(Path(i).exists() and target.resolve() == Path(i).resolve() for i in inputs):
+        return f"{target} would overwrite an input"
+    return None if writable(target.parent) else f"cannot write to {target}"
 
 
 def writable(folder: Path) -> bool:

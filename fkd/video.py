@@ -28,7 +28,7 @@ import numpy as np
 from fkd.io import ImageError
 from fkd.landmarker import DEFAULT_MODEL, MODELS, Face, Landmarker
 from fkd.media import read_video, write_mp4
-from fkd.predict import FLIP_CHOICES, add_flip_argument, open_landmarker, writable
+from fkd.predict import FLIP_CHOICES, add_flip_argument, open_landmarker, output_problem
 from fkd.stream import Tracker
 from fkd.viz import draw_faces
 
@@ -82,14 +82,25 @@ def positive_int(text: str) -> int:
     return n
 
 
+def unit_float(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        x = float("nan")
+    if not 0 <= x <= 1:  # NaN too
+        raise argparse.ArgumentTypeError(f"wants a number from 0 to 1, got {text!r}")
+    return x
+
+
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m fkd.video", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("video", help="a video file (mp4, mov, webm, avi, mkv, ...)")
     p.add_argument("--out", help="the video with its points drawn (default: <video>_keypoints.mp4 beside it; "
                                  "'-' for none)")
     p.add_argument("--json", help="also write every frame's faces here")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {sorted(MODELS)} or a weights path")
-    p.add_argument("--smoothing", type=float, default=0.5, help="0 (raw points) to 1 (steadiest), as the app's slider")
+    p.add_argument("--smoothing", type=unit_float, default=0.5, help="0 (raw points) to 1 (steadiest), as the app's slider")
     add_flip_argument(p)
     p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames")
     p.add_argument("--no-contours", action="store_true", help="points only, no connecting lines")
@@ -107,9 +118,13 @@ def main(argv=None) -> int:
         print(f"error: --out {out} must be an .mp4 file (the video is written as h264 in mp4, what browsers play)",
               file=sys.stderr)
         return 2
+    if out is not None and args.json and Path(args.json).resolve() == out.resolve():
+        print(f"error: --json and --out name the same file, {out}", file=sys.stderr)
+        return 2
     for target in (out, args.json and Path(args.json)):
-        if target and not writable(target.parent):
-            print(f"error: cannot write to {target}", file=sys.stderr)
+        problem = target and output_problem(target, [src])
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
             return 2
     lm = open_landmarker(args.model, args.flip_test)
     if lm is None:

@@ -172,3 +172,33 @@ def test_a_small_distant_face_is_found_by_the_full_range_fallback(landmarker, fa
     assert len(faces) == 1
     expected = (gt + 0.5) / 3 - 0.5 + [300, 700]
     assert nme(faces[0].keypoints[None], expected[None])[0] < 0.1
+
+
+def test_damaged_calibration_names_the_file(tmp_path):
+    from fkd.calibration import load_calibration
+    bad = tmp_path / "calibration.json"
+    for text in ("garbage", '{"ibug68": {"dx": 0.1}}', "[1, 2]"):
+        bad.write_text(text)
+        with pytest.raises(fkd.WeightsError, match="calibration.json: damaged calibration file"):
+            load_calibration("ibug68", bad)
+
+
+def test_calibration_refits_what_it_has_data_for_and_keeps_the_rest(tmp_path):
+    """A wrong --data used to write {} over the shipped calibration (and the models then ran
+    uncalibrated without a word)."""
+    import json
+    from conftest import IMM
+    out = tmp_path / "calibration.json"
+    out.write_text(json.dumps({"ibug68": {"dx": 0.0, "dy": 0.06, "scale": 0.96}}))
+    cmd = [sys.executable, "-m", "fkd.calibration", "--out", str(out), "--data"]
+    p = subprocess.run(cmd + [str(tmp_path / "nowhere")], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 2 and "holds neither 300w/ nor imm_face_db/" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr and "RuntimeWarning" not in p.stderr
+    assert json.loads(out.read_text()) == {"ibug68": {"dx": 0.0, "dy": 0.06, "scale": 0.96}}
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "imm_face_db").symlink_to(IMM)
+    p = subprocess.run(cmd + [str(data)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    fitted = json.loads(out.read_text())
+    assert p.returncode == 0 and fitted["ibug68"]["dy"] == 0.06, p.stderr  # not refitted: kept
+    assert 0.8 < fitted["imm58"]["scale"] < 1.2 and "training faces of imm_face_db" in fitted["imm58"]["fitted_on"]

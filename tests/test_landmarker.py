@@ -133,6 +133,24 @@ def test_predict_cli_writes_json_and_reports_bad_files(tmp_path):
     assert p.returncode == 2 and "cannot write" in p.stderr
 
 
+def test_predict_cli_checks_its_outputs_before_the_work(tmp_path):
+    img = tmp_path / "photo.jpg"
+    img.write_bytes(sorted(W300.rglob("*.jpg"))[0].read_bytes())
+    before = img.read_bytes()
+    p = run_cli("fkd.predict", str(img), "--json", str(img))
+    assert p.returncode == 2 and "would overwrite an input" in p.stderr and img.read_bytes() == before
+    p = run_cli("fkd.predict", str(img), "--json", str(tmp_path))
+    assert p.returncode == 2 and "is a folder" in p.stderr and "Traceback" not in p.stderr
+    p = run_cli("fkd.predict", str(img), "--box-kind", "landmarks")
+    assert p.returncode == 2 and "--box-kind describes the boxes given with --box" in p.stderr
+    # a drawing never takes the name of an input that sits in the drawings' folder
+    (tmp_path / "photo_keypoints.png").write_bytes(before)
+    p = run_cli("fkd.predict", str(img), str(tmp_path / "photo_keypoints.png"), "--draw", str(tmp_path))
+    assert p.returncode == 0 and (tmp_path / "photo_keypoints.png").read_bytes() == before, p.stderr
+    assert {e["drawing"] for e in json.loads(p.stdout)} == {str(tmp_path / "photo_keypoints_2.png"),
+                                                            str(tmp_path / "photo_keypoints_keypoints.png")}
+
+
 def test_predict_cli_takes_folders_and_keeps_every_drawing(tmp_path):
     img = sorted(W300.rglob("*.jpg"))[0]
     for sub in ("a", "b/c"):  # the same file name in two folders

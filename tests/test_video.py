@@ -145,3 +145,13 @@ def test_video_cli_refuses_bad_input_with_a_message(tmp_path):
     assert p.returncode == 2 and "must be an .mp4 file" in p.stderr and not (tmp_path / "clip.webm").exists()
     p = run_cli(str(src), "--max-frames", "-1")
     assert p.returncode == 2 and "1 or more" in p.stderr and "Traceback" not in p.stderr
+    for value in ("nan", "5", "-1"):
+        p = run_cli(str(src), "--smoothing", value, "--out", "-")
+        assert p.returncode == 2 and "from 0 to 1" in p.stderr and "Traceback" not in p.stderr, value
+    before = src.read_bytes()
+    p = run_cli(str(src), "--out", "-", "--json", str(src))            # the JSON would overwrite the video
+    assert p.returncode == 2 and "would overwrite an input" in p.stderr and src.read_bytes() == before
+    p = run_cli(str(src), "--json", str(tmp_path))                      # a folder
+    assert p.returncode == 2 and "is a folder" in p.stderr
+    p = run_cli(str(src), "--out", str(tmp_path / "x.mp4"), "--json", str(tmp_path / "x.mp4"))
+    assert p.returncode == 2 and "the same file" in p.stderr
