@@ -54,7 +54,8 @@ REPORTS = WEIGHTS_DIR / "reports"
 CONCURRENCY = int(os.environ.get("FKD_CONCURRENCY", "2"))      # events of one kind at once (2 vCPU Space)
 TORCH_THREADS = int(os.environ.get("FKD_TORCH_THREADS", "1"))  # per request; requests run side by side
 DISPLAY_SIDE = 1280          # annotated photos bigger than this are shrunk for the browser (JSON stays full size)
-ANNOTATOR_SIDE = 1024        # the box-drawing canvas
+ANNOTATOR_SIDE = 1024        # the box-drawing canvas: bigger photos are shrunk to this
+ANNOTATOR_HEIGHT = 420       # and smaller ones enlarged to this height, so that there is room to draw
 MORPH_SIZE = 512             # morph frames are MORPH_SIZE² (even: h264 wants even sizes)
 MORPH_MODEL = DEFAULT_MODEL  # morphing needs the 68-point layout (eyes, mouth corners)
 PHOTO_FLIP_TEST = True       # photos: every face averaged with a mirrored pass (~2 ms more per face, 0.05 % NME less)
@@ -333,7 +334,7 @@ def show_annotator(box_mode, image):
     if not image:
         return gr.update(visible=True, value=None)
     rgb = load_image(image)
-    k = ANNOTATOR_SIDE / max(rgb.shape[:2])  # up or down: a 16-px photo gets a canvas one can draw on
+    k = min(ANNOTATOR_SIDE / max(rgb.shape[:2]), max(1.0, ANNOTATOR_HEIGHT / rgb.shape[0]))
     canvas = cv2.resize(rgb, (max(1, round(rgb.shape[1] * k)), max(1, round(rgb.shape[0] * k))),
                         interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_NEAREST)
     return gr.update(visible=True, value={"image": canvas, "boxes": []})
@@ -348,7 +349,7 @@ def create_keypoints_tab(ui_fn, api_fn, annotator_fn, examples: list[str]):
                                 value="auto", label="Face boxes")
             annotation = image_annotator(label="Drag to draw one box per face", visible=False, sources=[],
                                          label_list=["face"], label_colors=[(0, 160, 140)], image_type="numpy",
-                                         use_default_label=True, show_clear_button=False, height=420)
+                                         use_default_label=True, show_clear_button=False, height=ANNOTATOR_HEIGHT)
             model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model")
             with gr.Row():
                 numbers = gr.Checkbox(value=True, label="point numbers")

@@ -486,7 +486,7 @@ def test_small_photos_get_a_canvas_to_draw_on(app_module, faces, tmp_path):
     small = tmp_path / "small.png"
     Image.open(faces[0].image).convert("RGB").resize((90, 120)).save(small)
     canvas = app_module.show_annotator("draw", str(small))["value"]["image"]
-    assert max(canvas.shape[:2]) == app_module.ANNOTATOR_SIDE and canvas.shape[1] / canvas.shape[0] == 0.75
+    assert canvas.shape[0] == app_module.ANNOTATOR_HEIGHT and canvas.shape[1] / canvas.shape[0] == 0.75
     k = canvas.shape[1] / 90
     box = {"xmin": 10 * k, "ymin": 20 * k, "xmax": 80 * k, "ymax": 100 * k}
     *_, result = app_module.keypoints_ui(str(small), "draw", "ibug68", False, False, {"image": canvas, "boxes": [box]})
