@@ -66,7 +66,10 @@ TMP_ROOT = Path(gr.utils.get_upload_folder()) / f"fkd_app_{os.getpid()}"
 TMP_MAX_AGE_S = 3600
 QUEUE_KW = dict(default_concurrency_limit=CONCURRENCY, max_size=64)
 LAUNCH_KW = dict(max_file_size="20mb", theme=gr.themes.Soft(primary_hue="teal"), show_error=False,
-                 css=".fkd-intro p {margin: 0.2em 0}", footer_links=["api", "gradio"])
+                 # the faces table scrolls on a phone instead of breaking its words letter by letter
+                 css=".fkd-intro p {margin: 0.2em 0} #kp-summary table {display: block; overflow-x: auto} "
+                     "#kp-summary th, #kp-summary td {word-break: normal; overflow-wrap: normal; white-space: nowrap}",
+                 footer_links=["api", "gradio"])
 
 torch.set_num_threads(TORCH_THREADS)
 log = logging.getLogger("fkd.app")

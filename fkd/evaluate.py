@@ -13,18 +13,41 @@ the face is, and a hard face the model doubts is scored, not dropped. `--box lan
 true landmark box (no levelled pass). `--flip-test` (auto by default, as in `Landmarker`) applies to
 both.
 The Kaggle-style score is the mean absolute error per coordinate in original-image pixels.
+A face labelled twice (a .pts and a dlib XML, or two XMLs, as in 300-W's "large" layout) is scored
+once. `--pts` names a file `<image stem>.pts`, or `<image stem>_face<k>.pts` (k = 1, 2, ...) for
+each face of an image holding several; `--export-csv` rows give the same k in their `face` column.
+The model must predict the data's points (68 for 300-W, 58 for IMM) and every output must be
+writable: both are checked before the run, not after it.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from fkd.landmarker import DEFAULT_MODEL
-from fkd.predict import add_flip_argument
+from fkd.predict import add_flip_argument, output_problem, writable
+
+MODEL_FOR_POINTS = {68: DEFAULT_MODEL, 58: "imm58"}  # the model to name for data with this many points
+SAME_FACE_PX = 2.0     # mean point distance under which two labels are one face (a 1-based .pts vs a
+                       # rounded 0-based XML differ by up to ~1.5 px; distinct faces by far more)
+NO_PTS = ": no .pts beside it"  # fkd.data.find_300w's problem for an image without a .pts
+CED_EXTS = (".png", ".jpg", ".jpeg")
+
+
+def face_count(text: str) -> int:
+    """--limit N: 0 or a negative N would quietly score all faces, or all but the last few."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of faces, 1 or more")
+    return n
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -34,10 +57,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--box", choices=("detector", "landmarks"), default="detector")
     add_flip_argument(p)
     p.add_argument("--ced", help="write the CED plot PNG here (default: none)")
-    p.add_argument("--export-csv", help="Kaggle-style CSV: image,x0,y0,...,xN,yN (original pixels, 0-based)")
-    p.add_argument("--pts", help="write predictions as 1-based .pts files into this folder")
+    p.add_argument("--export-csv", help="Kaggle-style CSV: image,face,x0,y0,...,xN,yN (original pixels, 0-based; "
+                                        "face: 1, 2, ... within the image)")
+    p.add_argument("--pts", help="write predictions as 1-based .pts files into this folder "
+                                 "(<stem>.pts, or <stem>_face<k>.pts when an image holds several faces)")
     p.add_argument("--json", help="write the metrics as JSON here")
-    p.add_argument("--limit", type=int, default=0, help="only the first N faces")
+    p.add_argument("--limit", type=face_count, help="only the first N faces")
     return p
 
 
@@ -76,12 +101,83 @@ def evaluate_records(lm, records, box: str = "detector"):
     return preds, gts, kept, missed
 
 
-def load_folder(d: Path, n_points: int):
+def load_folder(d: Path, n_points: int) -> tuple[list, list[str]]:
+    """(records, problems) of a folder, each face once and numbered within its image."""
     from fkd.data import find_300w, find_imm
 
     if any(d.glob("*.asf")):
-        return find_imm(d)
-    return find_300w(d, n_points)
+        records, problems = find_imm(d)
+    else:
+        labels, problems = find_300w(d, n_points)
+        records = unique_faces(labels)
+        if len(records) < len(labels):
+            print(f"left out {len(labels) - len(records)} face(s) labelled twice", file=sys.stderr)
+        # an image with no .pts that an XML labels was scored, not skipped
+        covered = {r.image.resolve() for r in records}
+        problems = [p for p in problems if not (p.endswith(NO_PTS) and Path(p[: -len(NO_PTS)]).resolve() in covered)]
+    number_faces(records)
+    return records, problems
+
+
+def unique_faces(records: list) -> list:
+    """The records without repeats: the same image with the same points (within SAME_FACE_PX), kept
+    first as found (the .pts, with its sub-pixel points, comes before the XML's copy)."""
+    kept, seen = [], {}
+    for r in records:
+        others = seen.setdefault(r.image.resolve(), [])
+        if any(o.shape == r.points.shape and np.linalg.norm(o - r.points, axis=1).mean() < SAME_FACE_PX
+               for o in others):
+            continue
+        others.append(r.points)
+        kept.append(r)
+    return kept
+
+
+def number_faces(records: list) -> None:
+    """Set meta["nth_face"] = k (1, 2, ...) within the image and meta["image_faces"]: names each face's
+    outputs, so the faces of one image don't overwrite each other's .pts (the XML's own meta["face"]
+    counts its boxes, with or without points, from 0)."""
+    total = Counter(r.image.resolve() for r in records)
+    seen: Counter = Counter()
+    for r in records:
+        key = r.image.resolve()
+        seen[key] += 1
+        r.meta["nth_face"], r.meta["image_faces"] = seen[key], total[key]
+
+
+def pts_name(r) -> str:
+    """`<stem>.pts` for an image's only face (300-W's own naming), else `<stem>_face<k>.pts`."""
+    return r.image.stem + (f"_face{r.meta['nth_face']}" if r.meta["image_faces"] > 1 else "") + ".pts"
+
+
+def wrong_model(d: Path, records: list, lm) -> str | None:
+    """Why the model cannot score this folder's faces (another point count), naming the model that can;
+    None if it can. Checked before any inference, so the mismatch doesn't surface after the whole run."""
+    n = lm.layout.n_points
+    if records:
+        k = len(records[0].points)  # IMM faces have 58 points whatever the model
+    else:  # a 300-W folder read for the model's count found nothing: does another model fit?
+        from fkd.data import find_300w
+        k = next((m for m in MODEL_FOR_POINTS if m != n and find_300w(d, m)[0]), n)
+    if k == n:
+        return None
+    fit = f": use --model {MODEL_FOR_POINTS[k]}" if k in MODEL_FOR_POINTS else ""
+    return f"{d} holds {k}-point faces and {lm.name} predicts {n} points{fit}"
+
+
+def output_error(args) -> str | None:
+    """Why an output cannot be written, found before the run so a typo doesn't cost the run; else None."""
+    for flag, path in (("--json", args.json), ("--export-csv", args.export_csv), ("--ced", args.ced)):
+        if not path:
+            continue
+        if flag == "--ced" and Path(path).suffix.lower() not in CED_EXTS:
+            return f"--ced {path}: name the picture .png or .jpg"
+        problem = output_problem(Path(path), [])
+        if problem:
+            return f"{flag} {problem}"
+    if args.pts and (Path(args.pts).is_file() or not writable(Path(args.pts))):
+        return f"--pts {args.pts}: cannot make or write this folder"
+    return None
 
 
 def main(argv=None) -> int:
@@ -93,6 +189,10 @@ def main(argv=None) -> int:
     if not d.is_dir():
         print(f"error: {d}: no such folder", file=sys.stderr)
         return 2
+    problem = output_error(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     lm = open_landmarker(args.model, args.flip_test)
     if lm is None:
         return 2
@@ -101,6 +201,10 @@ def main(argv=None) -> int:
         print("error: the nose model has one point; evaluate it with train.py's validation", file=sys.stderr)
         return 2
     records, problems = load_folder(d, n)
+    problem = wrong_model(d, records, lm)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if problems:
         print(f"skipped {len(problems)} file(s): e.g. {problems[0]}", file=sys.stderr)
     if args.limit:
@@ -118,22 +222,33 @@ def main(argv=None) -> int:
     m = {"model": lm.name, "box": args.box, "flip_test": args.flip_test, **summary(P, G, eyes),
          "not_found": len(missed), "skipped_files": len(problems)}
     print(json.dumps(m, indent=1))
+    try:  # checked before the run, but a disk can still fill up: say so in one line
+        write_outputs(args, m, kept, preds, nme(P, G, eyes), f"{lm.name} ({args.box} box)")
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def write_outputs(args, metrics: dict, kept: list, preds: list, errors: np.ndarray, label: str) -> None:
+    """The files asked for: metrics JSON, CED picture, Kaggle-style CSV, one .pts per face."""
     if args.json:
-        Path(args.json).write_text(json.dumps(m, indent=1) + "\n")
+        Path(args.json).write_text(json.dumps(metrics, indent=1) + "\n")
     if args.ced:
         from fkd.viz import ced_plot, save_png
-        save_png(args.ced, ced_plot({f"{lm.name} ({args.box} box)": nme(P, G, eyes)}))
+        save_png(args.ced, ced_plot({label: errors}))
     if args.export_csv:
-        header = "image," + ",".join(f"x{i},y{i}" for i in range(n))
-        rows = [f"{r.image.name}," + ",".join(f"{v:.2f}" for v in p.reshape(-1)) for r, p in zip(kept, preds)]
+        n = len(preds[0])
+        header = "image,face," + ",".join(f"x{i},y{i}" for i in range(n))
+        rows = [f"{r.image.name},{r.meta['nth_face']}," + ",".join(f"{v:.2f}" for v in p.reshape(-1))
+                for r, p in zip(kept, preds)]
         Path(args.export_csv).write_text("\n".join([header] + rows) + "\n")
     if args.pts:
         from fkd.data import write_pts
         out = Path(args.pts)
         out.mkdir(parents=True, exist_ok=True)
         for r, p in zip(kept, preds):
-            write_pts(out / (r.image.stem + ".pts"), p)
-    return 0
+            write_pts(out / pts_name(r), p)
 
 
 if __name__ == "__main__":

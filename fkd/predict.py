@@ -74,7 +74,7 @@ def main(argv=None) -> int:
 
     images = expand(args.images)
     problem = (output_problem(Path(args.json), images) if args.json else None) or (
-        args.draw and not writable(Path(args.draw)) and f"cannot write to {args.draw}")
+        args.draw and not writable(Path(args.draw)) and f"{args.draw}: cannot write there")
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -147,10 +147,10 @@ def output_problem(target: Path, inputs: list) -> str | None:
     """Why an output file cannot be written, or None: checked before the work starts, so that a typo
     does not cost a long run and an output never overwrites an input."""
     if target.is_dir():
-        return f"{target} is a folder; give a file name"
+        return f"{target}: is a folder; give a file name"
     if any(Path(i).exists() and target.resolve() == Path(i).resolve() for i in inputs):
-        return f"{target} would overwrite an input"
-    return None if writable(target.parent) else f"cannot write to {target}"
+        return f"{target}: would overwrite an input"
+    return None if writable(target.parent) else f"{target}: cannot write there"
 
 
 def writable(folder: Path) -> bool:

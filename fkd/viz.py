@@ -149,4 +149,11 @@ def point_error_plot(point_nme: list[float], mean_shape: np.ndarray | None = Non
 
 
 def save_png(path, rgb: np.ndarray) -> None:
-    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    """Write an RGB picture (the format from the extension); OSError if nothing was written, as
+    cv2.imwrite only returns False (unwritable place) or raises cv2.error (unknown extension)."""
+    try:
+        ok = cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    except cv2.error:
+        raise OSError(f"{path}: cannot write a picture with this extension (use .png or .jpg)") from None
+    if not ok:
+        raise OSError(f"{path}: could not write the picture")

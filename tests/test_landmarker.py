@@ -181,7 +181,7 @@ def test_evaluate_cli_scores_a_folder(tmp_path):
     assert m["faces"] == n and m["nme_mean"] < 8 and 0 <= m["auc8"] <= 100
     assert (tmp_path / "ced.png").stat().st_size > 1000
     rows = (tmp_path / "sub.csv").read_text().splitlines()
-    assert len(rows) == n + 1 and len(rows[0].split(",")) == 1 + 136
+    assert len(rows) == n + 1 and rows[0].startswith("image,face,x0,y0") and len(rows[0].split(",")) == 2 + 136
     from fkd.data import read_pts
     assert read_pts(next((tmp_path / "pts").glob("*.pts"))).shape == (68, 2)
     p = run_cli("fkd.evaluate", str(tmp_path / "missing"))
