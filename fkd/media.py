@@ -9,6 +9,7 @@ A file that is not a video raises `fkd.ImageError` with a message for a person, 
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -18,6 +19,17 @@ import numpy as np
 from fkd.io import ImageError, checked_file
 
 MAX_VIDEO_BYTES = 2 * 2**30   # a file this large is a mistake, not a clip to annotate
+
+
+class _NoRotationNotice(logging.Filter):
+    """imageio-ffmpeg warns that a phone video's frames come out turned (w×h read from an h×w
+    source): that is ffmpeg turning them upright, which is what we want; every other message stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("The frame size for reading")
+
+
+logging.getLogger("imageio_ffmpeg").addFilter(_NoRotationNotice())
 
 
 def read_video(path: str | Path) -> tuple[float, Iterator[np.ndarray]]:

@@ -155,3 +155,19 @@ def test_video_cli_refuses_bad_input_with_a_message(tmp_path):
     assert p.returncode == 2 and "is a folder" in p.stderr
     p = run_cli(str(src), "--out", str(tmp_path / "x.mp4"), "--json", str(tmp_path / "x.mp4"))
     assert p.returncode == 2 and "the same file" in p.stderr
+
+
+def test_a_phone_video_comes_upright_without_a_notice(tmp_path, caplog):
+    """A video whose metadata says 'turn 90°' (as phones write them) is read turned; imageio-ffmpeg's
+    warning that the frame size differs from the source's is that turn, not a problem to report."""
+    import logging
+
+    import imageio_ffmpeg
+    src = write_mp4(tmp_path / "clip.mp4", clip_frames(2), 15)
+    rot = tmp_path / "phone.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-display_rotation", "90", "-i", str(src),
+                    "-c", "copy", str(rot)], check=True)
+    with caplog.at_level(logging.WARNING):
+        frames = list(read_video(rot)[1])
+    assert frames[0].shape == (320, 240, 3)  # 320×240 stored, 240×320 shown
+    assert not [r for r in caplog.records if "frame size" in r.getMessage()], caplog.records
