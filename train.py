@@ -2,9 +2,10 @@
 
     python train.py nose                      # Part 1: nose tip on IMM (seconds)
     python train.py nose --sweep              # the seeds' learning-rate × epochs table
-    python train.py imm58                     # Part 2: 58 IMM points (a minute)
+    python train.py imm58                     # Part 2: 58 IMM points (about 2 minutes)
     python train.py resnet18                  # Part 3 seed recipe: ResNet18 regression on 300-W
-    python train.py ibug68                    # Part 3+: the default 68-point model
+    python train.py ibug68                    # Part 3+: the from-scratch 68-point model (~75 min)
+    python train.py ibug68_kd                 # the default: ibug68 distilled from ibug68 + _ctx + _slim
     python train.py ibug68 --resume           # continue a stopped run from its last checkpoint
     torchrun --nproc_per_node 2 train.py ibug68   # several processes (gloo on CPU, nccl on GPU)
 
@@ -14,9 +15,24 @@ Outputs: weights/<name>.safetensors + .json card + report PNGs; checkpoints in r
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from pathlib import Path
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
+
+
+def bounded(kind: type, low: float, high: float | None = None, above: bool = False):
+    """A numeric flag type that refuses out-of-range values before anything runs: 0 epochs would
+    ship an untrained model, a negative lr or batch would fail deep inside torch."""
+    def parse(text: str):
+        x = kind(text)
+        if not math.isfinite(x) or (x <= low if above else x < low) or (high is not None and x > high):
+            rule = f"between {low} and {high}" if high is not None else f"above {low}" if above else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {rule}, not {text}")
+        return x
+    parse.__name__ = kind.__name__  # argparse says "invalid int value: 'x'" for a non-number
+    return parse
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -27,39 +43,60 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=str(DEFAULT_DATA), help="folder with imm_face_db/ and 300w/")
     p.add_argument("--out", default="weights", help="where weights + model cards go")
     p.add_argument("--run-dir", default="runs", help="where checkpoints and loss CSVs go")
-    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    p.add_argument("--batch", type=int, help="override the recipe's batch size")
-    p.add_argument("--lr", type=float, help="override the recipe's learning rate")
-    p.add_argument("--distil", type=float, help="override the recipe's teacher share of the loss (0-1)")
+    p.add_argument("--epochs", type=bounded(int, 1), help="override the recipe's epochs")
+    p.add_argument("--batch", type=bounded(int, 1), help="override the recipe's batch size")
+    p.add_argument("--lr", type=bounded(float, 0, above=True), help="override the recipe's learning rate")
+    p.add_argument("--distil", type=bounded(float, 0, 1), help="override the recipe's teacher share of the loss (0-1)")
     p.add_argument("--teachers", nargs="+", help="distil from these weights instead of the recipe's teachers "
                    "(pipnet models on the student's grid), e.g. --teachers weights/ibug68")
     p.add_argument("--name", help="weights name (default: the recipe's)")
     p.add_argument("--blurpool", action="store_true", help="resnet18: anti-aliased (blur-pool) downsampling")
-    p.add_argument("--resume", action="store_true", help="continue from runs/<name>/checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from runs/<name>/checkpoint (pass the flags the run was started with)")
     p.add_argument("--init", help="start from these trained weights (fine-tuning), e.g. weights/ibug68")
     p.add_argument("--sweep", action="store_true", help="nose: learning rate × epochs table")
-    p.add_argument("--eval-every", type=int, help="validate every N epochs (default: the recipe's)")
-    p.add_argument("--stop-after", type=int, default=0, help="stop after this many epochs (resume later)")
-    p.add_argument("--limit", type=int, default=0, help="use only the first N training faces (smoke tests)")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
+    p.add_argument("--eval-every", type=bounded(int, 1), help="validate every N epochs (default: the recipe's)")
+    p.add_argument("--stop-after", type=bounded(int, 0), default=0, help="stop after this many epochs (resume later)")
+    p.add_argument("--limit", type=bounded(int, 0), default=0, help="use only the first N training faces (smoke tests)")
+    p.add_argument("--workers", type=bounded(int, 0), default=0, help="DataLoader worker processes")
+    p.add_argument("--threads", type=bounded(int, 0), default=0, help="CPU threads (0 = torch's default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--report-name", default="ibug68", help="report: which weights to redraw")
     return p
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse, and refuse flags this recipe would silently ignore (argparse's one-line error, exit 2)."""
+    p = get_args_parser()
+    args = p.parse_args(argv)
+    if args.sweep and args.model != "nose":
+        p.error("--sweep is for nose only (the seeds' learning rate × epochs table)")
+    if args.sweep and (args.epochs is not None or args.lr is not None or args.name or args.resume):
+        p.error("--sweep picks its own learning rates, epochs and names: leave out --epochs, --lr, --name and --resume")
+    if args.blurpool and args.model != "resnet18":
+        p.error("--blurpool is for resnet18 only")
+    return args
+
+
 def main(args: argparse.Namespace) -> None:
     from fkd import recipes
+    from fkd.weights import WeightsError
 
-    if args.model == "report":
-        from fkd.report import redraw_report
-        redraw_report(args)
-    elif args.sweep:
-        recipes.sweep(args)
-    else:
-        recipes.run(args)
+    try:
+        if args.model == "report":
+            from fkd.report import redraw_report
+            redraw_report(args)
+        elif args.sweep:
+            recipes.sweep(args)
+        else:
+            recipes.run(args)
+    except (WeightsError, FloatingPointError) as e:  # a missing --init/--teachers/--report-name, a diverged loss
+        raise SystemExit(f"error: {e}") from None
+    except KeyboardInterrupt:  # Ctrl-C outside the epochs (recipes.run reports those itself)
+        print("\nstopped", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    main(parse_args())

@@ -141,3 +141,15 @@ def _limit_side(a: np.ndarray, max_side: int) -> np.ndarray:
     s = max_side / max(h, w)
     im = Image.fromarray(a).resize((max(1, round(w * s)), max(1, round(h * s))), Image.BILINEAR)
     return np.asarray(im)
+
+
+def writable(folder: Path) -> bool:
+    """The folder exists (made if need be) and takes a new file: the CLIs ask before the work starts,
+    so that a typo in an output path does not cost a long run."""
+    import tempfile
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from fkd.data import IMAGE_EXTS
+from fkd.io import writable
 from fkd.landmarker import DEFAULT_MODEL, MODELS
 
 PHOTO_EXTS = (*IMAGE_EXTS, ".gif")  # what a folder contributes (load_image reads more, by content)
@@ -151,17 +152,6 @@ def output_problem(target: Path, inputs: list) -> str | None:
     if any(Path(i).exists() and target.resolve() == Path(i).resolve() for i in inputs):
         return f"{target}: would overwrite an input"
     return None if writable(target.parent) else f"{target}: cannot write there"
-
-
-def writable(folder: Path) -> bool:
-    """Check before the work starts, so a typo in --json doesn't cost a long run."""
-    import tempfile
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            return True
-    except OSError:
-        return False
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@ A recipe is a plain dataclass of defaults: which data, which model, which crop a
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import json
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ import torch
 from fkd import engine
 from fkd.data import PatchDataset, find_300w, find_imm, split_300w, split_imm
 from fkd.geometry import CropSpec, box_side, landmark_box
+from fkd.io import writable
 from fkd.layouts import IMM_NOSE_INDEX, LAYOUTS
 from fkd.metrics import point_nme, summary
 from fkd.models import ModelConfig, build_model
@@ -138,8 +141,8 @@ def eyes_of(recipe: Recipe):
     return LAYOUTS[recipe.layout].eyes if recipe.layout != "imm58" else None
 
 
-def run(args) -> dict:
-    """Train one recipe end to end: data, model, loop, checkpoints, weights + card, report."""
+def make_recipe(args) -> Recipe:
+    """The recipe as the command line changes it (epochs, lr, teachers, blurpool, name...)."""
     recipe = dataclasses.replace(RECIPES[args.model])
     for k in ("epochs", "batch", "lr", "eval_every", "distil"):
         if getattr(args, k, None) is not None:
@@ -156,29 +159,67 @@ def run(args) -> dict:
         recipe.name += "_blurpool"
     if getattr(args, "name", None):
         recipe.name = args.name
+    return recipe
+
+
+def run_settings(args, world: int = 1) -> dict[str, object]:
+    """What decides the weights a run trains, as they take effect (recipe defaults filled in, so no
+    --epochs and `--epochs 60` agree on a 60-epoch recipe), keyed by the flag that sets each."""
+    r = make_recipe(args)
+    return {"recipe": args.model, "--epochs": r.epochs, "--batch": r.batch, "--lr": r.lr,
+            "--seed": getattr(args, "seed", 0), "--limit": getattr(args, "limit", 0), "--distil": r.distil,
+            "--teachers": list(r.teachers), "--init": getattr(args, "init", None) or r.init,
+            "--blurpool": r.model.blurpool, "--data": str(Path(getattr(args, "data", ".")).resolve()),
+            "torchrun --nproc_per_node": world}  # processes multiply the batch
+
+
+def check_resume(ckpt_info: dict, args, world: int) -> None:
+    """--resume continues the run as it was started: refuse a command line that would change it
+    halfway (the schedule, the data, the teachers...) rather than silently pick either value."""
+    if "args" not in ckpt_info:  # a checkpoint older than its args
+        return
+    then = run_settings(argparse.Namespace(**ckpt_info["args"]), ckpt_info.get("world", world))
+    now = run_settings(args, world)
+    diff = [f"{k} {_show(then[k])} (this command: {_show(now[k])})" for k in then if then[k] != now[k]]
+    if diff:
+        raise SystemExit(f"error: --resume: the checkpoint's run was started with {', '.join(diff)}; "
+                         "pass the original values to continue it, or leave out --resume to start over")
+
+
+def _show(value) -> str:
+    """A setting as the command line spells it: `--teachers a b`, `--blurpool on`, `--init none`."""
+    if isinstance(value, list):
+        return " ".join(value) or "none"
+    if isinstance(value, bool):  # bool first: it is an int too
+        return "on" if value else "off"
+    return "none" if value is None else str(value)
+
+
+def check_writable(folder: Path, flag: str) -> None:
+    """Fail before training, not when the weights are ready to be saved."""
+    if not writable(folder):
+        raise SystemExit(f"error: {flag} {folder}: cannot write there")
+
+
+def run(args) -> dict:
+    """Train one recipe end to end: data, model, loop, checkpoints, weights + card, report."""
+    recipe = make_recipe(args)
+    out_dir = Path(args.out)
+    run_dir = Path(args.run_dir) / recipe.name
+    ckpt = run_dir / "checkpoint"
     d = engine.init_distributed()
+    ckpt_json = ckpt.with_suffix(".json")
+    resume_info = json.loads(ckpt_json.read_text()) if args.resume and ckpt_json.exists() else None
+    if resume_info is not None:
+        check_resume(resume_info, args, d.world)
+    check_writable(out_dir, "--out")
+    check_writable(run_dir, "--run-dir")
     device = engine.pick_device(d)
     torch.manual_seed(args.seed + d.rank)
     if device.type == "cpu" and args.threads:
         torch.set_num_threads(args.threads)
 
-    train_recs, val_recs, sub = load_records(recipe, Path(args.data))
-    if args.limit:
-        train_recs, val_recs = train_recs[: args.limit], val_recs[: max(2, args.limit // 4)]
-    if recipe.data == "imm":
-        recipe.crop = imm_crop(train_recs)
-    t0 = time.time()
-    train_set, val_set = build_datasets(recipe, train_recs, val_recs)
-    if d.master:
-        print(f"{recipe.part}: {len(train_set)} training / {len(val_set)} validation faces from {sub} "
-              f"(decoded in {time.time() - t0:.1f} s), device {device}, world {d.world}")
-
-    sampler = torch.utils.data.DistributedSampler(train_set, d.world, d.rank, seed=args.seed) if d.world > 1 else None
-    train_loader = torch.utils.data.DataLoader(train_set, batch_size=recipe.batch, shuffle=sampler is None,
-                                               sampler=sampler, num_workers=args.workers, drop_last=len(train_set) > recipe.batch,
-                                               persistent_workers=args.workers > 0)
-    val_loader = torch.utils.data.DataLoader(val_set, batch_size=64)
-
+    # the weights to start from and to learn from are checked before the (slow) data decoding
     model = build_model(recipe.model)
     init = getattr(args, "init", None) or recipe.init
     if init:  # fine-tune: start from trained weights of the same architecture
@@ -198,6 +239,24 @@ def run(args) -> dict:
             raise SystemExit(f"error: {recipe.name}: distillation needs a pipnet student on its teachers' grid")
         if d.master:
             print(f"distilling from {', '.join(recipe.teachers)} (flip-averaged), weight {recipe.distil}")
+
+    train_recs, val_recs, sub = load_records(recipe, Path(args.data))
+    if args.limit:
+        train_recs, val_recs = train_recs[: args.limit], val_recs[: max(2, args.limit // 4)]
+    if recipe.data == "imm":
+        recipe.crop = imm_crop(train_recs)
+    t0 = time.time()
+    train_set, val_set = build_datasets(recipe, train_recs, val_recs)
+    if d.master:
+        print(f"{recipe.part}: {len(train_set)} training / {len(val_set)} validation faces from {sub} "
+              f"(decoded in {time.time() - t0:.1f} s), device {device}, world {d.world}")
+
+    sampler = torch.utils.data.DistributedSampler(train_set, d.world, d.rank, seed=args.seed) if d.world > 1 else None
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=recipe.batch, shuffle=sampler is None,
+                                               sampler=sampler, num_workers=args.workers, drop_last=len(train_set) > recipe.batch,
+                                               persistent_workers=args.workers > 0)
+    val_loader = torch.utils.data.DataLoader(val_set, batch_size=64)
+
     model = model.to(device).to(memory_format=torch.channels_last)
     raw_model = model
     if d.world > 1:
@@ -205,11 +264,8 @@ def run(args) -> dict:
     optimizer = make_optimizer(recipe, raw_model)
     ema = engine.EMA(raw_model, recipe.ema) if recipe.ema else None
 
-    out_dir = Path(args.out)
-    run_dir = Path(args.run_dir) / recipe.name
-    ckpt = run_dir / "checkpoint"
     history, start_epoch, step, elapsed = engine.History(), 0, 0, 0.0
-    if args.resume and ckpt.with_suffix(".json").exists():
+    if resume_info is not None:
         info = engine.load_checkpoint(ckpt, raw_model, optimizer, ema)
         history.rows, start_epoch, step, elapsed = info["history"], info["epoch"] + 1, info["step"], info["elapsed"]
         if d.master:
@@ -220,35 +276,44 @@ def run(args) -> dict:
     steps_per_epoch = len(train_loader)
     total = recipe.epochs * steps_per_epoch
     eyes = eyes_of(recipe)
-    for epoch in range(start_epoch, recipe.epochs):
-        t_ep = time.time()
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        loss, step = engine.train_one_epoch(model, optimizer, train_loader, device, step=step, total_steps=total,
-                                            base_lr=recipe.lr, ema=ema, raw_model=raw_model, epoch=epoch,
-                                            progress=d.master and not args.quiet, teacher=teacher)
-        elapsed += time.time() - t_ep
-        if d.master:
-            row = {"epoch": epoch, "train_loss": round(loss, 6), "elapsed_s": round(elapsed, 1)}
-            if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
-                pred, gt = engine.predict(raw_model, val_loader, device)
-                val_loss = float(np.mean([l for l in _val_losses(raw_model, val_loader, device)]))
-                s = summary(pred, gt, eyes)
-                row.update(val_loss=round(val_loss, 6), val_mae_px=round(s["mae_px"], 3))
-                if "nme_mean" in s:
-                    row["val_nme"] = round(s["nme_mean"], 3)
-                if ema is not None and "nme_mean" in s:
-                    p2, _ = engine.predict(_ema_model(raw_model, ema, recipe.model, device), val_loader, device)
-                    row["val_nme_ema"] = round(summary(p2, gt, eyes)["nme_mean"], 3)
-            history.add(**row)
-            print(json.dumps(row), flush=True)
-            engine.save_checkpoint(ckpt, raw_model, optimizer, ema,
-                                   {"epoch": epoch, "step": step, "elapsed": elapsed, "history": history.rows,
-                                    "args": {k: v for k, v in vars(args).items()}, "recipe": recipe.name})
-        if args.stop_after and epoch + 1 >= args.stop_after:  # every rank stops, not only the master
+    epoch, saved = start_epoch, start_epoch - 1  # the last epoch whose checkpoint is on disk
+    try:
+        for epoch in range(start_epoch, recipe.epochs):
+            t_ep = time.time()
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            loss, step = engine.train_one_epoch(model, optimizer, train_loader, device, step=step, total_steps=total,
+                                                base_lr=recipe.lr, ema=ema, raw_model=raw_model, epoch=epoch,
+                                                progress=d.master and not args.quiet, teacher=teacher)
+            elapsed += time.time() - t_ep
             if d.master:
-                print(f"stopping after epoch {epoch} as asked (--stop-after); --resume continues")
-            return {}
+                row = {"epoch": epoch, "train_loss": round(loss, 6), "elapsed_s": round(elapsed, 1)}
+                if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
+                    pred, gt = engine.predict(raw_model, val_loader, device)
+                    val_loss = float(np.mean([l for l in _val_losses(raw_model, val_loader, device)]))
+                    s = summary(pred, gt, eyes)
+                    row.update(val_loss=round(val_loss, 6), val_mae_px=round(s["mae_px"], 3))
+                    if "nme_mean" in s:
+                        row["val_nme"] = round(s["nme_mean"], 3)
+                    if ema is not None and "nme_mean" in s:
+                        p2, _ = engine.predict(_ema_model(raw_model, ema, recipe.model, device), val_loader, device)
+                        row["val_nme_ema"] = round(summary(p2, gt, eyes)["nme_mean"], 3)
+                history.add(**row)
+                print(json.dumps(row), flush=True)
+                engine.save_checkpoint(ckpt, raw_model, optimizer, ema,
+                                       {"epoch": epoch, "step": step, "elapsed": elapsed, "history": history.rows,
+                                        "args": {k: v for k, v in vars(args).items()}, "recipe": recipe.name,
+                                        "world": d.world})
+                saved = epoch
+            if args.stop_after and epoch + 1 >= args.stop_after:  # every rank stops, not only the master
+                if d.master:
+                    print(f"stopping after epoch {epoch} as asked (--stop-after); --resume continues")
+                return {}
+    except KeyboardInterrupt:  # Ctrl-C: one line instead of a traceback; the checkpoints are written atomically
+        if d.master:
+            then = "nothing saved yet" if saved < 0 else f"the same command with --resume continues after epoch {saved}"
+            print(f"\nstopped at epoch {epoch}; {then}", file=sys.stderr)
+        raise SystemExit(130) from None
     if not d.master:
         return {}
     # Ship the EMA weights unless they score worse than the raw ones (EMA lags on short runs).
@@ -323,8 +388,7 @@ def sweep(args, lrs=(1e-4, 1e-3, 1e-2), epochs=(10, 25)) -> list[dict]:
 
     Each cell is a fresh run into a temporary folder; the table goes to weights/reports/nose_sweep.md.
     """
-    import tempfile
-
+    check_writable(Path(args.out) / "reports", "--out")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for lr in lrs:
@@ -345,8 +409,6 @@ def sweep(args, lrs=(1e-4, 1e-3, 1e-2), epochs=(10, 25)) -> list[dict]:
 
 
 def argparse_copy(args, **changes):
-    import argparse
-
     d = vars(args).copy()
     d.update(changes)
     return argparse.Namespace(**d)
