@@ -14,8 +14,10 @@ true landmark box (no levelled pass). `--flip-test` (auto by default, as in `Lan
 both.
 The Kaggle-style score is the mean absolute error per coordinate in original-image pixels.
 A face labelled twice (a .pts and a dlib XML, or two XMLs, as in 300-W's "large" layout) is scored
-once. `--pts` names a file `<image stem>.pts`, or `<image stem>_face<k>.pts` (k = 1, 2, ...) for
-each face of an image holding several; `--export-csv` rows give the same k in their `face` column.
+once. `--pts` mirrors the folder's subfolders and names a file `<image stem>.pts`, or
+`<image stem>_face<k>.pts` (k = 1, 2, ...) for each face of an image holding several;
+`--export-csv` rows name the image by its path under the folder and give the same k in their
+`face` column.
 The model must predict the data's points (68 for 300-W, 58 for IMM) and every output must be
 writable: both are checked before the run, not after it.
 """
@@ -61,7 +63,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-csv", help="Kaggle-style CSV: image,face,x0,y0,...,xN,yN (original pixels, 0-based; "
                                         "face: 1, 2, ... within the image)")
     p.add_argument("--pts", help="write predictions as 1-based .pts files into this folder "
-                                 "(<stem>.pts, or <stem>_face<k>.pts when an image holds several faces)")
+                                 "(<stem>.pts, or <stem>_face<k>.pts when an image holds several faces; subfolders as in DIR)")
     p.add_argument("--json", help="write the metrics as JSON here")
     p.add_argument("--limit", type=face_count, help="only the first N faces")
     return p
@@ -146,9 +148,20 @@ def number_faces(records: list) -> None:
         r.meta["nth_face"], r.meta["image_faces"] = seen[key], total[key]
 
 
-def pts_name(r) -> str:
-    """`<stem>.pts` for an image's only face (300-W's own naming), else `<stem>_face<k>.pts`."""
-    return r.image.stem + (f"_face{r.meta['nth_face']}" if r.meta["image_faces"] > 1 else "") + ".pts"
+def image_name(r, root: Path) -> Path:
+    """The image's path under the evaluated folder: 300-W's "large" layout has an image_0001.jpg in
+    both lfpw/trainset and lfpw/testset, which a bare file name would merge (a flat folder: the name)."""
+    try:
+        return r.image.resolve().relative_to(root.resolve())
+    except ValueError:  # an XML can list an image outside the folder
+        return Path(r.image.name)
+
+
+def pts_name(r, root: Path) -> Path:
+    """`<stem>.pts` for an image's only face (300-W's own naming), else `<stem>_face<k>.pts`, in the
+    image's subfolder under the evaluated folder."""
+    rel = image_name(r, root)
+    return rel.with_name(rel.stem + (f"_face{r.meta['nth_face']}" if r.meta["image_faces"] > 1 else "") + ".pts")
 
 
 def wrong_model(d: Path, records: list, lm) -> str | None:
@@ -232,7 +245,9 @@ def main(argv=None) -> int:
 
 
 def write_outputs(args, metrics: dict, kept: list, preds: list, errors: np.ndarray, label: str) -> None:
-    """The files asked for: metrics JSON, CED picture, Kaggle-style CSV, one .pts per face."""
+    """The files asked for: metrics JSON, CED picture, Kaggle-style CSV, one .pts per face (images
+    named by their path under the evaluated folder)."""
+    root = Path(args.dir)
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=1) + "\n")
     if args.ced:
@@ -241,7 +256,7 @@ def write_outputs(args, metrics: dict, kept: list, preds: list, errors: np.ndarr
     if args.export_csv:
         n = len(preds[0])
         header = "image,face," + ",".join(f"x{i},y{i}" for i in range(n))
-        rows = [f"{r.image.name},{r.meta['nth_face']}," + ",".join(f"{v:.2f}" for v in p.reshape(-1))
+        rows = [f"{image_name(r, root).as_posix()},{r.meta['nth_face']}," + ",".join(f"{v:.2f}" for v in p.reshape(-1))
                 for r, p in zip(kept, preds)]
         Path(args.export_csv).write_text("\n".join([header] + rows) + "\n")
     if args.pts:
@@ -249,7 +264,8 @@ def write_outputs(args, metrics: dict, kept: list, preds: list, errors: np.ndarr
         out = Path(args.pts)
         out.mkdir(parents=True, exist_ok=True)
         for r, p in zip(kept, preds):
-            write_pts(out / pts_name(r), p)
+            (out / pts_name(r, root)).parent.mkdir(parents=True, exist_ok=True)
+            write_pts(out / pts_name(r, root), p)
 
 
 if __name__ == "__main__":

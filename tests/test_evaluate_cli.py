@@ -125,3 +125,22 @@ def test_limit_below_one_is_refused(capsys, limit):
         evaluate.get_args_parser().parse_args([str(W300), "--limit", limit])
     assert e.value.code == 2 and "--limit" in capsys.readouterr().err
     assert evaluate.get_args_parser().parse_args([str(W300), "--limit", "3"]).limit == 3
+
+
+def test_same_file_name_in_two_subfolders_keeps_both(tmp_path):
+    """300-W's "large" layout has lfpw/trainset/image_0001.jpg and lfpw/testset/image_0001.jpg: the
+    outputs follow the subfolders, so neither overwrites the other."""
+    data = tmp_path / "data"
+    for sub, face in (("trainset", FACE_A), ("testset", ALONE)):
+        (data / sub).mkdir(parents=True)
+        shutil.copy(face.with_suffix(".jpg"), data / sub / "image_0001.jpg")
+        shutil.copy(face.with_suffix(".pts"), data / sub / "image_0001.pts")
+    out = tmp_path / "pts"
+    rc = evaluate.main([str(data), "--box", "landmarks", "--pts", str(out), "--export-csv", str(tmp_path / "p.csv")])
+    assert rc == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.pts")) == [
+        "testset/image_0001.pts", "trainset/image_0001.pts"]
+    for sub, face in (("trainset", FACE_A), ("testset", ALONE)):  # each file holds its own face
+        assert np.abs(read_pts(out / sub / "image_0001.pts") - read_pts(face.with_suffix(".pts"))).mean() < 5
+    rows = (tmp_path / "p.csv").read_text().splitlines()[1:]
+    assert sorted(r.split(",")[0] for r in rows) == ["testset/image_0001.jpg", "trainset/image_0001.jpg"]

@@ -183,7 +183,9 @@ def test_evaluate_cli_scores_a_folder(tmp_path):
     rows = (tmp_path / "sub.csv").read_text().splitlines()
     assert len(rows) == n + 1 and rows[0].startswith("image,face,x0,y0") and len(rows[0].split(",")) == 2 + 136
     from fkd.data import read_pts
-    assert read_pts(next((tmp_path / "pts").glob("*.pts"))).shape == (68, 2)
+    written = sorted(f.relative_to(tmp_path / "pts") for f in (tmp_path / "pts").rglob("*.pts"))
+    assert written == sorted(f.relative_to(W300) for f in W300.rglob("*.pts"))  # the folder's own layout
+    assert read_pts(tmp_path / "pts" / written[0]).shape == (68, 2)
     p = run_cli("fkd.evaluate", str(tmp_path / "missing"))
     assert p.returncode == 2 and "no such folder" in p.stderr
 
