@@ -15,27 +15,14 @@ Outputs: weights/<name>.safetensors + .json card + report PNGs; checkpoints in r
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
 
 
-def bounded(kind: type, low: float, high: float | None = None, above: bool = False):
-    """A numeric flag type that refuses out-of-range values before anything runs: 0 epochs would
-    ship an untrained model, a negative lr or batch would fail deep inside torch."""
-    def parse(text: str):
-        x = kind(text)
-        if not math.isfinite(x) or (x <= low if above else x < low) or (high is not None and x > high):
-            rule = f"between {low} and {high}" if high is not None else f"above {low}" if above else f"at least {low}"
-            raise argparse.ArgumentTypeError(f"must be {rule}, not {text}")
-        return x
-    parse.__name__ = kind.__name__  # argparse says "invalid int value: 'x'" for a non-number
-    return parse
-
-
 def get_args_parser() -> argparse.ArgumentParser:
+    from fkd.predict import bounded
     from fkd.recipes import RECIPES
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -38,26 +38,34 @@ class BoxCalibration:
 IDENTITY = BoxCalibration()
 
 
+def _damaged(path: Path, why: object) -> WeightsError:
+    return WeightsError(f"{path}: damaged calibration file ({why}); `python -m fkd.calibration` refits it, "
+                        "or `git checkout` restores it")
+
+
 def _read(path: Path) -> dict:
-    """The calibration file's contents ({} when there is none); a damaged file is a WeightsError."""
+    """The calibration file's maps by name ({} when there is none); unreadable is a WeightsError."""
     if not Path(path).exists():
         return {}
     try:
         d = json.loads(Path(path).read_text())
-        if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
-            raise ValueError("not a JSON object of fitted maps")
-        for v in d.values():
-            BoxCalibration(**{k: float(v[k]) for k in ("dx", "dy", "scale")})
-        return d
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise WeightsError(f"{path}: damaged calibration file ({e}); `python -m fkd.calibration` refits it, "
-                           "or `git checkout` restores it") from None
+    except (OSError, ValueError) as e:  # a folder, no permission, not JSON, not UTF-8
+        raise _damaged(path, e) from None
+    if not isinstance(d, dict):
+        raise _damaged(path, "not a JSON object of fitted maps")
+    return d
 
 
 def load_calibration(layout: str, path: Path = CALIBRATION_FILE) -> BoxCalibration:
-    """The fitted map for a point layout ('ibug68', 'imm58'); identity if none was fitted."""
+    """The fitted map for a point layout ('ibug68', 'imm58'); identity if none was fitted. Only this
+    layout's entry is checked: a damaged other one must not stop every model from loading."""
     d = _read(path).get(layout)
-    return BoxCalibration(**{k: float(d[k]) for k in ("dx", "dy", "scale")}) if d else IDENTITY
+    if not d:
+        return IDENTITY
+    try:
+        return BoxCalibration(**{k: float(d[k]) for k in ("dx", "dy", "scale")})
+    except (KeyError, TypeError, ValueError) as e:
+        raise _damaged(path, f"{layout}: {e!r}") from None
 
 
 def box_errors(canon: np.ndarray, target: np.ndarray) -> dict:
@@ -122,7 +130,7 @@ def main(argv=None) -> None:
     det = make_detector("mediapipe-short")
     for layout, sub in (("ibug68", "300w"), ("imm58", "imm_face_db")):
         if not (data / sub).is_dir():
-            print(f"{data / sub}: not found, skipping {layout}")
+            print(f"{data / sub}: not found, {layout} keeps its map" if layout in result else f"{data / sub}: not found, skipping {layout}")
             continue
         recs, _ = find_300w(data / sub) if layout == "ibug68" else find_imm(data / sub)
         train, _ = split_300w(recs, data / sub) if layout == "ibug68" else split_imm(recs)

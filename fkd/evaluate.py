@@ -33,7 +33,7 @@ import numpy as np
 
 from fkd.landmarker import DEFAULT_MODEL
 from fkd.io import writable
-from fkd.predict import add_flip_argument, output_problem
+from fkd.predict import add_flip_argument, bounded, output_problem
 
 MODEL_FOR_POINTS = {68: DEFAULT_MODEL, 58: "imm58"}  # the model to name for data with this many points
 SAME_FACE_PX = 2.0     # mean point distance under which two labels are one face (a 1-based .pts vs a
@@ -42,19 +42,9 @@ NO_PTS = ": no .pts beside it"  # fkd.data.find_300w's problem for an image with
 CED_EXTS = (".png", ".jpg", ".jpeg")
 
 
-def face_count(text: str) -> int:
-    """--limit N: 0 or a negative N would quietly score all faces, or all but the last few."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of faces, 1 or more")
-    return n
-
-
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m fkd.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", help="folder of images with .pts / .asf / dlib XML")
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--box", choices=("detector", "landmarks"), default="detector")
@@ -65,7 +55,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--pts", help="write predictions as 1-based .pts files into this folder "
                                  "(<stem>.pts, or <stem>_face<k>.pts when an image holds several faces; subfolders as in DIR)")
     p.add_argument("--json", help="write the metrics as JSON here")
-    p.add_argument("--limit", type=face_count, help="only the first N faces")
+    p.add_argument("--limit", type=bounded(int, 1), help="only the first N faces")
     return p
 
 
@@ -151,10 +141,12 @@ def number_faces(records: list) -> None:
 def image_name(r, root: Path) -> Path:
     """The image's path under the evaluated folder: 300-W's "large" layout has an image_0001.jpg in
     both lfpw/trainset and lfpw/testset, which a bare file name would merge (a flat folder: the name)."""
-    try:
-        return r.image.resolve().relative_to(root.resolve())
-    except ValueError:  # an XML can list an image outside the folder
-        return Path(r.image.name)
+    for image, folder in ((r.image.absolute(), root.absolute()), (r.image.resolve(), root.resolve())):
+        try:  # the path as written first: a folder of symlinks keeps its own layout
+            return image.relative_to(folder)
+        except ValueError:
+            pass
+    return Path(r.image.name)  # an XML can list an image outside the folder
 
 
 def pts_name(r, root: Path) -> Path:
@@ -181,9 +173,11 @@ def wrong_model(d: Path, records: list, lm) -> str | None:
 
 def output_error(args) -> str | None:
     """Why an output cannot be written, found before the run so a typo doesn't cost the run; else None."""
-    for flag, path in (("--json", args.json), ("--export-csv", args.export_csv), ("--ced", args.ced)):
-        if not path:
-            continue
+    files = [(flag, path) for flag, path in (("--json", args.json), ("--export-csv", args.export_csv), ("--ced", args.ced))
+             if path]
+    if len({Path(path).resolve() for _, path in files}) < len(files):
+        return f"{' and '.join(flag for flag, _ in files)} name the same file: one would overwrite the other"
+    for flag, path in files:
         if flag == "--ced" and Path(path).suffix.lower() not in CED_EXTS:
             return f"--ced {path}: name the picture .png or .jpg"
         problem = output_problem(Path(path), [])
@@ -191,6 +185,18 @@ def output_error(args) -> str | None:
             return f"{flag} {problem}"
     if args.pts and (Path(args.pts).is_file() or not writable(Path(args.pts))):
         return f"--pts {args.pts}: cannot make or write this folder"
+    return None
+
+
+def overwrites_data(args, records: list) -> str | None:
+    """Why an output would overwrite the labels or images being scored (--pts DIR mirrors DIR's own
+    layout, so it would replace every label by a prediction); else None. Checked before inference."""
+    data = {p.resolve() for r in records for p in (r.image, r.image.with_suffix(".pts"))}
+    for flag, path in (("--json", args.json), ("--export-csv", args.export_csv), ("--ced", args.ced)):
+        if path and Path(path).resolve() in data:
+            return f"{flag} {path}: would overwrite the data being scored"
+    if args.pts and any((Path(args.pts) / pts_name(r, Path(args.dir))).resolve() in data for r in records):
+        return f"--pts {args.pts}: would overwrite the labels being scored; give another folder"
     return None
 
 
@@ -223,6 +229,11 @@ def main(argv=None) -> int:
         print(f"skipped {len(problems)} file(s): e.g. {problems[0]}", file=sys.stderr)
     if args.limit:
         records = records[: args.limit]
+        number_faces(records)  # a face whose image-mates were cut off is the image's only one now
+    problem = overwrites_data(args, records)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if not records:
         print(f"error: no labelled faces with {n} points under {d}", file=sys.stderr)
         return 1

@@ -26,7 +26,7 @@ from fkd.layouts import IMM_NOSE_INDEX, LAYOUTS
 from fkd.metrics import point_nme, summary
 from fkd.models import ModelConfig, build_model
 from fkd.transforms import EvalPreset, TrainPreset
-from fkd.weights import save_weights
+from fkd.weights import resolve, save_weights
 
 
 @dataclass
@@ -173,6 +173,16 @@ def run_settings(args, world: int = 1) -> dict[str, object]:
             "torchrun --nproc_per_node": world}  # processes multiply the batch
 
 
+def _compared(flag: str, value):
+    """A setting as --resume compares it: the weights files --init / --teachers name, not how they are
+    spelled (weights/ibug68 and ./weights/ibug68 are one file)."""
+    if flag == "--init" and value is not None:
+        return resolve(value).resolve()
+    if flag == "--teachers":
+        return [resolve(t).resolve() for t in value]
+    return value
+
+
 def check_resume(ckpt_info: dict, args, world: int) -> None:
     """--resume continues the run as it was started: refuse a command line that would change it
     halfway (the schedule, the data, the teachers...) rather than silently pick either value."""
@@ -180,7 +190,8 @@ def check_resume(ckpt_info: dict, args, world: int) -> None:
         return
     then = run_settings(argparse.Namespace(**ckpt_info["args"]), ckpt_info.get("world", world))
     now = run_settings(args, world)
-    diff = [f"{k} {_show(then[k])} (this command: {_show(now[k])})" for k in then if then[k] != now[k]]
+    diff = [f"{k} {_show(then[k])} (this command: {_show(now[k])})" for k in then
+            if _compared(k, then[k]) != _compared(k, now[k])]
     if diff:
         raise SystemExit(f"error: --resume: the checkpoint's run was started with {', '.join(diff)}; "
                          "pass the original values to continue it, or leave out --resume to start over")

@@ -20,7 +20,7 @@ def write_training_report(out_dir: Path, name: str, model, card: dict, val_set, 
     paths["curves"].parent.mkdir(parents=True, exist_ok=True)
     viz.save_png(paths["curves"], viz.loss_curves(card["history"], name))
     viz.save_png(paths["filters"], viz.filter_grid(first_conv(model).weight.detach().cpu().numpy()))
-    if gt.shape[1] > 1:
+    if gt.shape[1] > 1 and len(gt) > 1:  # best and worst need two faces at least
         err = nme(pred, gt, (36, 45) if gt.shape[1] == 68 else None)
         order = np.argsort(err)
         k = min(6, len(order) // 2)  # a small split (IMM's 8 faces) must not show a face as both

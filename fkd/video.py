@@ -28,7 +28,7 @@ import numpy as np
 from fkd.io import ImageError
 from fkd.landmarker import DEFAULT_MODEL, MODELS, Face, Landmarker
 from fkd.media import read_video, write_mp4
-from fkd.predict import FLIP_CHOICES, add_flip_argument, open_landmarker, output_problem
+from fkd.predict import FLIP_CHOICES, add_flip_argument, bounded, open_landmarker, output_problem
 from fkd.stream import Tracker
 from fkd.viz import draw_faces
 
@@ -72,26 +72,6 @@ def annotate(lm: Landmarker, frames: Iterable[np.ndarray], fps: float, out: Path
     return records, None
 
 
-def positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"wants a whole number of frames, 1 or more, got {text!r}")
-    return n
-
-
-def unit_float(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        x = float("nan")
-    if not 0 <= x <= 1:  # NaN too
-        raise argparse.ArgumentTypeError(f"wants a number from 0 to 1, got {text!r}")
-    return x
-
-
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fkd.video", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -100,9 +80,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                                  "'-' for none)")
     p.add_argument("--json", help="also write every frame's faces here")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {sorted(MODELS)} or a weights path")
-    p.add_argument("--smoothing", type=unit_float, default=0.5, help="0 (raw points) to 1 (steadiest), as the app's slider")
+    p.add_argument("--smoothing", type=bounded(float, 0, 1), default=0.5, help="0 (raw points) to 1 (steadiest), as the app's slider")
     add_flip_argument(p)
-    p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames")
+    p.add_argument("--max-frames", type=bounded(int, 1), default=None, help="stop after this many frames")
     p.add_argument("--no-contours", action="store_true", help="points only, no connecting lines")
     return p
 

@@ -181,6 +181,13 @@ def test_damaged_calibration_names_the_file(tmp_path):
         bad.write_text(text)
         with pytest.raises(fkd.WeightsError, match="calibration.json: damaged calibration file"):
             load_calibration("ibug68", bad)
+    # another layout's broken entry does not stop this one from loading
+    bad.write_text('{"ibug68": {"dx": 0.0, "dy": 0.06, "scale": 0.96}, "imm58": "broken"}')
+    assert load_calibration("ibug68", bad).dy == 0.06
+    folder = tmp_path / "calibration_dir.json"
+    folder.mkdir()
+    with pytest.raises(fkd.WeightsError, match="damaged calibration file"):
+        load_calibration("ibug68", folder)
 
 
 def test_calibration_refits_what_it_has_data_for_and_keeps_the_rest(tmp_path):

@@ -1,4 +1,5 @@
 """fkd.evaluate as a user meets it: one output per face, each face once, mistakes refused before the run."""
+import os
 import shutil
 
 import cv2
@@ -127,14 +128,15 @@ def test_limit_below_one_is_refused(capsys, limit):
     assert evaluate.get_args_parser().parse_args([str(W300), "--limit", "3"]).limit == 3
 
 
-def test_same_file_name_in_two_subfolders_keeps_both(tmp_path):
+@pytest.mark.parametrize("place", [shutil.copy, os.symlink])
+def test_same_file_name_in_two_subfolders_keeps_both(tmp_path, place):
     """300-W's "large" layout has lfpw/trainset/image_0001.jpg and lfpw/testset/image_0001.jpg: the
-    outputs follow the subfolders, so neither overwrites the other."""
+    outputs follow the subfolders, so neither overwrites the other (also in a folder of symlinks)."""
     data = tmp_path / "data"
     for sub, face in (("trainset", FACE_A), ("testset", ALONE)):
         (data / sub).mkdir(parents=True)
-        shutil.copy(face.with_suffix(".jpg"), data / sub / "image_0001.jpg")
-        shutil.copy(face.with_suffix(".pts"), data / sub / "image_0001.pts")
+        place(face.with_suffix(".jpg"), data / sub / "image_0001.jpg")
+        place(face.with_suffix(".pts"), data / sub / "image_0001.pts")
     out = tmp_path / "pts"
     rc = evaluate.main([str(data), "--box", "landmarks", "--pts", str(out), "--export-csv", str(tmp_path / "p.csv")])
     assert rc == 0
@@ -144,3 +146,18 @@ def test_same_file_name_in_two_subfolders_keeps_both(tmp_path):
         assert np.abs(read_pts(out / sub / "image_0001.pts") - read_pts(face.with_suffix(".pts"))).mean() < 5
     rows = (tmp_path / "p.csv").read_text().splitlines()[1:]
     assert sorted(r.split(",")[0] for r in rows) == ["testset/image_0001.jpg", "trainset/image_0001.jpg"]
+
+
+def test_outputs_never_overwrite_the_data_being_scored(monkeypatch, capsys, tmp_path):
+    """--pts mirrors the folder's layout: pointed at the folder itself it would replace every label."""
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    copy_face(ALONE, data / "sub")
+    label = (data / "sub" / "image_0286.pts").read_bytes()
+    monkeypatch.setattr(evaluate, "evaluate_records", no_inference)
+    for flags, words in ((["--pts", str(data)], "would overwrite the labels"),
+                         (["--json", str(data / "sub" / "image_0286.pts")], "would overwrite the data"),
+                         (["--json", str(tmp_path / "m"), "--export-csv", str(tmp_path / "m")], "name the same file")):
+        assert evaluate.main([str(data), "--box", "landmarks", *flags]) == 2, flags
+        assert words in capsys.readouterr().err, flags
+    assert (data / "sub" / "image_0286.pts").read_bytes() == label

@@ -129,6 +129,10 @@ def test_resume_accepts_the_same_settings_however_spelled():
     how it runs (threads, workers, progress bars, when to pause)."""
     now = train.parse_args(["imm58", "--resume", "--threads", "1", "--quiet", "--stop-after", "5"])
     recipes.check_resume(started(["imm58", "--epochs", "60", "--lr", "1e-3"]), now, world=1)
+    # the same weights named two ways are the same teacher / starting point
+    now = train.parse_args(["ibug68_kd", "--resume", "--init", "./weights/ibug68", "--teachers", str(ROOT / "weights" / "ibug68")])
+    recipes.check_resume(started(["ibug68_kd", "--init", "weights/ibug68", "--teachers", "weights/ibug68.safetensors"]),
+                         now, world=1)
 
 
 def test_resume_with_changed_epochs_stops_and_leaves_the_run_as_it_was(tmp_path):

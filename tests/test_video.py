@@ -144,10 +144,10 @@ def test_video_cli_refuses_bad_input_with_a_message(tmp_path):
     p = run_cli(str(src), "--out", str(tmp_path / "clip.webm"))
     assert p.returncode == 2 and "must be an .mp4 file" in p.stderr and not (tmp_path / "clip.webm").exists()
     p = run_cli(str(src), "--max-frames", "-1")
-    assert p.returncode == 2 and "1 or more" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode == 2 and "must be at least 1" in p.stderr and "Traceback" not in p.stderr
     for value in ("nan", "5", "-1"):
         p = run_cli(str(src), "--smoothing", value, "--out", "-")
-        assert p.returncode == 2 and "from 0 to 1" in p.stderr and "Traceback" not in p.stderr, value
+        assert p.returncode == 2 and "must be between 0 and 1" in p.stderr and "Traceback" not in p.stderr, value
     before = src.read_bytes()
     p = run_cli(str(src), "--out", "-", "--json", str(src))            # the JSON would overwrite the video
     assert p.returncode == 2 and "would overwrite an input" in p.stderr and src.read_bytes() == before
