@@ -63,7 +63,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--sweep picks its own learning rates, epochs and names: leave out --epochs, --lr, --name and --resume")
     if args.blurpool and args.model != "resnet18":
         p.error("--blurpool is for resnet18 only")
+    if args.model == "report":  # it redraws the pictures of saved weights: nothing is trained
+        given = [f"--{k.replace('_', '-')}" for k in TRAINING_FLAGS if getattr(args, k) != p.get_default(k)]
+        if given:
+            p.error(f"report redraws the pictures of --report-name's weights; {' '.join(given)} do(es) not apply")
     return args
+
+
+# the flags that shape a training run (report mode takes none of them)
+TRAINING_FLAGS = ("epochs", "batch", "lr", "distil", "teachers", "name", "blurpool", "resume", "init", "sweep",
+                  "eval_every", "stop_after", "limit")
 
 
 def main(args: argparse.Namespace) -> None:

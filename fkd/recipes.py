@@ -322,7 +322,8 @@ def run(args) -> dict:
                 return {}
     except KeyboardInterrupt:  # Ctrl-C: one line instead of a traceback; the checkpoints are written atomically
         if d.master:
-            then = "nothing saved yet" if saved < 0 else f"the same command with --resume continues after epoch {saved}"
+            then = ("a sweep starts over when run again" if getattr(args, "sweep", False) else "nothing saved yet"
+                    if saved < 0 else f"the same command with --resume continues after epoch {saved}")
             print(f"\nstopped at epoch {epoch}; {then}", file=sys.stderr)
         raise SystemExit(130) from None
     if not d.master:
@@ -405,7 +406,7 @@ def sweep(args, lrs=(1e-4, 1e-3, 1e-2), epochs=(10, 25)) -> list[dict]:
         for lr in lrs:
             for ep in epochs:
                 a = argparse_copy(args, model="nose", lr=lr, epochs=ep, out=tmp, run_dir=tmp, name=f"nose_{lr}_{ep}",
-                                  quiet=True, resume=False, sweep=False)
+                                  quiet=True, resume=False, sweep=True)  # a cell of the sweep (what Ctrl-C says)
                 m = run(a)
                 rows.append({"lr": lr, "epochs": ep, "val_mean_dist_px": m["mean_dist_px"], "val_mae_px": m["mae_px"]})
     lines = ["# Nose tip (Part 1): learning rate × epochs", "",

@@ -55,7 +55,9 @@ def test_zero_epochs_trains_and_writes_nothing(tmp_path):
                                         (["nose", "--sweep", "--epochs", "3"], "--sweep picks its own"),
                                         (["nose", "--sweep", "--resume"], "--sweep picks its own"),
                                         (["imm58", "--blurpool"], "--blurpool is for resnet18 only"),
-                                        (["ibug68_kd", "--blurpool"], "--blurpool is for resnet18 only")])
+                                        (["ibug68_kd", "--blurpool"], "--blurpool is for resnet18 only"),
+                                        (["report", "--epochs", "3"], "--epochs do(es) not apply"),
+                                        (["report", "--resume", "--name", "x"], "--name --resume do(es) not apply")])
 def test_flags_that_do_not_apply_are_refused(capsys, argv, words):
     assert words in refused(argv, capsys)
 
@@ -164,6 +166,20 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     saved = json.loads(ckpt.read_text())["epoch"]
     assert err.strip().startswith("stopped at epoch ") and f"--resume continues after epoch {saved}" in err
+
+
+def test_ctrl_c_in_a_sweep_does_not_suggest_resume(tmp_path):
+    """A sweep cannot be resumed (--sweep refuses --resume): its Ctrl-C line must not say it can."""
+    cmd = [sys.executable, "train.py", "nose", "--sweep", "--batch", "2", "--data", str(DATA),
+           "--out", str(tmp_path / "w"), "--run-dir", str(tmp_path / "r"), "--quiet", "--threads", "1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # each epoch prints a JSON line: the first cell is training
+        if '"epoch": 1' in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert "a sweep starts over when run again" in err and "--resume" not in err
 
 
 def test_help_names_the_default_model_and_the_imm58_time():
