@@ -183,12 +183,18 @@ def request_dir() -> Path:
     return fresh
 
 
+def _resize(rgb: np.ndarray, k: float) -> np.ndarray:
+    """The image scaled by k: area-averaged down, blocky up (a small photo's pixels stay visible)."""
+    if k == 1.0:
+        return rgb
+    return cv2.resize(rgb, (max(1, round(rgb.shape[1] * k)), max(1, round(rgb.shape[0] * k))),
+                      interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_NEAREST)
+
+
 def _shrink(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     """(image with longest side ≤ max_side, factor applied)."""
     s = min(1.0, max_side / max(rgb.shape[:2]))
-    if s == 1.0:
-        return rgb, 1.0
-    return cv2.resize(rgb, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA), s
+    return _resize(rgb, s), s
 
 
 def _scaled(face: Face, s: float) -> Face:
@@ -338,9 +344,7 @@ def show_annotator(box_mode, image):
         return gr.update(visible=True, value=None)
     rgb = load_image(image)
     k = min(ANNOTATOR_SIDE / max(rgb.shape[:2]), max(1.0, ANNOTATOR_HEIGHT / rgb.shape[0]))
-    canvas = cv2.resize(rgb, (max(1, round(rgb.shape[1] * k)), max(1, round(rgb.shape[0] * k))),
-                        interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_NEAREST)
-    return gr.update(visible=True, value={"image": canvas, "boxes": []})
+    return gr.update(visible=True, value={"image": _resize(rgb, k), "boxes": []})
 
 
 def create_keypoints_tab(ui_fn, api_fn, annotator_fn, examples: list[str]):

@@ -171,10 +171,15 @@ def wrong_model(d: Path, records: list, lm) -> str | None:
     return f"{d} holds {k}-point faces and {lm.name} predicts {n} points{fit}"
 
 
+def output_files(args) -> list[tuple[str, str]]:
+    """(flag, path) of the output files asked for (--pts, a folder, is checked on its own)."""
+    return [(flag, path) for flag, path in (("--json", args.json), ("--export-csv", args.export_csv), ("--ced", args.ced))
+            if path]
+
+
 def output_error(args) -> str | None:
     """Why an output cannot be written, found before the run so a typo doesn't cost the run; else None."""
-    files = [(flag, path) for flag, path in (("--json", args.json), ("--export-csv", args.export_csv), ("--ced", args.ced))
-             if path]
+    files = output_files(args)
     if len({Path(path).resolve() for _, path in files}) < len(files):
         return f"{' and '.join(flag for flag, _ in files)} name the same file: one would overwrite the other"
     for flag, path in files:
@@ -192,8 +197,8 @@ def overwrites_data(args, records: list) -> str | None:
     """Why an output would overwrite the labels or images being scored (--pts DIR mirrors DIR's own
     layout, so it would replace every label by a prediction); else None. Checked before inference."""
     data = {p.resolve() for r in records for p in (r.image, r.image.with_suffix(".pts"))}
-    for flag, path in (("--json", args.json), ("--export-csv", args.export_csv), ("--ced", args.ced)):
-        if path and Path(path).resolve() in data:
+    for flag, path in output_files(args):
+        if Path(path).resolve() in data:
             return f"{flag} {path}: would overwrite the data being scored"
     if args.pts and any((Path(args.pts) / pts_name(r, Path(args.dir))).resolve() in data for r in records):
         return f"--pts {args.pts}: would overwrite the labels being scored; give another folder"
@@ -202,18 +207,14 @@ def overwrites_data(args, records: list) -> str | None:
 
 def main(argv=None) -> int:
     args = get_args_parser().parse_args(argv)
-    from fkd.predict import open_landmarker
+    from fkd.predict import open_checked
     from fkd.metrics import nme, summary
 
     d = Path(args.dir)
     if not d.is_dir():
         print(f"error: {d}: no such folder", file=sys.stderr)
         return 2
-    problem = output_error(args)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    lm = open_landmarker(args.model, args.flip_test)
+    lm = open_checked(output_error(args), args.model, args.flip_test)
     if lm is None:
         return 2
     n = lm.layout.n_points
@@ -272,11 +273,10 @@ def write_outputs(args, metrics: dict, kept: list, preds: list, errors: np.ndarr
         Path(args.export_csv).write_text("\n".join([header] + rows) + "\n")
     if args.pts:
         from fkd.data import write_pts
-        out = Path(args.pts)
-        out.mkdir(parents=True, exist_ok=True)
         for r, p in zip(kept, preds):
-            (out / pts_name(r, root)).parent.mkdir(parents=True, exist_ok=True)
-            write_pts(out / pts_name(r, root), p)
+            f = Path(args.pts) / pts_name(r, root)
+            f.parent.mkdir(parents=True, exist_ok=True)
+            write_pts(f, p)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def read_video(path: str | Path) -> tuple[float, Iterator[np.ndarray]]:
         w, h = next(gen)["size"]
     except Exception as e:  # ffmpeg accepted the file a moment ago: say what it says now
         gen.close()
-        raise ImageError(f"{path}: cannot be read as a video ({_first_line(e)})") from None
+        raise ImageError(f"{path}: cannot be read as a video ({first_line(e)})") from None
 
     def frames() -> Iterator[np.ndarray]:
         n = 0
@@ -57,7 +57,7 @@ def read_video(path: str | Path) -> tuple[float, Iterator[np.ndarray]]:
                 n += 1
                 yield np.frombuffer(buf, np.uint8).reshape(h, w, 3).copy()
         except (OSError, RuntimeError) as e:  # a damaged file: what was read stands, the caller says where it stopped
-            raise ImageError(f"{path}: the video is damaged and stops early ({_first_line(e)})") from None
+            raise ImageError(f"{path}: the video is damaged and stops early ({first_line(e)})") from None
         finally:
             gen.close()
         # a file cut short (a copy that did not finish) decodes without an error, up to the cut: compare
@@ -84,7 +84,8 @@ def _probe(path: Path) -> dict:
     return meta
 
 
-def _first_line(e: Exception) -> str:
+def first_line(e: Exception) -> str:
+    """The first non-empty line of an error's message (ffmpeg's come with its whole log)."""
     lines = [l.strip() for l in str(e).splitlines() if l.strip()]
     return lines[0] if lines else type(e).__name__
 

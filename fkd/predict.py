@@ -70,6 +70,16 @@ def add_flip_argument(p: argparse.ArgumentParser) -> None:
                         "is less sure of (about half), on for every face (two passes), off for one pass")
 
 
+def open_checked(problem: str | None, model: str, flip_test: str = "auto"):
+    """The Landmarker for a CLI whose arguments check out, or None after printing why not: the
+    `problem` found in its arguments (checked first: a typo must not wait for the model), or
+    weights that cannot be loaded."""
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return None
+    return open_landmarker(model, flip_test)
+
+
 def open_landmarker(model: str, flip_test: str = "auto"):
     """The Landmarker for a CLI, or None after printing why it could not be loaded."""
     from fkd.landmarker import Landmarker, WeightsError
@@ -90,10 +100,7 @@ def main(argv=None) -> int:
     images = expand(args.images)
     problem = (output_problem(Path(args.json), images) if args.json else None) or (
         args.draw and not writable(Path(args.draw)) and f"{args.draw}: cannot write there")
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    lm = open_landmarker(args.model, args.flip_test)
+    lm = open_checked(problem, args.model, args.flip_test)
     if lm is None:
         return 2
     results, failed = [], 0

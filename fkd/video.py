@@ -27,8 +27,8 @@ import numpy as np
 
 from fkd.io import ImageError
 from fkd.landmarker import DEFAULT_MODEL, MODELS, Face, Landmarker
-from fkd.media import read_video, write_mp4
-from fkd.predict import FLIP_CHOICES, add_flip_argument, bounded, open_landmarker, output_problem
+from fkd.media import first_line, read_video, write_mp4
+from fkd.predict import FLIP_CHOICES, add_flip_argument, bounded, open_checked, output_problem
 from fkd.stream import Tracker
 from fkd.viz import draw_faces
 
@@ -87,26 +87,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
+def outputs_problem(src: Path, out: Path | None, json_path: Path | None) -> str | None:
+    """Why the drawn video (`out`, None for none) or the JSON cannot be written, or None."""
+    if out is not None and out.suffix.lower() != ".mp4":
+        return f"--out {out} must be an .mp4 file (the video is written as h264 in mp4, what browsers play)"
+    if out is not None and json_path is not None and json_path.resolve() == out.resolve():
+        return f"--json and --out name the same file, {out}"
+    return next((p for p in (t and output_problem(t, [src]) for t in (out, json_path)) if p), None)
+
+
 def main(argv=None) -> int:
     args = get_args_parser().parse_args(argv)
     src = Path(args.video)
     out = None if args.out == "-" else Path(args.out or src.with_name(src.stem + "_keypoints.mp4"))
-    if out is not None and out.resolve() == src.resolve():
-        print(f"error: --out {out} would overwrite the video being read", file=sys.stderr)
-        return 2
-    if out is not None and (out.suffix.lower() != ".mp4" or out.is_dir()):
-        print(f"error: --out {out} must be an .mp4 file (the video is written as h264 in mp4, what browsers play)",
-              file=sys.stderr)
-        return 2
-    if out is not None and args.json and Path(args.json).resolve() == out.resolve():
-        print(f"error: --json and --out name the same file, {out}", file=sys.stderr)
-        return 2
-    for target in (out, args.json and Path(args.json)):
-        problem = target and output_problem(target, [src])
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            return 2
-    lm = open_landmarker(args.model, args.flip_test)
+    lm = open_checked(outputs_problem(src, out, args.json and Path(args.json)), args.model, args.flip_test)
     if lm is None:
         return 2
     try:
@@ -128,8 +122,7 @@ def main(argv=None) -> int:
                                   () if args.no_contours else lm.layout.contours, progress)
     except (OSError, RuntimeError) as e:  # ffmpeg could not write (disk full, ...): no half file left
         out.unlink(missing_ok=True)
-        print(f"error: cannot write {out} ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})",
-              file=sys.stderr)
+        print(f"error: cannot write {out} ({first_line(e)})", file=sys.stderr)
         return 2
     finally:
         lm.close()
