@@ -207,14 +207,18 @@ def _scaled(face: Face, s: float) -> Face:
 NO_PHOTO = "Add a photo first: upload one, paste it, take one with the webcam or click an example."
 
 
-def detect_keypoints(path: str | None, model: str, boxes=None) -> tuple[np.ndarray, list[Face], tuple[int, int]]:
-    """(RGB as loaded (≤ 4096 px), faces in *original* pixels, original (W, H)). Boxes in original pixels."""
+def detect_keypoints(path: str | None, model: str, boxes=None, boxes_width: int | None = None
+                     ) -> tuple[np.ndarray, list[Face], tuple[int, int]]:
+    """(RGB as loaded (≤ 4096 px), faces in *original* pixels, original (W, H)). Boxes in original
+    pixels, or in those of a copy `boxes_width` pixels wide (the box-drawing canvas)."""
     if not path:
         raise gr.Error(NO_PHOTO)
     lm = get_landmarker(model)
     rgb, (W, H) = load_image_sized(path)
     s = W / rgb.shape[1]  # > 1 when a huge photo was downscaled on loading
     if boxes is not None:
+        if boxes_width:  # the canvas's boxes (float arrays) → original pixels
+            boxes = [b * (W / boxes_width) for b in boxes]
         boxes = [check_box(b, W, H) / s for b in boxes]
     faces = lm.predict(rgb, boxes=boxes, flip_test=PHOTO_FLIP_TEST)
     if s != 1.0:
@@ -315,8 +319,8 @@ def keypoints_api(image: str | None, box_mode: str = "auto", model: str = DEFAUL
 def keypoints_ui(image, box_mode, model, numbers, contours, annotation=None):
     if not image:
         raise gr.Error(NO_PHOTO)  # before the boxes: there is nothing to draw on yet
-    boxes = boxes_from_annotation(annotation, image) if box_mode == "draw" else None
-    rgb, faces, size = detect_keypoints(image, model, boxes)
+    boxes, canvas_w = boxes_from_annotation(annotation) if box_mode == "draw" else (None, None)
+    rgb, faces, size = detect_keypoints(image, model, boxes, canvas_w)
     if not faces:
         gr.Warning("No face found. Try 'draw' mode and mark the face with a box.")
     stem = Path(image).stem[:40] or "photo"
@@ -326,13 +330,12 @@ def keypoints_ui(image, box_mode, model, numbers, contours, annotation=None):
             write_downloads(faces, result, stem) if faces else None, result)
 
 
-def boxes_from_annotation(annotation, image) -> list[np.ndarray]:
-    """Boxes drawn on the (shrunk) annotator canvas → original-image pixels."""
+def boxes_from_annotation(annotation) -> tuple[list[np.ndarray], int]:
+    """The boxes drawn on the annotator canvas, in its pixels, and its width (the photo resized)."""
     if not annotation or annotation.get("image") is None or not annotation.get("boxes"):
         raise gr.Error("Draw at least one box around a face (drag on the picture under 'Face boxes'), or switch to 'auto'.")
-    _, (W, _) = load_image_sized(image)
-    s = W / annotation["image"].shape[1]
-    return [np.array([b["xmin"], b["ymin"], b["xmax"], b["ymax"]], np.float32) * s for b in annotation["boxes"]]
+    boxes = [np.array([b["xmin"], b["ymin"], b["xmax"], b["ymax"]], np.float32) for b in annotation["boxes"]]
+    return boxes, annotation["image"].shape[1]
 
 
 @user_errors

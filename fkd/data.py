@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fkd.io import files_under
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 SPLITS_DIR = Path(__file__).with_name("splits")
 
@@ -100,7 +102,7 @@ def find_300w(root: str | Path, n_points: int = 68) -> tuple[list[FaceRecord], l
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
     records, problems = [], []
-    for img in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS):
+    for img in files_under(root, tuple(IMAGE_EXTS)):
         pts_path = img.with_suffix(".pts")
         if not pts_path.exists():
             problems.append(f"{img}: no .pts beside it")
@@ -114,7 +116,7 @@ def find_300w(root: str | Path, n_points: int = 68) -> tuple[list[FaceRecord], l
             problems.append(f"{pts_path}: {len(pts)} points, expected {n_points}")
             continue
         records.append(FaceRecord(img, pts, person=_person_300w(img, root)))
-    for xml in sorted(root.rglob("*.xml")):
+    for xml in files_under(root, (".xml",)):
         try:
             recs = read_dlib_xml(xml)
         except ET.ParseError as e:

@@ -153,3 +153,18 @@ def writable(folder: Path) -> bool:
             return True
     except OSError:
         return False
+
+
+def files_under(folder: str | os.PathLike, suffixes: tuple[str, ...]) -> list[Path]:
+    """The files under `folder` whose suffix (lower-cased) is one of `suffixes`, sorted, through
+    symlinked subfolders too (`Path.rglob` does not follow them before Python 3.13: a data folder
+    made of links to the real ones looked empty). A folder reached twice (a link back up) is walked once."""
+    out, walked = [], set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in walked:
+            dirs[:] = []
+            continue
+        walked.add(real)
+        out += [Path(root, f) for f in files if Path(f).suffix.lower() in suffixes]
+    return sorted(out)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from fkd.data import IMAGE_EXTS
-from fkd.io import writable
+from fkd.io import files_under, writable
 from fkd.landmarker import DEFAULT_MODEL, MODELS
 
 PHOTO_EXTS = (*IMAGE_EXTS, ".gif")  # what a folder contributes (load_image reads more, by content)
@@ -150,8 +150,7 @@ def expand(paths: list[str]) -> list[str]:
 
 
 def _images_in(folder: Path) -> list[str]:
-    return sorted(str(f) for f in folder.rglob("*")
-                  if f.suffix.lower() in PHOTO_EXTS and not f.name.startswith(".") and f.is_file())
+    return [str(f) for f in files_under(folder, tuple(PHOTO_EXTS)) if not f.name.startswith(".") and f.is_file()]
 
 
 def unique_name(stem: str, suffix: str, used: set[str]) -> str:

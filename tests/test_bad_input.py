@@ -162,7 +162,7 @@ def test_evaluate_skips_bad_labels_with_a_count(tmp_path):
     assert '"faces": 1' in p.stdout and '"skipped_files": 2' in p.stdout
 
 
-def test_a_small_distant_face_is_found_by_the_full_range_fallback(landmarker, face):
+def test_a_small_distant_face_is_found_by_the_full_range_model(landmarker, face):
     rgb, gt = face
     small = np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] // 3, rgb.shape[0] // 3), Image.BILINEAR))
     canvas = np.full((1200, 1600, 3), 90, np.uint8)
@@ -172,6 +172,34 @@ def test_a_small_distant_face_is_found_by_the_full_range_fallback(landmarker, fa
     assert len(faces) == 1
     expected = (gt + 0.5) / 3 - 0.5 + [300, 700]
     assert nme(faces[0].keypoints[None], expected[None])[0] < 0.1
+
+
+def test_small_faces_beside_a_large_one_are_found_too(landmarker, face):
+    """The full-range model used to run only when the short-range one found nothing, so a group
+    photo with one large face lost its small ones."""
+    rgb, gt = face
+    small = np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] // 3, rgb.shape[0] // 3), Image.BILINEAR))
+    canvas = np.full((1200, 1600, 3), 90, np.uint8)
+    canvas[100:100 + rgb.shape[0], 100:100 + rgb.shape[1]] = rgb
+    canvas[800:800 + small.shape[0], 1200:1200 + small.shape[1]] = small
+    assert len(landmarker.detector.short.detect(canvas)) == 1   # the large face only
+    faces = sorted(landmarker.predict(canvas), key=lambda f: f.box[0])
+    assert len(faces) == 2
+    assert nme(faces[0].keypoints[None], (gt + [100, 100])[None])[0] < 0.1
+    assert nme(faces[1].keypoints[None], ((gt + 0.5) / 3 - 0.5 + [1200, 800])[None])[0] < 0.1
+
+
+def test_a_face_both_detectors_find_is_one_face(face):
+    from fkd.detect import MediaPipeShortAndFull, box_iou
+    assert box_iou(np.array([0, 0, 10, 10.0]), np.array([5, 0, 15, 10.0])) == pytest.approx(1 / 3)
+    assert box_iou(np.array([0, 0, 10, 10.0]), np.array([20, 20, 30, 30.0])) == 0.0
+    det = MediaPipeShortAndFull()
+    try:
+        rgb = face[0]
+        assert len(det.short.detect(rgb)) == 1 and len(det.full.detect(rgb)) == 1
+        assert len(det.detect(rgb)) == 1
+    finally:
+        det.close()
 
 
 def test_damaged_calibration_names_the_file(tmp_path):

@@ -69,6 +69,25 @@ def test_find_300w_skips_unlabelled_and_wrong_counts(tmp_path):
     assert any("2 points, expected 68" in p for p in problems)
 
 
+def test_find_300w_and_predict_follow_symlinked_folders(tmp_path):
+    """A data folder made of links to the real subsets (rglob does not follow them): each face once,
+    and a link back up the tree does not loop."""
+    import shutil
+    from fkd.predict import _images_in
+    src = first_pts()
+    real = tmp_path / "real" / "helen"
+    real.mkdir(parents=True)
+    shutil.copy(src.with_suffix(".jpg"), real / "a.jpg")
+    shutil.copy(src, real / "a.pts")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "helen").symlink_to(real, target_is_directory=True)
+    (real / "loop").symlink_to(data, target_is_directory=True)  # helen/loop -> data -> helen ...
+    recs, problems = find_300w(data)
+    assert [r.image for r in recs] == [data / "helen" / "a.jpg"] and problems == []
+    assert _images_in(data) == [str(data / "helen" / "a.jpg")]
+
+
 def test_dlib_xml(tmp_path):
     import shutil
     src = first_pts()

@@ -152,10 +152,17 @@ def test_resume_with_changed_epochs_stops_and_leaves_the_run_as_it_was(tmp_path)
     assert [r["epoch"] for r in card["history"]] == [0, 1, 2] and card["training"]["epochs"] == 3
 
 
+def interruptible(cmd: list[str]) -> subprocess.Popen:
+    """The command with Ctrl-C's default handling: a shell that starts the tests in the background
+    (`nohup pytest &`) leaves SIGINT ignored, and a child would inherit that and never stop."""
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
     cmd = [sys.executable, "train.py", "nose", "--epochs", "100000", "--batch", "2", "--data", str(DATA),
            "--out", str(tmp_path / "w"), "--run-dir", str(tmp_path / "r"), "--quiet", "--threads", "1"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = interruptible(cmd)
     ckpt = tmp_path / "r" / "nose" / "checkpoint.json"
     deadline = time.time() + 120
     while time.time() < deadline and not (ckpt.exists() and json.loads(ckpt.read_text())["epoch"] >= 1):
@@ -172,7 +179,7 @@ def test_ctrl_c_in_a_sweep_does_not_suggest_resume(tmp_path):
     """A sweep cannot be resumed (--sweep refuses --resume): its Ctrl-C line must not say it can."""
     cmd = [sys.executable, "train.py", "nose", "--sweep", "--batch", "2", "--data", str(DATA),
            "--out", str(tmp_path / "w"), "--run-dir", str(tmp_path / "r"), "--quiet", "--threads", "1"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = interruptible(cmd)
     for line in proc.stdout:  # each epoch prints a JSON line: the first cell is training
         if '"epoch": 1' in line:
             break

@@ -1,0 +1,116 @@
+"""Which faces the app finds in a photo: recall on group photos, false faces on photos without one.
+
+    python bench/detection.py [--data ../shared/data] [--negatives 200] [--threads 1]
+
+Recall: dlib's 9 example photos (PASCAL VOC scenes, 43 labelled faces, many small), in colour and
+in grey, through `Landmarker.predict` (the detector, the landmark model's confidence filter and the
+search of turned copies) with each detector: "mediapipe" (short-range + full-range, the default),
+"mediapipe-short" and "mediapipe-full". A labelled face counts as found when a predicted face's
+points have their centre within half a face of its points' centre. False faces: `--negatives`
+300-W photos with the labelled face painted over in the photo's mean colour (300-W crops hold one
+face), through the same pipeline: every face found there is a false one. Also the detector's own
+time per 640×480 frame. Writes bench/detection_report.md.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import cpu_name, median_ms  # noqa: E402
+from fkd.data import find_300w, read_dlib_xml  # noqa: E402
+from fkd.io import load_image  # noqa: E402
+from fkd.landmarker import Landmarker  # noqa: E402
+
+DETECTORS = ("mediapipe", "mediapipe-short", "mediapipe-full")
+
+
+def grey(rgb: np.ndarray) -> np.ndarray:
+    return np.repeat(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[:, :, None], 3, 2)
+
+
+def found(faces, points: np.ndarray) -> bool:
+    c, side = points.mean(0), np.ptp(points, 0).max()
+    return any(np.linalg.norm(f.keypoints.mean(0) - c) < side / 2 for f in faces)
+
+
+def recall(lm: Landmarker, photos: dict[Path, list[np.ndarray]], to_grey: bool) -> tuple[int, int, float]:
+    """(faces found, faces predicted that match no label, seconds)."""
+    hits = extra = 0
+    t = time.perf_counter()
+    for path, labels in photos.items():
+        rgb = load_image(path)
+        faces = lm.predict(grey(rgb) if to_grey else rgb)
+        hits += sum(found(faces, p) for p in labels)
+        extra += sum(not any(found([f], p) for p in labels) for f in faces)
+    return hits, extra, time.perf_counter() - t
+
+
+def masked(path: Path, points: np.ndarray) -> np.ndarray:
+    """The photo with its labelled face painted over in the photo's mean colour."""
+    rgb = load_image(path).copy()
+    c, r = points.mean(0), 0.8 * np.ptp(points, 0).max()
+    x0, y0 = np.maximum((c - r).astype(int), 0)
+    x1, y1 = (c + r).astype(int)
+    rgb[y0:y1, x0:x1] = rgb.reshape(-1, 3).mean(0).astype(np.uint8)
+    return rgb
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--negatives", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "detection_report.md")
+    a = ap.parse_args()
+    import torch
+    torch.set_num_threads(a.threads)
+
+    dlib = a.data / "dlib_examples_faces"
+    photos: dict[Path, list[np.ndarray]] = {}
+    for xml in ("training_with_face_landmarks.xml", "testing_with_face_landmarks.xml"):
+        for r in read_dlib_xml(dlib / xml):
+            photos.setdefault(r.image, []).append(r.points)
+    n_faces = sum(map(len, photos.values()))
+    records, _ = find_300w(a.data / "300w")
+    negatives = random.Random(0).sample(records, min(a.negatives, len(records)))
+    blank = [masked(r.image, r.points) for r in negatives]
+    frame = cv2.resize(load_image(next(iter(photos))), (640, 480), interpolation=cv2.INTER_AREA)
+
+    rows = []
+    for name in DETECTORS:
+        lm = Landmarker(detector=name, threads=a.threads)
+        colour, grey_ = recall(lm, photos, False), recall(lm, photos, True)
+        false = sum(len(lm.predict(im)) for im in blank)
+        ms = median_ms(lambda: lm.detect(frame), n=50, warmup=5)
+        rows.append((name, colour, grey_, false, ms))
+        print(name, colour, grey_, false, f"{ms:.2f} ms", flush=True)
+        lm.close()
+
+    lines = ["# Face detection: recall on group photos, false faces", "",
+             f"`python bench/detection.py --threads {a.threads}` on {cpu_name()}, {a.threads} thread(s), "
+             f"model `{Landmarker().name}`.", "",
+             f"Recall: dlib's {len(photos)} example photos ({n_faces} labelled faces) through `Landmarker.predict`. "
+             f"False faces: {len(blank)} 300-W photos with the labelled face painted over. Time: the detector "
+             "alone on one 640×480 frame (median of 50).", "",
+             "| detector | faces found, colour | grey | faces found on no label (colour / grey) | "
+             "false faces | photos/s (colour) | detector ms per frame |",
+             "|---|---|---|---|---|---|---|"]
+    for name, (hc, ec, tc), (hg, eg, _), false, ms in rows:
+        lines.append(f"| `{name}` | {hc} / {n_faces} | {hg} / {n_faces} | {ec} / {eg} | {false} / {len(blank)} "
+                     f"| {len(photos) / tc:.1f} | {ms:.1f} |")
+    a.out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
