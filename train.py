@@ -18,7 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parent
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -28,8 +29,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", choices=sorted(RECIPES) + ["report"], help="recipe to train (or 'report' to redraw PNGs)")
     p.add_argument("--data", default=str(DEFAULT_DATA), help="folder with imm_face_db/ and 300w/")
-    p.add_argument("--out", default="weights", help="where weights + model cards go")
-    p.add_argument("--run-dir", default="runs", help="where checkpoints and loss CSVs go")
+    # beside train.py, wherever it is run from: the app and fkd.Landmarker load from that weights/
+    p.add_argument("--out", default=str(ROOT / "weights"), help="where weights + model cards go (default: weights/ beside train.py)")
+    p.add_argument("--run-dir", default=str(ROOT / "runs"), help="where checkpoints and loss CSVs go (default: runs/ beside train.py)")
     p.add_argument("--epochs", type=bounded(int, 1), help="override the recipe's epochs")
     p.add_argument("--batch", type=bounded(int, 1), help="override the recipe's batch size")
     p.add_argument("--lr", type=bounded(float, 0, above=True), help="override the recipe's learning rate")

@@ -5,7 +5,8 @@
 Recall: dlib's 9 example photos (PASCAL VOC scenes, 43 labelled faces, many small), in colour and
 in grey, through `Landmarker.predict` (the detector, the landmark model's confidence filter and the
 search of turned copies) with each detector: "mediapipe" (short-range + full-range, the default),
-"mediapipe-short" and "mediapipe-full". A labelled face counts as found when a predicted face's
+"mediapipe-short", "mediapipe-full", and "before" (the default before 2026-11-28: the full-range
+model only where the short-range one found nothing). A labelled face counts as found when a predicted face's
 points have their centre within half a face of its points' centre. False faces: `--negatives`
 300-W photos with the labelled face painted over in the photo's mean colour (300-W crops hold one
 face), through the same pipeline: every face found there is a false one. Also the detector's own
@@ -27,11 +28,25 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from common import cpu_name, median_ms  # noqa: E402
+from fkd import detect  # noqa: E402
 from fkd.data import find_300w, read_dlib_xml  # noqa: E402
 from fkd.io import load_image  # noqa: E402
 from fkd.landmarker import Landmarker  # noqa: E402
 
-DETECTORS = ("mediapipe", "mediapipe-short", "mediapipe-full")
+DETECTORS = ("mediapipe", "mediapipe-short", "mediapipe-full", "before")
+
+
+class ShortThenFull(detect.MediaPipeShortAndFull):
+    """The default before 2026-11-28, for comparison: the full-range model (at the same threshold)
+    only where the short-range one finds nothing."""
+
+    def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        if self._full is None:
+            self._full = detect.MediaPipeDetector(detect.BLAZEFACE_FULL, self._min_score)
+        return self.short.detect(rgb) or [(self.full_to_short.apply(b), s) for b, s in self._full.detect(rgb)]
+
+
+detect.DETECTORS["before"] = ShortThenFull
 
 
 def grey(rgb: np.ndarray) -> np.ndarray:

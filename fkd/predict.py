@@ -1,11 +1,13 @@
 """Keypoints for photos from the command line.
 
-    python -m fkd.predict photo.jpg [more.jpg folder/ ...] [--model ibug68_kd|ibug68|ibug68_resnet18|imm58|nose]
+    python -m fkd.predict photo.jpg [more.jpg folder/ ...] [--model ibug68_kd|ibug68|ibug68_ctx|ibug68_slim|ibug68_resnet18|imm58|nose]
                           [--box x0,y0,x1,y1] [--flip-test auto|on|off] [--json out.json] [--draw out_dir]
 
-A folder stands for the images in it and its subfolders, in sorted order. Prints (or writes) JSON: [{"image": path, "faces": [{"box": [...], "score": s, "confidence": c,
-"keypoints": [[x, y], ...]}]}] in 0-based pixels of the original image. An image that cannot be
-read gets an "error" entry; the others are still processed; the exit code is 1 if any failed.
+A folder stands for the images in it and its subfolders (links to folders too; hidden files and
+folders left out), in sorted order. Prints (or writes) JSON: [{"image": path, "faces": [{"box": [...],
+"score": s, "confidence": c, "turn": t, "keypoints": [[x, y], ...]}]}] in 0-based pixels of the
+original image. An image that cannot be read gets an "error" entry; the others are still processed;
+the exit code is 1 if any failed.
 """
 from __future__ import annotations
 
@@ -150,7 +152,9 @@ def expand(paths: list[str]) -> list[str]:
 
 
 def _images_in(folder: Path) -> list[str]:
-    return [str(f) for f in files_under(folder, tuple(PHOTO_EXTS)) if not f.name.startswith(".") and f.is_file()]
+    """The photos under `folder`, leaving out hidden files and folders (.git, .ipynb_checkpoints, macOS's ._ files)."""
+    return [str(f) for f in files_under(folder, tuple(PHOTO_EXTS))
+            if not any(part.startswith(".") for part in f.relative_to(folder).parts) and f.is_file()]
 
 
 def unique_name(stem: str, suffix: str, used: set[str]) -> str:

@@ -160,6 +160,8 @@ def test_predict_cli_takes_folders_and_keeps_every_drawing(tmp_path):
     (tmp_path / "empty").mkdir()
     out, drawn = tmp_path / "out.json", tmp_path / "drawn"
     (tmp_path / "in" / "a" / "._face.jpg").write_bytes(b"macOS metadata, not a photo")  # hidden: left out
+    (tmp_path / "in" / ".ipynb_checkpoints").mkdir()
+    shutil.copy(img, tmp_path / "in" / ".ipynb_checkpoints" / "face.jpg")  # in a hidden folder: left out too
     p = run_cli("fkd.predict", str(tmp_path / "in"), str(tmp_path / "empty"), str(tmp_path / "in" / "a" / "face.jpg"),
                 "--json", str(out), "--draw", str(drawn))  # the last file again: done once
     assert p.returncode == 1, p.stderr  # the empty folder
