@@ -56,6 +56,7 @@ TORCH_THREADS = int(os.environ.get("FKD_TORCH_THREADS", "1"))  # per request; re
 DISPLAY_SIDE = 1280          # annotated photos bigger than this are shrunk for the browser (JSON stays full size)
 ANNOTATOR_SIDE = 1024        # the box-drawing canvas: bigger photos are shrunk to this
 ANNOTATOR_HEIGHT = 420       # and smaller ones enlarged to this height, so that there is room to draw
+NUMBERS_MIN_SIDE = 150       # display pixels: a smaller face gets no point numbers (68 would cover it)
 MORPH_SIZE = 512             # morph frames are MORPH_SIZE² (even: h264 wants even sizes)
 MORPH_MODEL = DEFAULT_MODEL  # morphing needs the 68-point layout (eyes, mouth corners)
 PHOTO_FLIP_TEST = True       # photos: every face averaged with a mirrored pass (~2 ms more per face, 0.05 % NME less)
@@ -226,8 +227,11 @@ def detect_keypoints(path: str | None, model: str, boxes=None, boxes_width: int 
     return rgb, [_scaled(f, s) for f in faces], (W, H)
 
 
-def annotate(rgb: np.ndarray, faces: list[Face], full_w: int, model: str, numbers: bool, contours: bool) -> np.ndarray:
-    """The photo (browser-sized) with boxes, points, contours and numbers sized to the faces, not the photo."""
+def annotate(rgb: np.ndarray, faces: list[Face], full_w: int, model: str, numbers: bool, contours: bool
+             ) -> tuple[np.ndarray, int]:
+    """The photo (browser-sized) with boxes, points, contours and numbers sized to the faces, not the
+    photo; and how many faces were too small on it for their numbers (a group photo's 68-point faces
+    of 50 px came out as yellow blots)."""
     small, s = _shrink(rgb, DISPLAY_SIDE)
     s *= rgb.shape[1] / full_w  # original pixels → display pixels
     shown = [_scaled(f, s) for f in faces]
@@ -237,13 +241,16 @@ def annotate(rgb: np.ndarray, faces: list[Face], full_w: int, model: str, number
         radius = max(4, 3 * radius)  # the nose tip alone: a dot sized for 68 points is lost in the face
     out = viz.draw_faces(small, shown, contours=get_landmarker(model).layout.contours if contours else (),
                          radius=radius)
-    if numbers:
-        for f, side in zip(shown, sides):
-            size = float(np.clip(side / 750, 0.22, 0.9))
-            for i, (x, y) in enumerate(f.keypoints):
-                cv2.putText(out, str(i), (int(x) + 2, int(y) - 2), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 0), 1,
-                            cv2.LINE_AA)
-    return out
+    unnumbered = 0
+    for f, side in zip(shown, sides) if numbers else ():
+        if side < NUMBERS_MIN_SIDE and len(f.keypoints) > 1:
+            unnumbered += 1
+            continue
+        size = float(np.clip(side / 750, 0.22, 0.9))
+        for i, (x, y) in enumerate(f.keypoints):
+            cv2.putText(out, str(i), (int(x) + 2, int(y) - 2), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 0), 1,
+                        cv2.LINE_AA)
+    return out, unnumbered
 
 
 def keypoints_json(faces: list[Face], size: tuple[int, int], model: str, name: str = "") -> dict:
@@ -312,7 +319,7 @@ def keypoints_api(image: str | None, box_mode: str = "auto", model: str = DEFAUL
     rgb, faces, size = detect_keypoints(image, model, given)
     if not faces:
         gr.Warning("No face found in this photo.")
-    return annotate(rgb, faces, size[0], model, False, True), keypoints_json(faces, size, model, Path(image).name)
+    return annotate(rgb, faces, size[0], model, False, True)[0], keypoints_json(faces, size, model, Path(image).name)
 
 
 @user_errors
@@ -326,7 +333,12 @@ def keypoints_ui(image, box_mode, model, numbers, contours, annotation=None):
     stem = Path(image).stem[:40] or "photo"
     result = keypoints_json(faces, size, model, Path(image).name)
     table = [[k, i, round(float(x), 1), round(float(y), 1)] for k, f in enumerate(faces, 1) for i, (x, y) in enumerate(f.keypoints)]
-    return (annotate(rgb, faces, size[0], model, numbers, contours), faces_summary(faces, model, boxes is not None), table,
+    drawing, unnumbered = annotate(rgb, faces, size[0], model, numbers, contours)
+    summary = faces_summary(faces, model, boxes is not None)
+    if unnumbered:
+        summary += (f"\n\nPoint numbers are left out on {unnumbered} of the {len(faces)} faces: under {NUMBERS_MIN_SIDE} px "
+                    "in the picture, they would hide the face. The points table below numbers every point.")
+    return (drawing, summary, table,
             write_downloads(faces, result, stem) if faces else None, result)
 
 

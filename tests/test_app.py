@@ -474,6 +474,28 @@ def test_summary_marks_drawn_boxes_and_doubtful_faces(app_module, faces, tmp_pat
     assert "this model gives none" in summary and "1.00" not in summary, summary
 
 
+def test_point_numbers_only_on_faces_large_enough_to_read_them(app_module, faces, tmp_path):
+    """A group photo's small faces came out as yellow blots under 68 numbers each: they get none,
+    and the summary says so; a large face keeps its numbers."""
+    r = faces[0]
+    im = Image.open(r.image).convert("RGB")
+    big = tmp_path / "big.png"
+    im.resize((im.width * 3, im.height * 3), Image.BILINEAR).save(big)  # the face ~3× larger than its crop
+    group = tmp_path / "group.png"
+    canvas = Image.new("RGB", (1280, 960), (90, 90, 90))
+    canvas.paste(im.resize((im.width // 3, im.height // 3), Image.BILINEAR), (600, 500))  # a small face
+    canvas.save(group)
+    plain, *_ = app_module.keypoints_ui(str(big), "auto", "ibug68_kd", False, True)
+    numbered, summary, *_ = app_module.keypoints_ui(str(big), "auto", "ibug68_kd", True, True)
+    assert "left out" not in summary and not np.array_equal(plain, numbered)
+    plain, *_ = app_module.keypoints_ui(str(group), "auto", "ibug68_kd", False, True)
+    numbered, summary, table, *_ = app_module.keypoints_ui(str(group), "auto", "ibug68_kd", True, True)
+    import re
+    left_out = re.search(r"Point numbers are left out on (\d+) of the (\d+) faces", summary)
+    assert left_out and left_out[1] == left_out[2], summary  # every face here is small
+    assert np.array_equal(plain, numbered) and len(table) == 68 * int(left_out[2])
+
+
 def test_draw_mode_without_a_photo_asks_for_the_photo(app_module):
     import gradio as gr
     with pytest.raises(gr.Error, match="Add a photo first"):
