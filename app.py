@@ -336,8 +336,9 @@ def keypoints_ui(image, box_mode, model, numbers, contours, annotation=None):
     drawing, unnumbered = annotate(rgb, faces, size[0], model, numbers, contours)
     summary = faces_summary(faces, model, boxes is not None)
     if unnumbered:
-        summary += (f"\n\nPoint numbers are left out on {unnumbered} of the {len(faces)} faces: under {NUMBERS_MIN_SIDE} px "
-                    "in the picture, they would hide the face. The points table below numbers every point.")
+        which = "the face" if len(faces) == 1 else f"{unnumbered} of the {len(faces)} faces"
+        summary += (f"\n\nPoint numbers are left out on {which}: under {NUMBERS_MIN_SIDE} px in the picture, they "
+                    "would hide the face. The points table below numbers every point.")
     return (drawing, summary, table,
             write_downloads(faces, result, stem) if faces else None, result)
 
@@ -597,7 +598,7 @@ def feature_maps(image, model) -> tuple[np.ndarray, np.ndarray]:
     found = lm.detect(rgb)
     if not found:
         raise gr.Error("No face found in this photo, so there is no model input to show.")
-    crop, x = model_input(lm, rgb, found[0][0])
+    crop, x = model_input(lm, rgb, max(found, key=lambda t: t[1])[0])  # the surest face, not the leftmost
     with torch.inference_mode():
         maps = first_conv(lm.model)(x)[0].numpy()                 # (C, h, w): before BN/activation
     crop = cv2.resize(crop, (crop.shape[1] * 2, crop.shape[0] * 2), interpolation=cv2.INTER_NEAREST)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fkd.geometry import box_iou
 from fkd.weights import WEIGHTS_DIR, WeightsError
 
 BLAZEFACE = WEIGHTS_DIR / "face_detection_short_range.tflite"
@@ -117,7 +118,8 @@ class MediaPipeShortAndFull(FaceDetector):
     the short-range convention (a fit on the training faces, `full_to_short` in
     weights/calibration.json), so one calibration to the training crop serves both. The full-range
     model runs at FULL_SCORE_RATIO × min_score: it scores small and grey faces lower, and the
-    landmark model's confidence is what drops false detections."""
+    landmark model's confidence is what drops false detections (`Landmarker.detect` keeps only boxes
+    at min_score for the models that have none)."""
 
     def __init__(self, min_score: float = 0.5):
         from fkd.calibration import load_calibration
@@ -145,15 +147,6 @@ class MediaPipeShortAndFull(FaceDetector):
         self.short.close()
         if self._full is not None:
             self._full.close()
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(w, 0.0) * max(h, 0.0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 DETECTORS = {"mediapipe": MediaPipeShortAndFull, "mediapipe-short": MediaPipeDetector,

@@ -155,10 +155,13 @@ def writable(folder: Path) -> bool:
         return False
 
 
-def files_under(folder: str | os.PathLike, suffixes: tuple[str, ...]) -> list[Path]:
+def files_under(folder: str | os.PathLike, suffixes: tuple[str, ...], skip_hidden: bool = True) -> list[Path]:
     """The files under `folder` whose suffix (lower-cased) is one of `suffixes`, sorted, through
     symlinked subfolders too (`Path.rglob` does not follow them before Python 3.13: a data folder
-    made of links to the real ones looked empty). A folder reached twice (a link back up) is walked once."""
+    made of links to the real ones looked empty). A folder reached twice (a link beside it, or back
+    up the tree) is listed once, under its real path where both are siblings: real folders are walked
+    before links, so a link never takes a folder's files (the 300-W split is by path). skip_hidden:
+    leave out hidden files and folders (.git, .ipynb_checkpoints copies, macOS's ._ files)."""
     out, walked = [], set()
     for root, dirs, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
@@ -166,5 +169,8 @@ def files_under(folder: str | os.PathLike, suffixes: tuple[str, ...]) -> list[Pa
             dirs[:] = []
             continue
         walked.add(real)
-        out += [Path(root, f) for f in files if Path(f).suffix.lower() in suffixes]
+        dirs[:] = sorted((d for d in dirs if not (skip_hidden and d.startswith("."))),
+                         key=lambda d: (os.path.islink(os.path.join(root, d)), d))
+        out += [Path(root, f) for f in files
+                if Path(f).suffix.lower() in suffixes and not (skip_hidden and f.startswith("."))]
     return sorted(out)

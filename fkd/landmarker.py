@@ -129,7 +129,10 @@ class Landmarker:
 
     # -----------------------------------------------------------------------------------------
     def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
-        return self.detector.detect(rgb)
+        """The detector's boxes. For a model without a confidence (nothing checks the boxes after), only
+        those scored at least `min_score`: the full-range detector looks down to 0.6 × min_score."""
+        found = self.detector.detect(rgb)
+        return found if self.has_confidence else [(b, s) for b, s in found if s >= self._min_score]
 
     def predict(self, image: ImageLike, boxes=None, box_kind: str = "face", flip_test: FlipTest | None = None,
                 min_confidence: float | None = None, search: bool | None = None,
@@ -147,7 +150,7 @@ class Landmarker:
             faces = self._faces(rgb, found, kind, flip_test, min_confidence or 0.0)  # by default a given box is kept
         else:
             low = self.min_confidence if min_confidence is None else min_confidence
-            faces = self._faces(rgb, self.detect(rgb), "face", flip_test, low)
+            faces = _distinct(self._faces(rgb, self.detect(rgb), "face", flip_test, low))  # one face per place
             if (self.upright if search is None else search) and _best(faces) < SURE:
                 faces = _distinct(faces + self._turned_faces(rgb, flip_test, TURNS if turns is None else turns))
         for f in faces:  # back to the original image's pixels
@@ -312,8 +315,9 @@ def _best(faces: list[Face]) -> float:
 
 
 def _distinct(faces: list[Face]) -> list[Face]:
-    """One face per place: where faces found in different turned copies overlap (their points'
-    centres closer than half a face), the most confident one; left to right like the detector."""
+    """One face per place: where faces found by both detectors or in different turned copies overlap
+    (their points' centres closer than half a face), the most confident one; left to right like the
+    detector."""
     kept = []
     for f in sorted(faces, key=lambda f: -f.confidence):
         c, side = f.keypoints.mean(0), box_side(landmark_box(f.keypoints))

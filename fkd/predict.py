@@ -152,9 +152,8 @@ def expand(paths: list[str]) -> list[str]:
 
 
 def _images_in(folder: Path) -> list[str]:
-    """The photos under `folder`, leaving out hidden files and folders (.git, .ipynb_checkpoints, macOS's ._ files)."""
-    return [str(f) for f in files_under(folder, tuple(PHOTO_EXTS))
-            if not any(part.startswith(".") for part in f.relative_to(folder).parts) and f.is_file()]
+    """The photos under `folder` (hidden files and folders left out), sorted by path as a string."""
+    return sorted(str(f) for f in files_under(folder, tuple(PHOTO_EXTS)) if f.is_file())
 
 
 def unique_name(stem: str, suffix: str, used: set[str]) -> str:

@@ -190,7 +190,8 @@ def test_small_faces_beside_a_large_one_are_found_too(landmarker, face):
 
 
 def test_a_face_both_detectors_find_is_one_face(face):
-    from fkd.detect import MediaPipeShortAndFull, box_iou
+    from fkd.detect import MediaPipeShortAndFull
+    from fkd.geometry import box_iou
     assert box_iou(np.array([0, 0, 10, 10.0]), np.array([5, 0, 15, 10.0])) == pytest.approx(1 / 3)
     assert box_iou(np.array([0, 0, 10, 10.0]), np.array([20, 20, 30, 30.0])) == 0.0
     det = MediaPipeShortAndFull()

@@ -86,6 +86,15 @@ def test_find_300w_and_predict_follow_symlinked_folders(tmp_path):
     recs, problems = find_300w(data)
     assert [r.image for r in recs] == [data / "helen" / "a.jpg"] and problems == []
     assert _images_in(data) == [str(data / "helen" / "a.jpg")]
+    # a link beside a real folder never takes its files (the split is by path), whatever its name
+    # sorts or os.walk lists first; a hidden folder's copies are left out
+    for name in ("a_link", "helen_old", "zz"):
+        (real.parent / name).symlink_to(real, target_is_directory=True)
+    (real.parent / ".ipynb_checkpoints").mkdir()
+    shutil.copy(src.with_suffix(".jpg"), real.parent / ".ipynb_checkpoints" / "b.jpg")
+    shutil.copy(src, real.parent / ".ipynb_checkpoints" / "b.pts")
+    recs, problems = find_300w(real.parent)
+    assert [r.image for r in recs] == [real / "a.jpg"] and problems == []
 
 
 def test_dlib_xml(tmp_path):

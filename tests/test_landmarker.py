@@ -378,3 +378,41 @@ def test_without_levelling_tilted_heads_go_wrong(face_image):
     assert np.mean(tilted_errors(lm, -40, drawn_box=True)) > np.mean(tilted_errors(lm, 0, drawn_box=True)) + 0.005
     assert min(tilted_errors(lm, -90)) > 0.08  # missed, or points far off
     lm.close()
+
+
+class FixedDetector:
+    """A detector that returns given boxes: what the Landmarker does with them, without MediaPipe."""
+
+    def __init__(self, found):
+        self.found = found
+
+    def detect(self, rgb):
+        return list(self.found)
+
+    detect_near = detect
+
+    def close(self):
+        pass
+
+
+def test_weak_detections_need_a_model_that_can_doubt_them(face_image):
+    """The full-range detector reports boxes down to 0.3; a model without a confidence cannot drop
+    the false ones, so it only gets boxes at the detector's own threshold (0.5)."""
+    rgb, gt = face_image
+    face = landmark_box(gt)
+    found = [(face, 0.9), (face + [40, 0, 40, 0], 0.35)]
+    for name, kept in (("ibug68_resnet18", [0.9]), ("ibug68_kd", [0.9, 0.35])):
+        lm = fkd.Landmarker(name)
+        lm._detector = FixedDetector(found)
+        assert [s for _, s in lm.detect(rgb)] == kept
+
+
+def test_one_face_found_twice_is_given_once(face_image):
+    """Two detector boxes on one face (the two BlazeFace models, boxes that overlap too little for
+    the detector to merge them) give one face, the surer one."""
+    rgb, gt = face_image
+    box = landmark_box(gt)
+    lm = fkd.Landmarker()
+    lm._detector = FixedDetector([(box, 0.9), (box * [0.97, 0.95, 1.03, 1.05], 0.6)])
+    faces = lm.predict(rgb, search=False)
+    assert len(faces) == 1 and nme(faces[0].keypoints[None], gt[None])[0] < 0.1

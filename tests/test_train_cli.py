@@ -152,6 +152,13 @@ def test_resume_with_changed_epochs_stops_and_leaves_the_run_as_it_was(tmp_path)
     assert [r["epoch"] for r in card["history"]] == [0, 1, 2] and card["training"]["epochs"] == 3
 
 
+def test_outputs_default_to_the_repository_not_the_current_folder():
+    """Run from another folder, a training used to write ./weights, where the app never looks."""
+    parser = train.get_args_parser()
+    assert parser.get_default("out") == str(ROOT / "weights")
+    assert parser.get_default("run_dir") == str(ROOT / "runs")
+
+
 def interruptible(cmd: list[str]) -> subprocess.Popen:
     """The command with Ctrl-C's default handling: a shell that starts the tests in the background
     (`nohup pytest &`) leaves SIGINT ignored, and a child would inherit that and never stop."""
