@@ -41,7 +41,7 @@ from PIL import Image, UnidentifiedImageError
 from fkd import media, morph, video, viz
 from fkd.data import write_pts
 from fkd.io import ImageError, load_image, load_image_sized
-from fkd.landmarker import DEFAULT_MODEL, MODELS, Face, Landmarker, WeightsError, check_box
+from fkd.landmarker import DEFAULT_MODEL, MODELS, Face, Landmarker, WeightsError, check_box, face_side
 from fkd.models import first_conv
 from fkd.stream import Tracker
 from fkd.weights import WEIGHTS_DIR, read_card
@@ -241,6 +241,9 @@ def annotate(rgb: np.ndarray, faces: list[Face], full_w: int, model: str, number
         radius = max(4, 3 * radius)  # the nose tip alone: a dot sized for 68 points is lost in the face
     out = viz.draw_faces(small, shown, contours=get_landmarker(model).layout.contours if contours else (),
                          radius=radius)
+    if len(shown) > 1:  # the faces table's numbers, by each box in its colour
+        for k, (f, side) in enumerate(zip(shown, sides)):
+            viz.label(out, str(k + 1), (f.box[0], f.box[1]), float(np.clip(side / 120, 0.45, 1.4)), viz.COLORS[k % len(viz.COLORS)])
     unnumbered = 0
     for f, side in zip(shown, sides) if numbers else ():
         if side < NUMBERS_MIN_SIDE and len(f.keypoints) > 1:
@@ -336,9 +339,10 @@ def keypoints_ui(image, box_mode, model, numbers, contours, annotation=None):
     drawing, unnumbered = annotate(rgb, faces, size[0], model, numbers, contours)
     summary = faces_summary(faces, model, boxes is not None)
     if unnumbered:
-        which = "the face" if len(faces) == 1 else f"{unnumbered} of the {len(faces)} faces"
+        which = ("the face" if len(faces) == 1 else f"all {len(faces)} faces" if unnumbered == len(faces)
+                 else f"{unnumbered} of the {len(faces)} faces")
         summary += (f"\n\nPoint numbers are left out on {which}: under {NUMBERS_MIN_SIDE} px in the picture, they "
-                    "would hide the face. The points table below numbers every point.")
+                    "would hide the face. The points table (under *Points table, JSON and downloads*) numbers every point.")
     return (drawing, summary, table,
             write_downloads(faces, result, stem) if faces else None, result)
 
@@ -579,7 +583,7 @@ def model_input(lm: Landmarker, rgb: np.ndarray, box: np.ndarray) -> tuple[np.nd
 
 @user_errors
 def feature_maps_api(image: str | None, model: str = DEFAULT_MODEL):
-    """First-layer feature maps of `model` on the input crop of the first (left-most) face in `image`."""
+    """First-layer feature maps of `model` on the input crop of the face in `image` the detector is surest of."""
     return feature_maps(image, model)[1]
 
 
@@ -617,7 +621,7 @@ def create_filters_tab(filters_fn, filters_api_fn, maps_fn, maps_api_fn, example
         with gr.Column(scale=2):
             image = CheckedImage(label="Photo", type="filepath", image_mode=None, height=260,
                                  sources=["upload", "webcam", "clipboard"])
-        crop = ResultImage(label="Model input (first face)", type="numpy", interactive=False, height=260, scale=2)
+        crop = ResultImage(label="Model input (the face the detector is surest of)", type="numpy", interactive=False, height=260, scale=2)
         maps = ResultImage(label="Layer 1 feature maps", type="numpy", interactive=False, height=420, scale=3)
     gr.Examples([[p] for p in examples], [image], label="Examples (click one)")
     model.change(filters_fn, model, [conv1, conv2, info], api_visibility="private")
@@ -641,7 +645,7 @@ def largest_face(path: str | None, which: str) -> tuple[np.ndarray, np.ndarray]:
         raise gr.Error(f"No face found in {which}.")
     if len(faces) > 1:
         gr.Info(f"{which.capitalize()} has {len(faces)} faces: morphing the largest.")
-    f = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+    f = max(faces, key=face_side)  # by its points: a full-range detector box can be twice the face
     return rgb, f.keypoints
 
 

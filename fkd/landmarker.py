@@ -317,20 +317,26 @@ def _best(faces: list[Face]) -> float:
 def _distinct(faces: list[Face]) -> list[Face]:
     """One face per place: where faces found by both detectors or in different turned copies overlap
     (their points' centres closer than half a face), the most confident one; left to right like the
-    detector."""
+    detector. Ties (the models without a confidence all say 1.0) go to the higher detector score;
+    a one-point layout (the nose) measures the face by its box."""
     kept = []
-    for f in sorted(faces, key=lambda f: -f.confidence):
-        c, side = f.keypoints.mean(0), box_side(landmark_box(f.keypoints))
+    for f in sorted(faces, key=lambda f: (-f.confidence, -f.score)):
+        c, side = f.keypoints.mean(0), face_side(f)
         if all(np.linalg.norm(c - k.keypoints.mean(0)) > side / 2 for k in kept):
             kept.append(f)
     return sorted(kept, key=lambda f: f.box[0])
+
+
+def face_side(f: Face) -> float:
+    """How big a face is: its points' landmark box, or its box for a one-point layout."""
+    return box_side(landmark_box(f.keypoints)) if len(f.keypoints) > 1 else box_side(np.asarray(f.box, np.float64))
 
 
 def near(box: np.ndarray, face: Face) -> bool:
     """Whether a detector box is on `face`: its centre within half a face of the face's points' centre
     (the rule `_distinct` uses for two faces)."""
     c = (np.asarray(box[:2], np.float64) + np.asarray(box[2:], np.float64)) / 2
-    return bool(np.linalg.norm(c - face.keypoints.mean(0)) <= box_side(landmark_box(face.keypoints)) / 2)
+    return bool(np.linalg.norm(c - face.keypoints.mean(0)) <= face_side(face) / 2)
 
 
 def _wrap(degrees: float) -> float:

@@ -20,7 +20,7 @@ from PIL import Image
 
 from conftest import ROOT, W300, val_faces
 
-from fkd.landmarker import DEFAULT_MODEL
+from fkd.landmarker import DEFAULT_MODEL, Face
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -492,6 +492,24 @@ def test_point_numbers_only_on_faces_large_enough_to_read_them(app_module, faces
     numbered, summary, table, *_ = app_module.keypoints_ui(str(group), "auto", "ibug68_kd", True, True)
     assert "**1 face**" in summary and "Point numbers are left out on the face:" in summary, summary
     assert np.array_equal(plain, numbered) and len(table) == 68
+
+
+def test_each_face_is_numbered_on_the_picture_as_in_the_table(app_module, faces):
+    """With several faces, the table's numbers were nowhere on the picture."""
+    from fkd import viz
+    r = faces[0]
+    rgb = np.asarray(Image.open(r.image).convert("RGB"))
+    lo, hi = r.points.min(0), r.points.max(0)
+    face = Face(box=np.r_[lo, hi].astype(np.float32), score=0.9, keypoints=r.points.astype(np.float32), confidence=0.99)
+    one, _ = app_module.annotate(rgb, [face], rgb.shape[1], "ibug68_kd", False, False)
+    two, _ = app_module.annotate(rgb, [face, face], rgb.shape[1], "ibug68_kd", False, False)
+    y0, x0 = int(lo[1]), int(lo[0])
+    above = (slice(max(y0 - 40, 0), y0 + 40), slice(max(x0 - 5, 0), x0 + 60))  # the label sits by the box's corner
+    assert not np.array_equal(one[above], two[above])
+    # at the top edge the label goes inside the box, not off the picture
+    canvas = np.zeros((100, 100, 3), np.uint8)
+    viz.label(canvas, "7", (10, 0), 1.0, (230, 25, 75))
+    assert canvas[:40].any()
 
 
 def test_draw_mode_without_a_photo_asks_for_the_photo(app_module):

@@ -416,3 +416,35 @@ def test_one_face_found_twice_is_given_once(face_image):
     lm._detector = FixedDetector([(box, 0.9), (box * [0.97, 0.95, 1.03, 1.05], 0.6)])
     faces = lm.predict(rgb, search=False)
     assert len(faces) == 1 and nme(faces[0].keypoints[None], gt[None])[0] < 0.1
+
+
+@pytest.mark.parametrize("model", ["ibug68_resnet18", "nose"])
+def test_a_model_without_a_confidence_keeps_the_surer_box_of_one_face(face_image, model):
+    """Its faces all say 1.0, so two boxes on one face kept the leftmost (a loose full-range box over
+    a short-range one); the nose, one point, never counted two boxes as one face."""
+    rgb, gt = face_image
+    box = landmark_box(gt)
+    loose = box * [0.9, 0.9, 1.02, 1.02]  # starts further left
+    lm = fkd.Landmarker(model)
+    lm._detector = FixedDetector([(loose, 0.55), (box, 0.9)])
+    faces = lm.predict(rgb, search=False)
+    assert len(faces) == 1 and faces[0].score == 0.9
+
+
+def test_morph_takes_the_largest_face_by_its_points(app_module_lm, monkeypatch):
+    """A full-range detector box can be twice its face: the largest face is judged by its points."""
+    app, rgb, gt = app_module_lm
+    small_points_big_box = fkd.Face(box=np.array([0, 0, 400, 400], np.float32), score=0.5,
+                                    keypoints=(gt * 0.5).astype(np.float32), confidence=0.99)
+    big = fkd.Face(box=landmark_box(gt), score=0.9, keypoints=gt.astype(np.float32), confidence=0.99)
+    monkeypatch.setattr(app, "get_landmarker", lambda model: type("L", (), {"predict": lambda self, *a, **k: [small_points_big_box, big]})())
+    monkeypatch.setattr(app.gr, "Info", lambda *a, **k: None)
+    _, pts = app.largest_face("photo.jpg", "photo 1")
+    assert np.array_equal(pts, big.keypoints)
+
+
+@pytest.fixture
+def app_module_lm(face_image, monkeypatch):
+    import app
+    monkeypatch.setattr(app, "load_image", lambda path: face_image[0])
+    return app, face_image[0], face_image[1]
