@@ -54,6 +54,7 @@ REPORTS = WEIGHTS_DIR / "reports"
 CONCURRENCY = int(os.environ.get("FKD_CONCURRENCY", "2"))      # events of one kind at once (2 vCPU Space)
 TORCH_THREADS = int(os.environ.get("FKD_TORCH_THREADS", "1"))  # per request; requests run side by side
 DISPLAY_SIDE = 1280          # annotated photos bigger than this are shrunk for the browser (JSON stays full size)
+DISPLAY_MIN_SIDE = 720       # and in the UI smaller ones are drawn enlarged to this (the API draws them at their size)
 ANNOTATOR_SIDE = 1024        # the box-drawing canvas: bigger photos are shrunk to this
 ANNOTATOR_HEIGHT = 420       # and smaller ones enlarged to this height, so that there is room to draw
 NUMBERS_MIN_SIDE = 150       # display pixels: a smaller face gets no point numbers (68 would cover it)
@@ -227,12 +228,16 @@ def detect_keypoints(path: str | None, model: str, boxes=None, boxes_width: int 
     return rgb, [_scaled(f, s) for f in faces], (W, H)
 
 
-def annotate(rgb: np.ndarray, faces: list[Face], full_w: int, model: str, numbers: bool, contours: bool
-             ) -> tuple[np.ndarray, int]:
-    """The photo (browser-sized) with boxes, points, contours and numbers sized to the faces, not the
-    photo; and how many faces were too small on it for their numbers (a group photo's 68-point faces
-    of 50 px came out as yellow blots)."""
+def annotate(rgb: np.ndarray, faces: list[Face], full_w: int, model: str, numbers: bool, contours: bool,
+             min_side: int = 0) -> tuple[np.ndarray, int]:
+    """The photo (browser-sized: shrunk to DISPLAY_SIDE, enlarged to `min_side`) with boxes, points,
+    contours and numbers sized to the faces, not the photo; and how many faces were too small on it
+    for their numbers (a group photo's 68-point faces of 50 px came out as yellow blots)."""
     small, s = _shrink(rgb, DISPLAY_SIDE)
+    if max(small.shape[:2]) < min_side:  # a small photo: drawn on an enlarged copy, not shown as a stamp
+        w0 = small.shape[1]
+        small = _resize(small, min_side / max(small.shape[:2]))
+        s *= small.shape[1] / w0
     s *= rgb.shape[1] / full_w  # original pixels → display pixels
     shown = [_scaled(f, s) for f in faces]
     sides = [max(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in shown] or [100.0]
@@ -336,7 +341,7 @@ def keypoints_ui(image, box_mode, model, numbers, contours, annotation=None):
     stem = Path(image).stem[:40] or "photo"
     result = keypoints_json(faces, size, model, Path(image).name)
     table = [[k, i, round(float(x), 1), round(float(y), 1)] for k, f in enumerate(faces, 1) for i, (x, y) in enumerate(f.keypoints)]
-    drawing, unnumbered = annotate(rgb, faces, size[0], model, numbers, contours)
+    drawing, unnumbered = annotate(rgb, faces, size[0], model, numbers, contours, DISPLAY_MIN_SIDE)
     summary = faces_summary(faces, model, boxes is not None)
     if unnumbered:
         which = ("the face" if len(faces) == 1 else f"all {len(faces)} faces" if unnumbered == len(faces)

@@ -512,6 +512,20 @@ def test_each_face_is_numbered_on_the_picture_as_in_the_table(app_module, faces)
     assert canvas[:40].any()
 
 
+def test_small_photos_are_drawn_enlarged_in_the_ui(app_module, faces):
+    """A 60-px crop came back as a 60-px stamp in a 480-px box; the points still land on the face."""
+    r = faces[0]
+    w, h = Image.open(r.image).size
+    assert max(w, h) < app_module.DISPLAY_MIN_SIDE
+    drawing, _, _, _, result = app_module.keypoints_ui(str(r.image), "auto", "ibug68_kd", False, False)
+    k = app_module.DISPLAY_MIN_SIDE / max(w, h)
+    assert max(drawing.shape[:2]) == app_module.DISPLAY_MIN_SIDE
+    assert abs(drawing.shape[1] - w * k) <= 1 and abs(drawing.shape[0] - h * k) <= 1
+    assert (result["width"], result["height"]) == (w, h)  # the JSON stays in the photo's pixels
+    x, y = np.round(np.asarray(result["faces"][0]["keypoints"][30]) * drawing.shape[1] / w).astype(int)  # nose tip
+    assert (drawing[y - 3:y + 4, x - 3:x + 4] == [0, 255, 0]).all(axis=-1).any()  # a green point drawn there
+
+
 def test_draw_mode_without_a_photo_asks_for_the_photo(app_module):
     import gradio as gr
     with pytest.raises(gr.Error, match="Add a photo first"):
