@@ -189,6 +189,22 @@ def test_small_faces_beside_a_large_one_are_found_too(landmarker, face):
     assert nme(faces[1].keypoints[None], ((gt + 0.5) / 3 - 0.5 + [1200, 800])[None])[0] < 0.1
 
 
+def test_faces_in_a_panorama_are_found_in_tiles(landmarker, face):
+    """A picture far wider than tall reaches the detectors at 128 or 192 px wide: its faces vanish.
+    It is also looked at in overlapping square tiles."""
+    rgb, gt = face
+    h, w = rgb.shape[:2]
+    canvas = np.full((3 * h, 15 * w, 3), 90, np.uint8)
+    spots = [(h, w), (h, 7 * w), (h, 13 * w)]
+    for y, x in spots:
+        canvas[y:y + h, x:x + w] = rgb
+    assert len(landmarker.detector._both(canvas)) < 3   # the whole picture at once misses faces
+    faces = sorted(landmarker.predict(canvas), key=lambda f: f.box[0])
+    assert len(faces) == 3
+    for f, (y, x) in zip(faces, spots):
+        assert nme(f.keypoints[None], (gt + [x, y])[None])[0] < 0.1
+
+
 def test_a_face_both_detectors_find_is_one_face(face):
     from fkd.detect import MediaPipeShortAndFull
     from fkd.geometry import box_iou
