@@ -233,14 +233,13 @@ def annotate(rgb: np.ndarray, faces: list[Face], full_w: int, model: str, number
     """The photo (browser-sized: shrunk to DISPLAY_SIDE, enlarged to `min_side`) with boxes, points,
     contours and numbers sized to the faces, not the photo; and how many faces were too small on it
     for their numbers (a group photo's 68-point faces of 50 px came out as yellow blots)."""
-    small, s = _shrink(rgb, DISPLAY_SIDE)
+    small = _shrink(rgb, DISPLAY_SIDE)[0]
     if max(small.shape[:2]) < min_side:  # a small photo: drawn on an enlarged copy, not shown as a stamp
-        w0 = small.shape[1]
         small = _resize(small, min_side / max(small.shape[:2]))
-        s *= small.shape[1] / w0
-    s *= rgb.shape[1] / full_w  # original pixels → display pixels
-    shown = [_scaled(f, s) for f in faces]
-    sides = [max(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in shown] or [100.0]
+    s = max(small.shape[:2]) / max(rgb.shape[:2]) * rgb.shape[1] / full_w  # original pixels → display pixels
+    c = (s - 1) / 2  # pixel centres sit on integers in both: x → (x + 0.5) s - 0.5
+    shown = [replace(f, box=f.box * s + c, keypoints=f.keypoints * s + c) for f in faces]
+    sides = [face_side(f) for f in shown] or [100.0]  # by the points: a full-range box can be twice the face
     radius = int(np.clip(min(sides) / 110, 1, 6))
     if shown and len(shown[0].keypoints) == 1:
         radius = max(4, 3 * radius)  # the nose tip alone: a dot sized for 68 points is lost in the face

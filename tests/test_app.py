@@ -494,20 +494,24 @@ def test_point_numbers_only_on_faces_large_enough_to_read_them(app_module, faces
     assert np.array_equal(plain, numbered) and len(table) == 68
 
 
-def test_each_face_is_numbered_on_the_picture_as_in_the_table(app_module, faces):
-    """With several faces, the table's numbers were nowhere on the picture."""
+def test_each_face_is_numbered_on_the_picture_as_in_the_table(app_module, faces, monkeypatch):
+    """With several faces, the table's numbers were nowhere on the picture: each box gets its number
+    by its top-left corner (one face gets none)."""
     from fkd import viz
     r = faces[0]
     rgb = np.asarray(Image.open(r.image).convert("RGB"))
     lo, hi = r.points.min(0), r.points.max(0)
-    face = Face(box=np.r_[lo, hi].astype(np.float32), score=0.9, keypoints=r.points.astype(np.float32), confidence=0.99)
-    one, _ = app_module.annotate(rgb, [face], rgb.shape[1], "ibug68_kd", False, False)
-    two, _ = app_module.annotate(rgb, [face, face], rgb.shape[1], "ibug68_kd", False, False)
-    y0, x0 = int(lo[1]), int(lo[0])
-    above = (slice(max(y0 - 40, 0), y0 + 40), slice(max(x0 - 5, 0), x0 + 60))  # the label sits by the box's corner
-    assert not np.array_equal(one[above], two[above])
-    # at the top edge the label goes inside the box, not off the picture
-    canvas = np.zeros((100, 100, 3), np.uint8)
+    one = Face(box=np.r_[lo, hi].astype(np.float32), score=0.9, keypoints=r.points.astype(np.float32), confidence=0.99)
+    two = Face(box=one.box + 30, score=0.8, keypoints=one.keypoints + 30, confidence=0.98)
+    calls = []
+    monkeypatch.setattr(viz, "label", lambda image, text, corner, size, color: calls.append((text, tuple(corner))))
+    app_module.annotate(rgb, [one], rgb.shape[1], "ibug68_kd", False, False)
+    assert calls == []
+    app_module.annotate(rgb, [one, two], rgb.shape[1], "ibug68_kd", False, False)
+    assert [t for t, _ in calls] == ["1", "2"]
+    assert np.allclose(calls[0][1], one.box[:2], atol=0.5) and np.allclose(calls[1][1], two.box[:2], atol=0.5)
+    monkeypatch.undo()
+    canvas = np.zeros((100, 100, 3), np.uint8)  # at the top edge the label goes inside, not off the picture
     viz.label(canvas, "7", (10, 0), 1.0, (230, 25, 75))
     assert canvas[:40].any()
 
@@ -522,8 +526,8 @@ def test_small_photos_are_drawn_enlarged_in_the_ui(app_module, faces):
     assert max(drawing.shape[:2]) == app_module.DISPLAY_MIN_SIDE
     assert abs(drawing.shape[1] - w * k) <= 1 and abs(drawing.shape[0] - h * k) <= 1
     assert (result["width"], result["height"]) == (w, h)  # the JSON stays in the photo's pixels
-    x, y = np.round(np.asarray(result["faces"][0]["keypoints"][30]) * drawing.shape[1] / w).astype(int)  # nose tip
-    assert (drawing[y - 3:y + 4, x - 3:x + 4] == [0, 255, 0]).all(axis=-1).any()  # a green point drawn there
+    x, y = np.round((np.asarray(result["faces"][0]["keypoints"][30]) + 0.5) * drawing.shape[1] / w - 0.5).astype(int)
+    assert (drawing[y - 1:y + 2, x - 1:x + 2] == [0, 255, 0]).all(axis=-1).any()  # the nose tip's dot is there
 
 
 def test_draw_mode_without_a_photo_asks_for_the_photo(app_module):

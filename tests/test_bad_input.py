@@ -95,7 +95,7 @@ def test_unusual_formats_give_the_right_face(landmarker, face, tmp_path, fmt):
 
 
 def test_tiny_images_have_no_face(landmarker):
-    for shape in [(1, 1, 3), (1, 1), (3, 7, 3)]:
+    for shape in [(1, 1, 3), (1, 1), (3, 7, 3), (1, 5, 3), (2, 400, 3), (64, 4096, 3)]:  # strips: no tiles to fail on
         assert landmarker.predict(np.zeros(shape, np.uint8)) == []
 
 
@@ -189,20 +189,31 @@ def test_small_faces_beside_a_large_one_are_found_too(landmarker, face):
     assert nme(faces[1].keypoints[None], ((gt + 0.5) / 3 - 0.5 + [1200, 800])[None])[0] < 0.1
 
 
-def test_faces_in_a_panorama_are_found_in_tiles(landmarker, face):
-    """A picture far wider than tall reaches the detectors at 128 or 192 px wide: its faces vanish.
-    It is also looked at in overlapping square tiles."""
+@pytest.mark.parametrize("portrait", [False, True])
+def test_faces_in_a_panorama_are_found_in_tiles(landmarker, face, portrait):
+    """A picture far wider than tall (or taller than wide) reaches the detectors at 128 or 192 px:
+    its faces vanish. It is also looked at in square tiles overlapping by half; one face sits across
+    a tile's inner edge (its cut box must not win over the whole one)."""
     rgb, gt = face
     h, w = rgb.shape[:2]
-    canvas = np.full((3 * h, 15 * w, 3), 90, np.uint8)
-    spots = [(h, w), (h, 7 * w), (h, 13 * w)]
+    spots = [(h, w), (h, 6 * w + w // 2), (h, 13 * w)]  # (y, x); the middle face straddles an inner edge
+    size = (3 * h, 15 * w)
+    if portrait:  # the faces one above the other: tiles move down instead of across
+        spots, size = [(x * h // w, y * w // h) for y, x in spots], (15 * h, 3 * w)
+    canvas = np.full((*size, 3), 90, np.uint8)
     for y, x in spots:
         canvas[y:y + h, x:x + w] = rgb
     assert len(landmarker.detector._both(canvas)) < 3   # the whole picture at once misses faces
-    faces = sorted(landmarker.predict(canvas), key=lambda f: f.box[0])
+    faces = landmarker.predict(canvas)
     assert len(faces) == 3
-    for f, (y, x) in zip(faces, spots):
-        assert nme(f.keypoints[None], (gt + [x, y])[None])[0] < 0.1
+    for (y, x) in spots:
+        assert min(nme(f.keypoints[None], (gt + [x, y])[None])[0] for f in faces) < 0.1
+
+
+def test_thin_strips_are_not_tiled():
+    from fkd.detect import MIN_TILE, _tile_starts
+    assert _tile_starts(4375, 1336) == [0, 608, 1216, 1823, 2431, 3039]  # overlap ≥ half a tile
+    assert len(_tile_starts(4096, MIN_TILE)) == 12 and _tile_starts(4096, MIN_TILE)[-1] == 4096 - MIN_TILE
 
 
 def test_a_face_both_detectors_find_is_one_face(face):
