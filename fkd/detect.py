@@ -3,7 +3,7 @@
 "mediapipe": BlazeFace through MediaPipe's Tasks API, with the model files shipped in weights/
 (mediapipe 1.x wheels carry none and we never download): the short-range model (faces that fill a
 fair part of the picture: selfies, webcams, portraits; ~2-3 ms per image on one core) and the
-full-range one (small and distant faces; ~7-9 ms more) together. "mediapipe-short" and "mediapipe-full"
+full-range one (small and distant faces; ~6-9 ms more) together. "mediapipe-short" and "mediapipe-full"
 run one of them.
 """
 from __future__ import annotations
@@ -116,7 +116,7 @@ def _close_quietly(det) -> None:
 
 class MediaPipeShortAndFull(FaceDetector):
     """Short-range BlazeFace (fast, for faces that fill the picture) and the full-range model (small
-    or distant faces, ~7-9 ms more on one AVX2 core) together: the full-range model adds the faces
+    or distant faces, ~6-9 ms more on one AVX2 core) together: the full-range model adds the faces
     that no short-range box covers. It used to run only when the short-range model found nothing,
     so a group photo with one large face lost its small ones (dlib's 9 example photos: 19 of 43
     faces found, 43 with both; bench/detection.py). Full-range boxes are larger: they are mapped to
