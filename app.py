@@ -199,8 +199,8 @@ def _shrink(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return _resize(rgb, s), s
 
 
-def _scaled(face: Face, s: float) -> Face:
-    return replace(face, box=face.box * s, keypoints=face.keypoints * s)
+def _scaled(face: Face, s: float, shift: float = 0.0) -> Face:
+    return replace(face, box=face.box * s + shift, keypoints=face.keypoints * s + shift)
 
 
 # -----------------------------------------------------------------------------------------------
@@ -237,8 +237,7 @@ def annotate(rgb: np.ndarray, faces: list[Face], full_w: int, model: str, number
     if max(small.shape[:2]) < min_side:  # a small photo: drawn on an enlarged copy, not shown as a stamp
         small = _resize(small, min_side / max(small.shape[:2]))
     s = max(small.shape[:2]) / max(rgb.shape[:2]) * rgb.shape[1] / full_w  # original pixels → display pixels
-    c = (s - 1) / 2  # pixel centres sit on integers in both: x → (x + 0.5) s - 0.5
-    shown = [replace(f, box=f.box * s + c, keypoints=f.keypoints * s + c) for f in faces]
+    shown = [_scaled(f, s, (s - 1) / 2) for f in faces]  # pixel centres sit on integers in both: x → (x + 0.5) s - 0.5
     sides = [face_side(f) for f in shown] or [100.0]  # by the points: a full-range box can be twice the face
     radius = int(np.clip(min(sides) / 110, 1, 6))
     if shown and len(shown[0].keypoints) == 1:
@@ -253,10 +252,7 @@ def annotate(rgb: np.ndarray, faces: list[Face], full_w: int, model: str, number
         if side < NUMBERS_MIN_SIDE and len(f.keypoints) > 1:
             unnumbered += 1
             continue
-        size = float(np.clip(side / 750, 0.22, 0.9))
-        for i, (x, y) in enumerate(f.keypoints):
-            cv2.putText(out, str(i), (int(x) + 2, int(y) - 2), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 0), 1,
-                        cv2.LINE_AA)
+        viz.number_points(out, f.keypoints, float(np.clip(side / 750, 0.22, 0.9)), 2)
     return out, unnumbered
 
 

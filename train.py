@@ -19,16 +19,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
+    from fkd.data import DATA_DIR
     from fkd.predict import bounded
     from fkd.recipes import RECIPES
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", choices=sorted(RECIPES) + ["report"], help="recipe to train (or 'report' to redraw PNGs)")
-    p.add_argument("--data", default=str(DEFAULT_DATA), help="folder with imm_face_db/ and 300w/")
+    p.add_argument("--data", default=str(DATA_DIR), help="folder with imm_face_db/ and 300w/")
     # beside train.py, wherever it is run from: the app and fkd.Landmarker load from that weights/
     p.add_argument("--out", default=str(ROOT / "weights"), help="where weights + model cards go (default: weights/ beside train.py)")
     p.add_argument("--run-dir", default=str(ROOT / "runs"), help="where checkpoints and loss CSVs go (default: runs/ beside train.py)")

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import cpu_name, median_ms  # noqa: E402
 from fkd.calibration import IDENTITY  # noqa: E402
-from fkd.data import find_300w, split_300w  # noqa: E402
+from fkd.data import DATA_DIR, find_300w, split_300w  # noqa: E402
 from fkd.evaluate import evaluate_records, nearest_face  # noqa: E402
 from fkd.geometry import apply_affine, landmark_box, turned_image  # noqa: E402
 from fkd.io import load_image, load_image_sized  # noqa: E402
@@ -136,7 +136,7 @@ def tilted_rows(name: str, val) -> list[dict]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    p.add_argument("--data", default=str(DATA_DIR))
     # every 68-point model the library offers, in fkd.MODELS' order (no second list to keep in step)
     p.add_argument("--models", nargs="+", default=[m for m in MODELS if m.startswith("ibug68")])
     p.add_argument("--rounds", type=int, default=3, help="timing rounds over all models (median kept)")

@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from common import cpu_name, median_ms  # noqa: E402
 from fkd import detect  # noqa: E402
-from fkd.data import find_300w, read_dlib_xml  # noqa: E402
+from fkd.data import DATA_DIR, find_300w, read_dlib_xml  # noqa: E402
+from fkd.evaluate import nearest_face  # noqa: E402
 from fkd.io import load_image  # noqa: E402
 from fkd.landmarker import Landmarker  # noqa: E402
 
@@ -55,8 +56,9 @@ def grey(rgb: np.ndarray) -> np.ndarray:
 
 
 def found(faces, points: np.ndarray) -> bool:
-    c, side = points.mean(0), np.ptp(points, 0).max()
-    return any(np.linalg.norm(f.keypoints.mean(0) - c) < side / 2 for f in faces)
+    """A labelled face is found when a predicted face's points centre within half a face of its own
+    (the rule fkd.evaluate scores by)."""
+    return nearest_face(faces, points) is not None
 
 
 def recall(lm: Landmarker, photos: dict[Path, list[np.ndarray]], to_grey: bool) -> tuple[int, int, float]:
@@ -92,7 +94,7 @@ def masked(path: Path, points: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--data", type=Path, default=DATA_DIR)
     ap.add_argument("--negatives", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "detection_report.md")

@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fkd.data import find_300w, split_300w  # noqa: E402
+from fkd.data import DATA_DIR, find_300w, split_300w  # noqa: E402
 from fkd.evaluate import evaluate_records  # noqa: E402
 from fkd.geometry import box_side, landmark_box  # noqa: E402
 from fkd.io import load_image_sized  # noqa: E402
@@ -55,7 +55,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("a")
     p.add_argument("b")
-    p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    p.add_argument("--data", default=str(DATA_DIR))
     p.add_argument("--resamples", type=int, default=5000)
     p.add_argument("--temperatures", type=float, nargs=2, metavar=("TA", "TB"),
                    help="grid models: decode A and B at these softmax temperatures (fkd.models.DECODE_TEMPERATURE)")

@@ -110,13 +110,13 @@ def detect_matched(records, detector) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def main(argv=None) -> None:
-    from fkd.data import find_300w, find_imm, split_300w, split_imm
+    from fkd.data import DATA_DIR, find_300w, find_imm, split_300w, split_imm
     from fkd.detect import make_detector
 
     p = argparse.ArgumentParser(prog="python -m fkd.calibration", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 description="Fit the detector-box → training-crop calibration on training images. "
                                             "Maps whose data is not found are kept as they are in --out.")
-    p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
+    p.add_argument("--data", default=str(DATA_DIR),
                    help="folder holding 300w/ and/or imm_face_db/")
     p.add_argument("--out", default=str(CALIBRATION_FILE), help="the calibration file to update")
     a = p.parse_args(argv)

@@ -17,6 +17,7 @@ from fkd.io import files_under
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 SPLITS_DIR = Path(__file__).with_name("splits")
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"  # where the CLIs look by default (../shared/data)
 
 
 @dataclass
@@ -102,7 +103,7 @@ def find_300w(root: str | Path, n_points: int = 68) -> tuple[list[FaceRecord], l
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
     records, problems = [], []
-    for img in files_under(root, tuple(IMAGE_EXTS)):
+    for img in files_under(root, IMAGE_EXTS):
         pts_path = img.with_suffix(".pts")
         if not pts_path.exists():
             problems.append(f"{img}: no .pts beside it")

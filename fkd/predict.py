@@ -153,7 +153,7 @@ def expand(paths: list[str]) -> list[str]:
 
 def _images_in(folder: Path) -> list[str]:
     """The photos under `folder` (hidden files and folders left out), sorted by path as a string."""
-    return sorted(str(f) for f in files_under(folder, tuple(PHOTO_EXTS)) if f.is_file())
+    return sorted(str(f) for f in files_under(folder, PHOTO_EXTS) if f.is_file())
 
 
 def unique_name(stem: str, suffix: str, used: set[str]) -> str:

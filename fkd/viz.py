@@ -42,12 +42,18 @@ def draw_faces(image: np.ndarray, faces: list, *, contours=(), numbers: bool = F
         pts = np.asarray(f.keypoints, dtype=np.float32)
         for c in contours:
             cv2.polylines(out, [np.round(pts[list(c)]).astype(np.int32)], False, (255, 255, 255), max(1, thick // 2), cv2.LINE_AA)
-        for i, (x, y) in enumerate(pts):
+        for x, y in pts:
             cv2.circle(out, (int(round(x)), int(round(y))), r, (0, 255, 0) if len(pts) > 1 else (255, 0, 0), -1, cv2.LINE_AA)
-            if numbers:
-                cv2.putText(out, str(i), (int(x) + r, int(y) - r), cv2.FONT_HERSHEY_SIMPLEX, 0.3 * scale + 0.1,
-                            (255, 255, 0), 1, cv2.LINE_AA)
+        if numbers:
+            number_points(out, pts, 0.3 * scale + 0.1, r)
     return out
+
+
+def number_points(image: np.ndarray, points: np.ndarray, size: float, gap: int) -> None:
+    """Each point's index beside it (up-right by `gap` px), in yellow, font scale `size`. Draws in place."""
+    for i, (x, y) in enumerate(points):
+        cv2.putText(image, str(i), (int(x) + gap, int(y) - gap), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 0), 1,
+                    cv2.LINE_AA)
 
 
 def _fig_to_array(fig, pad: float = 0.1) -> np.ndarray:
