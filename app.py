@@ -348,11 +348,12 @@ def keypoints_ui(image, box_mode, model, numbers, contours, annotation=None):
 
 
 def boxes_from_annotation(annotation) -> tuple[list[np.ndarray], int]:
-    """The boxes drawn on the annotator canvas, in its pixels, and its width (the photo resized)."""
+    """The boxes drawn on the annotator canvas, in its pixels, left to right as the detector's faces are
+    numbered (the annotator gives the last drawn first), and its width (the photo resized)."""
     if not annotation or annotation.get("image") is None or not annotation.get("boxes"):
         raise gr.Error("Draw at least one box around a face (drag on the picture under 'Face boxes'), or switch to 'auto'.")
     boxes = [np.array([b["xmin"], b["ymin"], b["xmax"], b["ymax"]], np.float32) for b in annotation["boxes"]]
-    return boxes, annotation["image"].shape[1]
+    return sorted(boxes, key=lambda b: min(b[0], b[2])), annotation["image"].shape[1]
 
 
 @user_errors
@@ -599,7 +600,7 @@ def feature_maps(image, model) -> tuple[np.ndarray, np.ndarray]:
         raise gr.Error("Add a photo first (or click an example).")
     lm = get_landmarker(model)
     rgb = load_image(image)
-    found = lm.detect(rgb)
+    found = lm.detect(rgb, small_faces=False)  # the surest face: small ones in tiles would not be it
     if not found:
         raise gr.Error("No face found in this photo, so there is no model input to show.")
     crop, x = model_input(lm, rgb, max(found, key=lambda t: t[1])[0])  # the surest face, not the leftmost
@@ -640,7 +641,8 @@ def largest_face(path: str | None, which: str) -> tuple[np.ndarray, np.ndarray]:
     if not path:
         raise gr.Error(f"Add {which} first.")
     rgb = load_image(path)
-    faces = get_landmarker(MORPH_MODEL).predict(rgb, flip_test=PHOTO_FLIP_TEST)
+    # the largest face: the whole picture's pass finds it; tiles (small_faces) would only add small ones
+    faces = get_landmarker(MORPH_MODEL).predict(rgb, flip_test=PHOTO_FLIP_TEST, small_faces=False)
     if not faces:
         raise gr.Error(f"No face found in {which}.")
     if len(faces) > 1:

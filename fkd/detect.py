@@ -27,13 +27,16 @@ SAME_FACE_IOU = 0.3     # a full-range box overlapping a short-range one this mu
 WIDE = 2.5              # a picture this many times wider than tall (or taller than wide) is also looked
                         # at in square tiles: a 4375×1336 panorama of 9 faces gave 2 without, 9 with
                         # (2.5: cinema frames, 2.39:1, stay one detector run)
-MIN_TILE, MAX_TILES = 64, 12  # no tiles for strips thinner than this; at most this many
+MIN_TILE, MAX_TILES = 64, 12  # no tiles for strips thinner than this; at most this many along a side
+SMALL_TILE, MAX_SMALL_TILES = 256, 48  # small_faces: tiles down to this side, at most this many in all
+                                      # (a 3x3 mosaic of dlib's group photos: 6 of 43 faces found without, 43 with)
 
 
 class FaceDetector:
-    """Base class: `detect(rgb uint8 (H, W, 3)) -> list[(box float32 (4,), score float)]`."""
+    """Base class: `detect(rgb uint8 (H, W, 3)) -> list[(box float32 (4,), score float)]`.
+    small_faces: also look for faces that are small in a large picture, where the detector can (slower)."""
 
-    def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    def detect(self, rgb: np.ndarray, small_faces: bool = False) -> list[tuple[np.ndarray, float]]:
         raise NotImplementedError
 
     def detect_near(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
@@ -68,7 +71,7 @@ class MediaPipeDetector(FaceDetector):
         self._finalizer = weakref.finalize(self, _close_quietly, self._det)
         threading._register_atexit(self._finalizer)
 
-    def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    def detect(self, rgb: np.ndarray, small_faces: bool = False) -> list[tuple[np.ndarray, float]]:
         import mediapipe as mp
 
         h, w = rgb.shape[:2]
@@ -139,25 +142,39 @@ class MediaPipeShortAndFull(FaceDetector):
             self._full = MediaPipeDetector(BLAZEFACE_FULL, FULL_SCORE_RATIO * self._min_score)
         return self._full
 
-    def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    def detect(self, rgb: np.ndarray, small_faces: bool = False) -> list[tuple[np.ndarray, float]]:
+        """small_faces: also look for faces small in a large picture (a group photo): see `_tiles`."""
         found = self._both(rgb)
         h, w = rgb.shape[:2]
-        n, side = max(h, w), min(h, w)
-        if n > WIDE * side and side >= MIN_TILE:  # a panorama: the models see it at 128 / 192 px, faces vanish
-            axis = 0 if w > h else 1  # the coordinate the tiles move along
-            for o in _tile_starts(n, side):
-                tile = np.ascontiguousarray(rgb[:, o:o + side] if axis == 0 else rgb[o:o + side])
-                shift = np.array([o, 0, o, 0] if axis == 0 else [0, o, 0, o], np.float32)
-                # a face cut by a tile's inner edge is whole in the next tile (they overlap by half)
-                whole = [(b, s) for b, s in self._both(tile)
-                         if not (o > 0 and b[axis] <= 1) and not (o + side < n and b[axis + 2] >= side - 1)]
-                _add(found, [(b + shift, s) for b, s in whole])
+        wide, small = _tiles(w, h, small_faces)
+        for x, y, side in wide:
+            _add(found, self._in_tile(rgb, x, y, side, self._both))
+        for x, y, side in small:  # the full-range model only, and only faces small for the tile: the
+            # whole picture's pass finds larger ones, and a tile may show a part of one as a face
+            _add(found, self._in_tile(rgb, x, y, side, lambda t: [(b, s) for b, s in self._full_mapped(t)
+                                                                   if max(b[2] - b[0], b[3] - b[1]) <= t.shape[0] / 2]))
         return sorted(found, key=lambda t: t[0][0])
+
+    @staticmethod
+    def _in_tile(rgb: np.ndarray, x: int, y: int, side: int, run) -> list[tuple[np.ndarray, float]]:
+        """What `run` finds in the square tile at (x, y), in the picture's pixels, without the faces
+        the tile cuts at an inner edge: they are whole in the next tile (tiles overlap by half)."""
+        h, w = rgb.shape[:2]
+        out = []
+        for b, s in run(np.ascontiguousarray(rgb[y:y + side, x:x + side])):
+            cut = (x > 0 and b[0] <= 1) or (y > 0 and b[1] <= 1) or (x + side < w and b[2] >= side - 1) \
+                or (y + side < h and b[3] >= side - 1)
+            if not cut:
+                out.append((b + np.array([x, y, x, y], np.float32), s))
+        return out
+
+    def _full_mapped(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        return [(self.full_to_short.apply(b), s) for b, s in self.full.detect(rgb)]
 
     def _both(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
         """The short-range boxes, then the full-range ones (mapped) that no short-range box covers."""
         found = self.short.detect(rgb)
-        _add(found, [(self.full_to_short.apply(b), s) for b, s in self.full.detect(rgb)])
+        _add(found, self._full_mapped(rgb))
         return found
 
     def detect_near(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
@@ -176,10 +193,29 @@ def _add(found: list, more: list) -> None:
             found.append((b, s))
 
 
-def _tile_starts(n: int, side: int) -> list[int]:
-    """Offsets of square tiles of `side` along a length `n`, overlapping by half (less past MAX_TILES
-    tiles), the first at 0 and the last at the end."""
-    count = min(MAX_TILES, math.ceil(2 * (n - side) / side) + 1)
+def _tiles(w: int, h: int, small_faces: bool) -> tuple[list, list]:
+    """Square tiles (x, y, side) to look at beside the whole picture, which the detectors see at 128
+    or 192 px, so faces small in it vanish. Wide: a panorama (over WIDE:1) in tiles of its short
+    side. Small: for small faces (small_faces=True), tiles of half the short side, then of a quarter,
+    ... down to SMALL_TILE px, while all levels together stay within MAX_SMALL_TILES."""
+    n, short = max(w, h), min(w, h)
+    wide = []
+    if n > WIDE * short and short >= MIN_TILE:
+        wide = [(o, 0, short) if w > h else (0, o, short) for o in _tile_starts(n, short)]
+    small, side = [], short // 2
+    while small_faces and side >= SMALL_TILE:
+        level = [(x, y, side) for y in _tile_starts(h, side, None) for x in _tile_starts(w, side, None)]
+        if len(small) + len(level) > MAX_SMALL_TILES:
+            break
+        small, side = small + level, side // 2
+    return wide, small
+
+
+def _tile_starts(n: int, side: int, most: int | None = MAX_TILES) -> list[int]:
+    """Offsets of square tiles of `side` along a length `n`, overlapping by half (less past `most`
+    tiles, and then with gaps past 12 sides), the first at 0 and the last at the end."""
+    count = math.ceil(2 * (n - side) / side) + 1
+    count = count if most is None else min(most, count)
     return sorted({round(i * (n - side) / (count - 1)) for i in range(count)})
 
 

@@ -81,7 +81,7 @@ class Landmarker:
 
     def __init__(self, model: str | Path = DEFAULT_MODEL, detector: str = "mediapipe", device: str = "cpu",
                  flip_test: FlipTest = "auto", min_score: float = 0.5, backend: str = "auto", threads: int | None = None,
-                 min_confidence: float = 0.8, upright: bool = True):
+                 min_confidence: float = 0.8, upright: bool = True, small_faces: bool = True):
         """backend: "openvino" (bfloat16 where the CPU has it), "onnx" (ONNX Runtime), "torch", or
         "auto": on CPU, openvino where the CPU computes in bfloat16 (the fastest), else onnx when
         installed, else torch. threads: CPU threads for OpenVINO / ONNX Runtime (None = all cores).
@@ -94,7 +94,9 @@ class Landmarker:
         upright: a face box whose first pass finds the head tilted more than MAX_ROLL degrees gets a
         second pass on a levelled crop, and where the detector finds no face the model is SURE of,
         it looks again in turned copies of the image (TURNS). Landmark boxes (box_kind="landmarks")
-        always get one pass."""
+        always get one pass.
+        small_faces: the detector also looks at large pictures in tiles (a group photo whose faces are
+        small in it: fkd.detect), ~5 ms per tile for up to 48 tiles; video frames skip it (fkd.stream)."""
         self.model, self.card = load_model(model, device)
         self.model = self.model.to(memory_format=torch.channels_last)
         self.cfg = self.model.cfg
@@ -105,7 +107,7 @@ class Landmarker:
         self.calibration = load_calibration("imm58" if self.card["layout"] in ("imm58", "nose") else "ibug68")
         self.device, self.flip_test = device, _checked_flip(flip_test)
         self._detector_name, self._min_score, self._detector = detector, min_score, None
-        self.min_confidence, self.upright = min_confidence, upright
+        self.min_confidence, self.upright, self.small_faces = min_confidence, upright, small_faces
         from fkd.runtime import OnnxRunner, OpenVinoRunner, pick_backend
         self.backend = pick_backend(backend, device)
         runner = {"openvino": OpenVinoRunner, "onnx": OnnxRunner}.get(self.backend)
@@ -128,20 +130,22 @@ class Landmarker:
         return self._detector
 
     # -----------------------------------------------------------------------------------------
-    def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    def detect(self, rgb: np.ndarray, small_faces: bool | None = None) -> list[tuple[np.ndarray, float]]:
         """The detector's boxes. For a model without a confidence (nothing checks the boxes after), only
-        those scored at least `min_score`: the full-range detector looks down to 0.6 × min_score."""
-        found = self.detector.detect(rgb)
+        those scored at least `min_score`: the full-range detector looks down to 0.6 × min_score.
+        small_faces: None = the Landmarker's setting."""
+        found = self.detector.detect(rgb, small_faces=self.small_faces if small_faces is None else small_faces)
         return found if self.has_confidence else [(b, s) for b, s in found if s >= self._min_score]
 
     def predict(self, image: ImageLike, boxes=None, box_kind: str = "face", flip_test: FlipTest | None = None,
                 min_confidence: float | None = None, search: bool | None = None,
-                turns: Sequence[float] | None = None) -> list[Face]:
+                turns: Sequence[float] | None = None, small_faces: bool | None = None) -> list[Face]:
         """Every face in `image` (or one per given box, in original-image pixels). [] = no face.
         flip_test, min_confidence: for this call (None = the Landmarker's setting; given boxes are kept
         whatever the model thinks unless min_confidence is given). search: look in
         turned copies when no face is sure (None = as `upright`); turns: which copies, in degrees
-        (None = TURNS). Video can pace both (fkd.stream)."""
+        (None = TURNS). Video can pace both (fkd.stream). small_faces: look in tiles of large pictures
+        too (None = the Landmarker's setting)."""
         rgb, (W, H) = load_image_sized(image)
         scale = W / rgb.shape[1]  # huge photos are worked on downscaled; results go back to full size
         if boxes is not None:
@@ -150,7 +154,7 @@ class Landmarker:
             faces = self._faces(rgb, found, kind, flip_test, min_confidence or 0.0)  # by default a given box is kept
         else:
             low = self.min_confidence if min_confidence is None else min_confidence
-            faces = _distinct(self._faces(rgb, self.detect(rgb), "face", flip_test, low))  # one face per place
+            faces = _distinct(self._faces(rgb, self.detect(rgb, small_faces), "face", flip_test, low))  # one face per place
             if (self.upright if search is None else search) and _best(faces) < SURE:
                 faces = _distinct(faces + self._turned_faces(rgb, flip_test, TURNS if turns is None else turns))
         for f in faces:  # back to the original image's pixels

@@ -44,6 +44,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--box-kind", choices=("face", "landmarks"), default="face",
                    help="face: a loose box around the face (like a detector's); landmarks: the tight landmark box")
     add_flip_argument(p)
+    p.add_argument("--no-small-faces", dest="small_faces", action="store_false",
+                   help="skip the tiles in which the detector looks for faces small in a large picture "
+                        "(group photos): faster, by ~5 ms per tile (up to 48)")
     p.add_argument("--json", help="write the results here instead of printing them")
     p.add_argument("--draw", help="also save each image with its points drawn into this folder")
     return p
@@ -112,7 +115,7 @@ def main(argv=None) -> int:
         try:
             if Path(path).is_dir():
                 raise ImageError(f"{path}: no images in this folder (looked for {' '.join(PHOTO_EXTS)})")
-            faces = lm.predict(path, boxes=args.box, box_kind=args.box_kind)
+            faces = lm.predict(path, boxes=args.box, box_kind=args.box_kind, small_faces=args.small_faces)
             entry = {"image": path, "faces": [f.to_dict() for f in faces]}
             if not faces:
                 print(f"{path}: no face found", file=sys.stderr)

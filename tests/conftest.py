@@ -40,5 +40,22 @@ def face_image():
     return load_image(r.image), r.points
 
 
+@pytest.fixture(scope="session")
+def group_photo(face_image):
+    """A 1600×1200 picture of 12 faces, each ~50 px (the fixture face at a quarter of its size), and
+    where each face's 68 points belong: faces that vanish when the detectors see the whole picture
+    at 128 or 192 px."""
+    import cv2
+    rgb, gt = face_image
+    k = 1 / 4
+    small = cv2.resize(rgb, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+    h, w = small.shape[:2]
+    canvas = np.full((1200, 1600, 3), 90, np.uint8)
+    spots = [(60 + 370 * r, 40 + 390 * c) for r in range(3) for c in range(4)]  # (y, x)
+    for y, x in spots:
+        canvas[y:y + h, x:x + w] = small
+    return canvas, [(gt + 0.5) * k - 0.5 + [x, y] for y, x in spots]
+
+
 def pytest_configure(config):
     ARTIFACTS.mkdir(exist_ok=True)

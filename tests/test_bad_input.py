@@ -210,6 +210,38 @@ def test_faces_in_a_panorama_are_found_in_tiles(landmarker, face, portrait):
         assert min(nme(f.keypoints[None], (gt + [x, y])[None])[0] for f in faces) < 0.1
 
 
+def test_small_faces_in_a_large_group_photo_are_found_in_tiles(landmarker, group_photo):
+    """A group photo whose faces are small in it: the detectors see the whole picture at 128 or 192 px,
+    where these faces are ~6 px. Looked at in tiles too (small_faces, the default for photos), each
+    is found, with its points where they belong, and once."""
+    canvas, expected = group_photo
+    assert len(landmarker.predict(canvas, small_faces=False)) < 6   # the whole picture at once misses most
+    faces = landmarker.predict(canvas)
+    assert len(faces) == len(expected)
+    for e in expected:
+        assert min(nme(f.keypoints[None], e[None])[0] for f in faces) < 0.15
+
+
+def test_small_face_tiles_are_bounded():
+    from fkd.detect import MAX_SMALL_TILES, SMALL_TILE, _tiles
+    assert _tiles(640, 480, True) == ([], [])                   # a webcam frame: tiles would be under SMALL_TILE
+    wide, small = _tiles(1600, 1200, True)
+    assert wide == [] and {s for _, _, s in small} == {600}      # halves of the short side; quarters < SMALL_TILE
+    assert _tiles(1600, 1200, False) == ([], [])
+    assert _tiles(1200, 16000, True)[1] == []                     # 53 × 3 tiles of 600: over the budget
+    for w, h in [(4096, 3072), (4096, 4096), (4375, 1336), (2400, 800)]:
+        wide, small = _tiles(w, h, True)
+        assert 0 < len(small) <= MAX_SMALL_TILES and min(s for _, _, s in small) >= SMALL_TILE
+        assert all(0 <= x and x + s <= w and 0 <= y and y + s <= h for x, y, s in wide + small)
+        # every pixel is in some tile of each level
+        for side in {s for _, _, s in small}:
+            cover = np.zeros((h, w), bool)
+            for x, y, s in small:
+                if s == side:
+                    cover[y:y + s, x:x + s] = True
+            assert cover.all()
+
+
 def test_thin_strips_are_not_tiled():
     from fkd.detect import MIN_TILE, _tile_starts
     assert _tile_starts(4375, 1336) == [0, 608, 1216, 1823, 2431, 3039]  # overlap ≥ half a tile

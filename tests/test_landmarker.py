@@ -133,6 +133,18 @@ def test_predict_cli_writes_json_and_reports_bad_files(tmp_path):
     assert p.returncode == 2 and "cannot write" in p.stderr
 
 
+def test_predict_cli_finds_small_faces_unless_told_not_to(tmp_path, group_photo):
+    canvas, expected = group_photo
+    img = tmp_path / "group.png"
+    Image.fromarray(canvas).save(img)
+    counts = []
+    for extra in ([], ["--no-small-faces"]):
+        p = run_cli("fkd.predict", str(img), *extra)
+        assert p.returncode == 0, p.stderr
+        counts.append(len(json.loads(p.stdout)[0]["faces"]))
+    assert counts[0] == len(expected) and counts[1] < len(expected) / 2
+
+
 def test_predict_cli_checks_its_outputs_before_the_work(tmp_path):
     img = tmp_path / "photo.jpg"
     img.write_bytes(sorted(W300.rglob("*.jpg"))[0].read_bytes())
@@ -386,7 +398,7 @@ class FixedDetector:
     def __init__(self, found):
         self.found = found
 
-    def detect(self, rgb):
+    def detect(self, rgb, small_faces=False):
         return list(self.found)
 
     detect_near = detect

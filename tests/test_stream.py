@@ -71,10 +71,10 @@ def small_face(face_image):
     return img, gt * s + (s - 1) / 2
 
 
-def counted(monkeypatch, lm) -> list[int]:
-    """Count the detector runs of `lm` (predict runs it through lm.detect too)."""
+def counted(monkeypatch, lm) -> list[bool | None]:
+    """The detector runs of `lm` (predict runs it through lm.detect too), each as its small_faces."""
     calls, real = [], lm.detect
-    monkeypatch.setattr(lm, "detect", lambda rgb: calls.append(1) or real(rgb))
+    monkeypatch.setattr(lm, "detect", lambda rgb, small_faces=None: calls.append(small_faces) or real(rgb, small_faces))
     return calls
 
 
@@ -89,6 +89,7 @@ def test_a_followed_face_needs_the_detector_twice_a_second_and_stays_on_the_face
         assert err < 0.06, (i, err)
         assert f.confidence >= landmarker.min_confidence
     assert len(calls) == 2                                 # t = 0 (nothing followed yet) and t = 0.5
+    assert calls == [False, False]                         # video frames are not looked at in tiles
 
 
 def test_a_face_that_leaves_is_dropped_at_once_and_a_newcomer_found_at_the_next_look(landmarker, small_face,
