@@ -600,7 +600,7 @@ def feature_maps(image, model) -> tuple[np.ndarray, np.ndarray]:
         raise gr.Error("Add a photo first (or click an example).")
     lm = get_landmarker(model)
     rgb = load_image(image)
-    found = lm.detect(rgb, small_faces=False)  # the surest face: small ones in tiles would not be it
+    found = lm.detect(rgb)
     if not found:
         raise gr.Error("No face found in this photo, so there is no model input to show.")
     crop, x = model_input(lm, rgb, max(found, key=lambda t: t[1])[0])  # the surest face, not the leftmost

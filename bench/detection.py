@@ -47,7 +47,7 @@ class ShortThenFull(detect.MediaPipeShortAndFull):
     """The default before 2026-11-28, for comparison: the full-range model (at the same threshold)
     only where the short-range one finds nothing."""
 
-    def detect(self, rgb: np.ndarray, small_faces: bool = False) -> list[tuple[np.ndarray, float]]:
+    def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
         if self._full is None:
             self._full = detect.MediaPipeDetector(detect.BLAZEFACE_FULL, self._min_score)
         return self.short.detect(rgb) or [(self.full_to_short.apply(b), s) for b, s in self._full.detect(rgb)]

@@ -4,7 +4,9 @@
 (mediapipe 1.x wheels carry none and we never download): the short-range model (faces that fill a
 fair part of the picture: selfies, webcams, portraits; ~2-3 ms per image on one core) and the
 full-range one (small and distant faces; ~6-9 ms more) together. "mediapipe-short" and "mediapipe-full"
-run one of them.
+run one of them. Both models see the whole picture at 128 or 192 px, so a panorama is also looked at
+in square tiles (`detect`), and a crowd's faces in tiles of a photo on request (`small_face_sides`,
+`detect_small`: the Landmarker does so for photos, not for video frames).
 """
 from __future__ import annotations
 
@@ -28,16 +30,23 @@ WIDE = 2.5              # a picture this many times wider than tall (or taller t
                         # at in square tiles: a 4375×1336 panorama of 9 faces gave 2 without, 9 with
                         # (2.5: cinema frames, 2.39:1, stay one detector run)
 MIN_TILE, MAX_TILES = 64, 12  # no tiles for strips thinner than this; at most this many along a side
-SMALL_TILE, MAX_SMALL_TILES = 256, 48  # small_faces: tiles down to this side, at most this many in all
-                                      # (dlib's 9 group photos as a 3x3 mosaic: 7 of 43 faces found without, 41 with)
+SMALL_TILE, MAX_SMALL_TILES = 256, 100  # detect_small: tiles down to this side, at most this many in all
 
 
 class FaceDetector:
-    """Base class: `detect(rgb uint8 (H, W, 3)) -> list[(box float32 (4,), score float)]`.
-    small_faces: also look for faces that are small in a large picture, where the detector can (slower)."""
+    """Base class: `detect(rgb uint8 (H, W, 3)) -> list[(box float32 (4,), score float)]`."""
 
-    def detect(self, rgb: np.ndarray, small_faces: bool = False) -> list[tuple[np.ndarray, float]]:
+    def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
         raise NotImplementedError
+
+    def small_face_sides(self, w: int, h: int) -> list[int]:
+        """For faces that are small in a large picture (a group photo), the sides of the square tiles
+        that `detect_small` can look at, coarse to fine; none by default."""
+        return []
+
+    def detect_small(self, rgb: np.ndarray, side: int, found: list) -> list[tuple[np.ndarray, float]]:
+        """Faces in tiles of `side` (one of `small_face_sides`) that are not among `found`."""
+        return []
 
     def detect_near(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
         """Only faces that fill a fair part of the picture, as fast as the detector can: for second
@@ -71,7 +80,7 @@ class MediaPipeDetector(FaceDetector):
         self._finalizer = weakref.finalize(self, _close_quietly, self._det)
         threading._register_atexit(self._finalizer)
 
-    def detect(self, rgb: np.ndarray, small_faces: bool = False) -> list[tuple[np.ndarray, float]]:
+    def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
         import mediapipe as mp
 
         h, w = rgb.shape[:2]
@@ -142,42 +151,63 @@ class MediaPipeShortAndFull(FaceDetector):
             self._full = MediaPipeDetector(BLAZEFACE_FULL, FULL_SCORE_RATIO * self._min_score)
         return self._full
 
-    def detect(self, rgb: np.ndarray, small_faces: bool = False) -> list[tuple[np.ndarray, float]]:
-        """small_faces: also look for faces small in a large picture (a group photo): see `_tiles`."""
+    def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
         found = self._both(rgb)
         h, w = rgb.shape[:2]
-        wide, small = _tiles(w, h, small_faces)
-        for x, y, side in wide:
-            _add(found, self._in_tile(rgb, x, y, side, self._both))
-        for x, y, side in small:
-            _add(found, self._in_tile(rgb, x, y, side, self._small))
+        n, short = max(h, w), min(h, w)
+        if n > WIDE * short and short >= MIN_TILE:  # a panorama: the models see it at 128 / 192 px, faces vanish
+            for o in _tile_starts(n, short):
+                _add(found, self._in_tile(rgb, o, 0, short, self._both) if w > h else
+                     self._in_tile(rgb, 0, o, short, self._both))
         return sorted(found, key=lambda t: t[0][0])
 
+    def small_face_sides(self, w: int, h: int) -> list[int]:
+        """Half the short side, a quarter, ... down to SMALL_TILE px, while all the levels' tiles
+        (overlapping by half) stay within MAX_SMALL_TILES (~8 ms each on one AVX2 core). Both models
+        see the whole picture at 128 or 192 px, where a crowd's faces vanish."""
+        sides, side, used = [], min(w, h) // 2, 0
+        while side >= SMALL_TILE:
+            used += len(_tile_starts(w, side, None)) * len(_tile_starts(h, side, None))
+            if used > MAX_SMALL_TILES:
+                break
+            sides.append(side)
+            side //= 2
+        return sides
+
+    def detect_small(self, rgb: np.ndarray, side: int, found: list) -> list[tuple[np.ndarray, float]]:
+        """The full-range model on tiles of `side` overlapping by half: the boxes that neither overlap
+        a face of `found` nor are centred in one (a part of a face seen close, an eye)."""
+        h, w = rgb.shape[:2]
+        seen = list(found)
+        for y in _tile_starts(h, side, None):
+            for x in _tile_starts(w, side, None):
+                boxes = self._in_tile(rgb, x, y, side, self._small, self.full_to_short.apply)
+                _add(seen, [(b, s) for b, s in boxes if not any(_holds(c, b) for c, _ in found)])
+        return sorted(seen[len(found):], key=lambda t: t[0][0])
+
     def _small(self, tile: np.ndarray) -> list[tuple[np.ndarray, float]]:
-        """The full-range model's faces that are small for the tile: the whole picture's pass finds
-        the larger ones, and a tile may show a part of one as a face."""
-        return [(b, s) for b, s in self._full_mapped(tile) if max(b[2] - b[0], b[3] - b[1]) <= tile.shape[0] / 2]
+        """The full-range model's boxes (its own, unmapped) that are small for the tile: the whole
+        picture's pass finds the larger faces, and a tile may show a part of one as a face."""
+        return [(b, s) for b, s in self.full.detect(tile) if max(b[2] - b[0], b[3] - b[1]) <= tile.shape[0] / 2]
 
     @staticmethod
-    def _in_tile(rgb: np.ndarray, x: int, y: int, side: int, run) -> list[tuple[np.ndarray, float]]:
+    def _in_tile(rgb: np.ndarray, x: int, y: int, side: int, run, then=None) -> list[tuple[np.ndarray, float]]:
         """What `run` finds in the square tile at (x, y), in the picture's pixels, without the faces
-        the tile cuts at an inner edge: they are whole in the next tile (tiles overlap by half)."""
+        the tile cuts at an inner edge: they are whole in the next tile (tiles overlap by half).
+        `then` maps each box after that test (a box the detector clipped to the edge stays on it)."""
         h, w = rgb.shape[:2]
         out = []
         for b, s in run(np.ascontiguousarray(rgb[y:y + side, x:x + side])):
             cut = (x > 0 and b[0] <= 1) or (y > 0 and b[1] <= 1) or (x + side < w and b[2] >= side - 1) \
                 or (y + side < h and b[3] >= side - 1)
             if not cut:
-                out.append((b + np.array([x, y, x, y], np.float32), s))
+                out.append(((then(b) if then else b) + np.array([x, y, x, y], np.float32), s))
         return out
-
-    def _full_mapped(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
-        return [(self.full_to_short.apply(b), s) for b, s in self.full.detect(rgb)]
 
     def _both(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
         """The short-range boxes, then the full-range ones (mapped) that no short-range box covers."""
         found = self.short.detect(rgb)
-        _add(found, self._full_mapped(rgb))
+        _add(found, [(self.full_to_short.apply(b), s) for b, s in self.full.detect(rgb)])
         return found
 
     def detect_near(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
@@ -196,22 +226,10 @@ def _add(found: list, more: list) -> None:
             found.append((b, s))
 
 
-def _tiles(w: int, h: int, small_faces: bool) -> tuple[list, list]:
-    """Square tiles (x, y, side) to look at beside the whole picture, which the detectors see at 128
-    or 192 px, so faces small in it vanish. Wide: a panorama (over WIDE:1) in tiles of its short
-    side. Small: for small faces (small_faces=True), tiles of half the short side, then of a quarter,
-    ... down to SMALL_TILE px, while all levels together stay within MAX_SMALL_TILES."""
-    n, short = max(w, h), min(w, h)
-    wide = []
-    if n > WIDE * short and short >= MIN_TILE:
-        wide = [(o, 0, short) if w > h else (0, o, short) for o in _tile_starts(n, short)]
-    small, side = [], short // 2
-    while small_faces and side >= SMALL_TILE:
-        level = [(x, y, side) for y in _tile_starts(h, side, None) for x in _tile_starts(w, side, None)]
-        if len(small) + len(level) > MAX_SMALL_TILES:
-            break
-        small, side = small + level, side // 2
-    return wide, small
+def _holds(box: np.ndarray, other: np.ndarray) -> bool:
+    """Whether `other`'s centre lies inside `box`."""
+    cx, cy = (other[0] + other[2]) / 2, (other[1] + other[3]) / 2
+    return bool(box[0] <= cx <= box[2] and box[1] <= cy <= box[3])
 
 
 def _tile_starts(n: int, side: int, most: int | None = MAX_TILES) -> list[int]:

@@ -82,8 +82,11 @@ def evaluate_records(lm, records, box: str = "detector"):
             rgb, (W, _) = load_image_sized(r.image)
             s = W / rgb.shape[1]
             p = lm.predict_boxes(rgb, [landmark_box(r.points) / s], "landmarks")[0][0] * s
-        else:  # the whole pipeline, as Landmarker.predict runs it (points in original pixels)
-            face = nearest_face(lm.predict(r.image, min_confidence=0.0), r.points)
+        else:  # the whole pipeline, as Landmarker.predict runs it (points in original pixels), but
+            # every detection kept and no tiles for small faces (they keep only faces of 0.9): one
+            # labelled face per photo, found by the detector on the whole picture (300-W crops, under
+            # 512 px, get no tiles anyway)
+            face = nearest_face(lm.predict(r.image, min_confidence=0.0, small_faces=False), r.points)
             if face is None:
                 missed.append(r)
                 continue

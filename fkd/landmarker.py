@@ -46,6 +46,7 @@ DEFAULT_MODEL = next(iter(MODELS))  # the first entry, "ibug68_kd": what the CLI
 # (bench/accuracy_report.md).
 MAX_ROLL = 10.0                # degrees: a face tilted more gets the levelled second pass
 SURE = 0.95                    # no face this believable: try TURNS too (validation faces: >= 0.955)
+SMALL_SURE = 0.9               # a face found only in the small-face tiles (fkd.detect) must be this sure
 LEVEL_PASSES = 2               # a third when the second still finds the crop tilted (first pass far off)
 TURNS = (45.0, -45.0, 90.0, -90.0, 135.0, -135.0, 180.0)  # look again in the image turned so
 TURN_SIDE = 320                # pixels: the turned copies' longer side, for the detector
@@ -95,8 +96,9 @@ class Landmarker:
         second pass on a levelled crop, and where the detector finds no face the model is SURE of,
         it looks again in turned copies of the image (TURNS). Landmark boxes (box_kind="landmarks")
         always get one pass.
-        small_faces: the detector also looks at large pictures in tiles (a group photo whose faces are
-        small in it: fkd.detect), ~9 ms per tile on one AVX2 core, 15 for a 4:3 photo; video frames skip it (fkd.stream)."""
+        small_faces: the detector also looks at large pictures in tiles for faces small in them (a
+        group photo; `_small_faces`), ~8 ms per tile on one AVX2 core (15 tiles, ~0.12 s, for a 4:3
+        portrait); fkd.stream skips it for video frames, and so should a loop of your own."""
         self.model, self.card = load_model(model, device)
         self.model = self.model.to(memory_format=torch.channels_last)
         self.cfg = self.model.cfg
@@ -130,11 +132,10 @@ class Landmarker:
         return self._detector
 
     # -----------------------------------------------------------------------------------------
-    def detect(self, rgb: np.ndarray, small_faces: bool | None = None) -> list[tuple[np.ndarray, float]]:
+    def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
         """The detector's boxes. For a model without a confidence (nothing checks the boxes after), only
-        those scored at least `min_score`: the full-range detector looks down to 0.6 × min_score.
-        small_faces: None = the Landmarker's setting."""
-        found = self.detector.detect(rgb, small_faces=self.small_faces if small_faces is None else small_faces)
+        those scored at least `min_score`: the full-range detector looks down to 0.6 × min_score."""
+        found = self.detector.detect(rgb)
         return found if self.has_confidence else [(b, s) for b, s in found if s >= self._min_score]
 
     def predict(self, image: ImageLike, boxes=None, box_kind: str = "face", flip_test: FlipTest | None = None,
@@ -154,12 +155,29 @@ class Landmarker:
             faces = self._faces(rgb, found, kind, flip_test, min_confidence or 0.0)  # by default a given box is kept
         else:
             low = self.min_confidence if min_confidence is None else min_confidence
-            faces = _distinct(self._faces(rgb, self.detect(rgb, small_faces), "face", flip_test, low))  # one face per place
+            faces = self._faces(rgb, self.detect(rgb), "face", flip_test, low)
+            if (self.small_faces if small_faces is None else small_faces) and self.has_confidence:
+                faces += self._small_faces(rgb, faces, flip_test, low)
+            faces = _distinct(faces)  # one face per place
             if (self.upright if search is None else search) and _best(faces) < SURE:
                 faces = _distinct(faces + self._turned_faces(rgb, flip_test, TURNS if turns is None else turns))
         for f in faces:  # back to the original image's pixels
             f.box, f.keypoints = (f.box * scale).astype(np.float32), f.keypoints * scale
         return faces
+
+    def _small_faces(self, rgb: np.ndarray, faces: list[Face], flip_test, low: float) -> list[Face]:
+        """Faces small in a large picture beside `faces`, from the detector's tiles, coarse to fine: a
+        level closer only while the last one gave faces (a portrait stops after one level, a crowd
+        goes on; faces too small for the first level are not looked for when it gave none). A face
+        from a tile, often with a weak detector score, must be SMALL_SURE; so only the models with
+        a confidence look there."""
+        out, seen = [], [(f.box, f.score) for f in faces]
+        for side in self.detector.small_face_sides(rgb.shape[1], rgb.shape[0]):
+            new = self._faces(rgb, self.detector.detect_small(rgb, side, seen), "face", flip_test, max(low, SMALL_SURE))
+            out, seen = out + new, seen + [(f.box, f.score) for f in new]
+            if not new:
+                break
+        return out
 
     @torch.inference_mode()
     def track(self, image: ImageLike, faces: Sequence[Face], flip_test: FlipTest | None = None) -> list[Face]:

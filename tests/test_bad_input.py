@@ -5,6 +5,7 @@ import subprocess
 import sys
 import zlib
 
+import cv2
 import numpy as np
 import pytest
 from conftest import ROOT, W300
@@ -210,11 +211,16 @@ def test_faces_in_a_panorama_are_found_in_tiles(landmarker, face, portrait):
         assert min(nme(f.keypoints[None], (gt + [x, y])[None])[0] for f in faces) < 0.1
 
 
-def test_small_faces_in_a_large_group_photo_are_found_in_tiles(landmarker, group_photo):
+@pytest.mark.parametrize("k", [1, 3])
+def test_small_faces_in_a_large_group_photo_are_found_in_tiles(landmarker, group_photo, k):
     """A group photo whose faces are small in it: the detectors see the whole picture at 128 or 192 px,
     where these faces are ~6 px. Looked at in tiles too (small_faces, the default for photos), each
-    is found, with its points where they belong, and once."""
+    is found, with its points where they belong, and once. k=3: a 4800×3600 photo, worked on at
+    4096 px, its points given back in its own pixels."""
     canvas, expected = group_photo
+    if k > 1:
+        canvas = cv2.resize(canvas, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC)
+        expected = [(e + 0.5) * k - 0.5 for e in expected]
     assert len(landmarker.predict(canvas, small_faces=False)) < 6   # the whole picture at once misses most
     faces = landmarker.predict(canvas)
     assert len(faces) == len(expected)
@@ -222,24 +228,51 @@ def test_small_faces_in_a_large_group_photo_are_found_in_tiles(landmarker, group
         assert min(nme(f.keypoints[None], e[None])[0] for f in faces) < 0.15
 
 
-def test_small_face_tiles_are_bounded():
-    from fkd.detect import MAX_SMALL_TILES, SMALL_TILE, _tiles
-    assert _tiles(640, 480, True) == ([], [])                   # a webcam frame: tiles would be under SMALL_TILE
-    wide, small = _tiles(1600, 1200, True)
-    assert wide == [] and {s for _, _, s in small} == {600}      # halves of the short side; quarters < SMALL_TILE
-    assert _tiles(1600, 1200, False) == ([], [])
-    assert _tiles(1200, 16000, True)[1] == []                     # 53 × 3 tiles of 600: over the budget
-    for w, h in [(4096, 3072), (4096, 4096), (4375, 1336), (2400, 800)]:
-        wide, small = _tiles(w, h, True)
-        assert 0 < len(small) <= MAX_SMALL_TILES and min(s for _, _, s in small) >= SMALL_TILE
-        assert all(0 <= x and x + s <= w and 0 <= y and y + s <= h for x, y, s in wide + small)
-        # every pixel is in some tile of each level
-        for side in {s for _, _, s in small}:
-            cover = np.zeros((h, w), bool)
-            for x, y, s in small:
-                if s == side:
-                    cover[y:y + s, x:x + s] = True
-            assert cover.all()
+def test_only_models_that_can_doubt_a_face_look_in_the_tiles(group_photo):
+    """A tile's boxes are often weak (the full-range model down to 0.3): a model that says 1.0 for
+    everything could not drop the false ones, so it does not look there."""
+    lm = fkd.Landmarker("ibug68_resnet18")
+    try:
+        canvas, _ = group_photo
+        assert len(lm.predict(canvas)) == len(lm.predict(canvas, small_faces=False))
+    finally:
+        lm.close()
+
+
+def tile_sides(monkeypatch, det) -> list[int]:
+    """The side of every tile that `det.detect_small` looks at."""
+    sides, real = [], det._small
+    monkeypatch.setattr(det, "_small", lambda t: sides.append(t.shape[0]) or real(t))
+    return sides
+
+
+def test_small_face_tiles_go_closer_only_where_they_find_faces(landmarker, face, group_photo, monkeypatch):
+    """Tiles of half the short side, then a quarter, ... while the last level gave faces: a portrait
+    stops after one level, a crowd goes on; within MAX_SMALL_TILES, never under SMALL_TILE px."""
+    from fkd.detect import MAX_SMALL_TILES, SMALL_TILE
+    det = landmarker.detector
+    assert det.small_face_sides(640, 480) == []                  # a webcam frame: quarters would be < SMALL_TILE
+    assert det.small_face_sides(1600, 1200) == [600, 300]       # 15 + 70 tiles
+    assert det.small_face_sides(4032, 3024) == [1512, 756]      # 15 + 70, then 315 more: over MAX_SMALL_TILES
+    assert det.small_face_sides(1200, 16000) == []              # 53 × 3 tiles of 600
+    assert all(len(det.small_face_sides(w, h)) and min(det.small_face_sides(w, h)) >= SMALL_TILE
+               for w, h in [(1024, 768), (4096, 4096), (4375, 1336), (2400, 800)])
+    sides = tile_sides(monkeypatch, det)
+    portrait = cv2.resize(face[0], (1600, 1200), interpolation=cv2.INTER_CUBIC)
+    assert len(landmarker.predict(portrait)) == 1
+    assert set(sides) == {600} and len(sides) == 15             # found nothing small: no closer look
+    sides.clear()
+    canvas, expected = group_photo
+    assert len(landmarker.predict(canvas)) == len(expected)
+    assert set(sides) == {600, 300} and len(sides) <= MAX_SMALL_TILES
+
+
+def test_tiles_cover_the_picture():
+    from fkd.detect import _tile_starts
+    for n, side in [(1600, 600), (1200, 600), (4096, 1536), (4375, 668), (1125, 281)]:
+        starts = _tile_starts(n, side, None)
+        assert starts[0] == 0 and starts[-1] == n - side
+        assert all(b - a <= side / 2 + 1 for a, b in zip(starts, starts[1:]))  # overlap by half
 
 
 def test_thin_strips_are_not_tiled():

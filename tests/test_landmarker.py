@@ -11,6 +11,7 @@ from conftest import FIXTURES, ROOT, W300, val_faces
 from PIL import Image
 
 import fkd
+from fkd.detect import FaceDetector
 from fkd.geometry import landmark_box
 from fkd.metrics import nme
 
@@ -392,19 +393,14 @@ def test_without_levelling_tilted_heads_go_wrong(face_image):
     lm.close()
 
 
-class FixedDetector:
+class FixedDetector(FaceDetector):
     """A detector that returns given boxes: what the Landmarker does with them, without MediaPipe."""
 
     def __init__(self, found):
         self.found = found
 
-    def detect(self, rgb, small_faces=False):
+    def detect(self, rgb):
         return list(self.found)
-
-    detect_near = detect
-
-    def close(self):
-        pass
 
 
 def test_weak_detections_need_a_model_that_can_doubt_them(face_image):

@@ -71,10 +71,12 @@ def small_face(face_image):
     return img, gt * s + (s - 1) / 2
 
 
-def counted(monkeypatch, lm) -> list[bool | None]:
-    """The detector runs of `lm` (predict runs it through lm.detect too), each as its small_faces."""
-    calls, real = [], lm.detect
-    monkeypatch.setattr(lm, "detect", lambda rgb, small_faces=None: calls.append(small_faces) or real(rgb, small_faces))
+def counted(monkeypatch, lm) -> list[str]:
+    """The detector runs of `lm` (predict runs it through lm.detect too): "whole", or "small" when
+    the tiles for small faces are wanted (there are none on a 640×480 frame, but a 1280×720 one has)."""
+    calls, whole, small = [], lm.detect, lm.detector.small_face_sides
+    monkeypatch.setattr(lm, "detect", lambda rgb: calls.append("whole") or whole(rgb))
+    monkeypatch.setattr(lm.detector, "small_face_sides", lambda w, h: calls.append("small") or small(w, h))
     return calls
 
 
@@ -88,8 +90,8 @@ def test_a_followed_face_needs_the_detector_twice_a_second_and_stays_on_the_face
         err = np.linalg.norm(f.keypoints - (gt + [dx, 80]), axis=1).mean() / np.linalg.norm(gt[36] - gt[45])
         assert err < 0.06, (i, err)
         assert f.confidence >= landmarker.min_confidence
-    assert len(calls) == 2                                 # t = 0 (nothing followed yet) and t = 0.5
-    assert calls == [False, False]                         # video frames are not looked at in tiles
+    assert calls == ["whole", "whole"]                     # t = 0 (nothing followed yet) and t = 0.5;
+                                                           # never the small-face tiles (a video frame)
 
 
 def test_a_face_that_leaves_is_dropped_at_once_and_a_newcomer_found_at_the_next_look(landmarker, small_face,
