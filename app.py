@@ -612,7 +612,8 @@ def feature_maps(image, model) -> tuple[np.ndarray, np.ndarray]:
 
 def create_filters_tab(filters_fn, filters_api_fn, maps_fn, maps_api_fn, examples: list[str]):
     gr.Markdown("What the network learned to look for first: each small tile is one convolution filter "
-                "(bright = positive weights). Below, the first layer's responses to a face from your photo.")
+                "(bright = positive weights). Below, the first layer's responses to the face in your photo that the "
+                "detector is surest of.")
     model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model")
     info = gr.Markdown()
     with gr.Row():
@@ -622,7 +623,7 @@ def create_filters_tab(filters_fn, filters_api_fn, maps_fn, maps_api_fn, example
         with gr.Column(scale=2):
             image = CheckedImage(label="Photo", type="filepath", image_mode=None, height=260,
                                  sources=["upload", "webcam", "clipboard"])
-        crop = ResultImage(label="Model input (the face the detector is surest of)", type="numpy", interactive=False, height=260, scale=2)
+        crop = ResultImage(label="Model input (surest face)", type="numpy", interactive=False, height=260, scale=2)
         maps = ResultImage(label="Layer 1 feature maps", type="numpy", interactive=False, height=420, scale=3)
     gr.Examples([[p] for p in examples], [image], label="Examples (click one)")
     model.change(filters_fn, model, [conv1, conv2, info], api_visibility="private")
