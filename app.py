@@ -58,6 +58,7 @@ DISPLAY_MIN_SIDE = 720       # and in the UI smaller ones are drawn enlarged to 
 ANNOTATOR_SIDE = 1024        # the box-drawing canvas: bigger photos are shrunk to this
 ANNOTATOR_HEIGHT = 420       # and smaller ones enlarged to this height, so that there is room to draw
 NUMBERS_MIN_SIDE = 150       # display pixels: a smaller face gets no point numbers (68 would cover it)
+SUMMARY_ROWS = 12            # faces listed under the photo; a crowd's others are in the points table and JSON
 MORPH_SIZE = 512             # morph frames are MORPH_SIZE² (even: h264 wants even sizes)
 MORPH_MODEL = DEFAULT_MODEL  # morphing needs the 68-point layout (eyes, mouth corners)
 PHOTO_FLIP_TEST = True       # photos: every face averaged with a mirrored pass (~2 ms more per face, 0.05 % NME less)
@@ -284,13 +285,17 @@ def faces_summary(faces: list[Face], model: str, drawn: bool = False) -> str:
     lm = get_landmarker(model)
     lines = [f"**{len(faces)} face{'s' * (len(faces) > 1)}**, model *{MODELS.get(model, model)}*",
              "", "| face | box (x0, y0, x1, y1) | detector score | landmark confidence |", "|---|---|---|---|"]
-    for k, f in enumerate(faces, 1):
+    for k, f in enumerate(faces[:SUMMARY_ROWS], 1):
         if not lm.has_confidence:
             conf = "— (this model gives none)"
         else:
             low = f" ⚠ below {lm.min_confidence:g}: occluded, blurred or not a face?" if f.confidence < lm.min_confidence else ""
             conf = f"{f.confidence:.2f}{low}"
         lines.append(f"| {k} | {', '.join(f'{v:.0f}' for v in f.box)} | {'drawn' if drawn else f'{f.score:.2f}'} | {conf} |")
+    if len(faces) > SUMMARY_ROWS:  # a crowd's 77 rows pushed everything under them off the screen
+        low = sum(f.confidence < lm.min_confidence for f in faces[SUMMARY_ROWS:]) if lm.has_confidence else 0
+        lines += ["", f"Faces {SUMMARY_ROWS + 1}-{len(faces)} are in the points table and the JSON (under *Points "
+                      f"table, JSON and downloads*)" + (f"; ⚠ {low} of them below {lm.min_confidence:g}." if low else ".")]
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -496,6 +497,21 @@ def test_point_numbers_only_on_faces_large_enough_to_read_them(app_module, faces
     numbered, summary, table, *_ = app_module.keypoints_ui(str(group), "auto", "ibug68_kd", True, True)
     assert "**1 face**" in summary and "Point numbers are left out on the face:" in summary, summary
     assert np.array_equal(plain, numbered) and len(table) == 68
+
+
+def test_a_crowd_lists_its_first_faces_and_says_where_the_others_are(app_module, faces):
+    """77 rows under the photo pushed everything below them off the screen."""
+    r = faces[0]
+    face = Face(box=np.r_[r.points.min(0), r.points.max(0)].astype(np.float32), score=0.9,
+                keypoints=r.points.astype(np.float32), confidence=0.99)
+    crowd = [replace(face, box=face.box + k, keypoints=face.keypoints + k) for k in range(20)]
+    crowd[15] = replace(crowd[15], confidence=0.5)
+    summary = app_module.faces_summary(crowd, "ibug68_kd")
+    rows = [line for line in summary.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert "**20 faces**" in summary and len(rows) == app_module.SUMMARY_ROWS
+    assert f"Faces {app_module.SUMMARY_ROWS + 1}-20 are in the points table" in summary
+    assert "⚠ 1 of them below 0.8" in summary
+    assert "Faces" not in app_module.faces_summary(crowd[:5], "ibug68_kd")
 
 
 def test_each_face_is_numbered_on_the_picture_as_in_the_table(app_module, faces, monkeypatch):
