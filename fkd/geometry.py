@@ -36,6 +36,14 @@ def box_side(box: np.ndarray) -> float:
     return float(max(box[2] - box[0], box[3] - box[1]))
 
 
+def face_side(face) -> float:
+    """How big a face (anything with `.keypoints`, `.box`) is: its points' landmark box, or its box
+    for a one-point layout."""
+    if len(face.keypoints) > 1:
+        return box_side(landmark_box(np.asarray(face.keypoints)))
+    return box_side(np.asarray(face.box, np.float64))
+
+
 def crop_matrix(box: np.ndarray, spec: CropSpec, out_wh: tuple[int, int], pad: tuple[int, int] = (0, 0)) -> np.ndarray:
     """2×3 affine from image pixels to input pixels for the crop of `box` by `spec`.
 

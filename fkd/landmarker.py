@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from fkd.calibration import IDENTITY, load_calibration
-from fkd.geometry import (CropSpec, apply_affine, box_side, compose, crop_matrix, eye_roll, invert_affine, landmark_box,
-                          mirror_points, to_gray, turned_image, upright_crop_matrix, warp)
+from fkd.geometry import (CropSpec, apply_affine, box_side, compose, crop_matrix, eye_roll, face_side, invert_affine,
+                          landmark_box, mirror_points, to_gray, turned_image, upright_crop_matrix, warp)
 from fkd.io import ImageError, ImageLike, load_image_sized
 from fkd.layouts import LAYOUTS
 from fkd.weights import WeightsError, load_model, resolve
@@ -347,11 +347,6 @@ def _distinct(faces: list[Face]) -> list[Face]:
         if all(np.linalg.norm(c - k.keypoints.mean(0)) > side / 2 for k in kept):
             kept.append(f)
     return sorted(kept, key=lambda f: f.box[0])
-
-
-def face_side(f: Face) -> float:
-    """How big a face is: its points' landmark box, or its box for a one-point layout."""
-    return box_side(landmark_box(f.keypoints)) if len(f.keypoints) > 1 else box_side(np.asarray(f.box, np.float64))
 
 
 def near(box: np.ndarray, face: Face) -> bool:

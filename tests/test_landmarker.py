@@ -139,11 +139,16 @@ def test_predict_cli_finds_small_faces_unless_told_not_to(tmp_path, group_photo)
     img = tmp_path / "group.png"
     Image.fromarray(canvas).save(img)
     counts = []
-    for extra in ([], ["--no-small-faces"]):
+    for extra in (["--draw", str(tmp_path)], ["--no-small-faces"]):
         p = run_cli("fkd.predict", str(img), *extra)
         assert p.returncode == 0, p.stderr
         counts.append(len(json.loads(p.stdout)[0]["faces"]))
     assert counts[0] == len(expected) and counts[1] < len(expected) / 2
+    # the drawing's dots are sized to the faces: sized to the 1600-px picture, they covered 70 % of each
+    drawn = np.asarray(Image.open(tmp_path / "group_keypoints.png").convert("RGB"))
+    for e in expected:
+        x0, y0, x1, y1 = landmark_box(e).astype(int)
+        assert np.all(drawn[y0:y1, x0:x1] == [0, 255, 0], axis=2).mean() < 0.3
 
 
 def test_predict_cli_checks_its_outputs_before_the_work(tmp_path):
