@@ -39,12 +39,13 @@ def draw_faces(image: np.ndarray, faces: list, *, contours=(), numbers: bool = F
     thick = max(1, round(1.5 * scale))
     for k, f in enumerate(faces):
         color = COLORS[k % len(COLORS)]
+        line = max(1, min(thick, round(face_side(f) / 40)))  # a crowd's 50-px faces: thin lines, not frames
         if boxes and f.box is not None:
             x0, y0, x1, y1 = (int(round(v)) for v in f.box)
-            cv2.rectangle(out, (x0, y0), (x1, y1), color, thick, cv2.LINE_AA)
+            cv2.rectangle(out, (x0, y0), (x1, y1), color, line, cv2.LINE_AA)
         pts = np.asarray(f.keypoints, dtype=np.float32)
         for c in contours:
-            cv2.polylines(out, [np.round(pts[list(c)]).astype(np.int32)], False, (255, 255, 255), max(1, thick // 2), cv2.LINE_AA)
+            cv2.polylines(out, [np.round(pts[list(c)]).astype(np.int32)], False, (255, 255, 255), max(1, line // 2), cv2.LINE_AA)
         for x, y in pts:
             cv2.circle(out, (int(round(x)), int(round(y))), r, (0, 255, 0) if len(pts) > 1 else (255, 0, 0), -1, cv2.LINE_AA)
         if numbers:

@@ -151,6 +151,20 @@ def test_predict_cli_finds_small_faces_unless_told_not_to(tmp_path, group_photo)
         assert np.all(drawn[y0:y1, x0:x1] == [0, 255, 0], axis=2).mean() < 0.3
 
 
+def test_lines_around_a_small_face_in_a_large_picture_are_thin(face_image):
+    """Box lines were sized to the picture: 4 px around a 50-px face of a 1600-px photo."""
+    from fkd import viz
+    from fkd.landmarker import Face
+    rgb, gt = face_image
+    pts = (gt + 0.5) / 4 - 0.5 + [200, 300]
+    box = landmark_box(pts) + [-5, -10, 5, 5]
+    face = Face(box=box.astype(np.float32), score=0.9, keypoints=pts.astype(np.float32), confidence=0.99)
+    canvas = np.full((1200, 1600, 3), 90, np.uint8)
+    boxed = viz.draw_faces(canvas, [face])
+    changed = np.any(boxed != viz.draw_faces(canvas, [face], boxes=False), axis=2).sum()
+    assert changed < 4.5 * 2 * ((box[2] - box[0]) + (box[3] - box[1]))  # ~1 px lines (antialiased): ~3×
+
+
 def test_predict_cli_checks_its_outputs_before_the_work(tmp_path):
     img = tmp_path / "photo.jpg"
     img.write_bytes(sorted(W300.rglob("*.jpg"))[0].read_bytes())
