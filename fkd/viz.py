@@ -31,7 +31,7 @@ def draw_faces(image: np.ndarray, faces: list, *, contours=(), numbers: bool = F
     """RGB image with each face's box, points (and optionally contour lines and point numbers).
 
     `faces` items need `.box` (x0, y0, x1, y1) and `.keypoints` (N, 2); the dots are sized to the
-    faces (`point_radius`), lines and numbers to the image.
+    faces (`point_radius`), lines to each face and the image, point numbers to the image.
     """
     out = np.ascontiguousarray(image.copy())
     scale = max(out.shape[:2]) / 640
