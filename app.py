@@ -239,7 +239,7 @@ def annotate(rgb: np.ndarray, faces: list[Face], full_w: int, model: str, number
         small = _resize(small, min_side / max(small.shape[:2]))
     s = max(small.shape[:2]) / max(rgb.shape[:2]) * rgb.shape[1] / full_w  # original pixels → display pixels
     shown = [_scaled(f, s, (s - 1) / 2) for f in faces]  # pixel centres sit on integers in both: x → (x + 0.5) s - 0.5
-    sides = [face_side(f) for f in shown] or [100.0]  # by the points: a full-range box can be twice the face
+    sides = [face_side(f) for f in shown]  # by the points: a full-range box can be twice the face
     out = viz.draw_faces(small, shown, contours=get_landmarker(model).layout.contours if contours else ())
     if len(shown) > 1:  # the faces table's numbers, by each box in its colour
         for k, (f, side) in enumerate(zip(shown, sides)):

@@ -25,12 +25,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     from fkd.data import DATA_DIR
     from fkd.predict import bounded
     from fkd.recipes import RECIPES
+    from fkd.weights import WEIGHTS_DIR
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", choices=sorted(RECIPES) + ["report"], help="recipe to train (or 'report' to redraw PNGs)")
     p.add_argument("--data", default=str(DATA_DIR), help="folder with imm_face_db/ and 300w/")
-    # beside train.py, wherever it is run from: the app and fkd.Landmarker load from that weights/
-    p.add_argument("--out", default=str(ROOT / "weights"), help="where weights + model cards go (default: weights/ beside train.py)")
+    # beside train.py, wherever it is run from: the weights/ the app and fkd.Landmarker load from
+    p.add_argument("--out", default=str(WEIGHTS_DIR), help="where weights + model cards go (default: weights/ beside train.py)")
     p.add_argument("--run-dir", default=str(ROOT / "runs"), help="where checkpoints and loss CSVs go (default: runs/ beside train.py)")
     p.add_argument("--epochs", type=bounded(int, 1), help="override the recipe's epochs")
     p.add_argument("--batch", type=bounded(int, 1), help="override the recipe's batch size")

@@ -181,7 +181,8 @@ class MediaPipeShortAndFull(FaceDetector):
         seen = list(found)
         for y in _tile_starts(h, side, None):
             for x in _tile_starts(w, side, None):
-                boxes = self._in_tile(rgb, x, y, side, self._small, self.full_to_short.apply)
+                # mapped to the short-range convention after the edge test (a clipped box stays on the edge)
+                boxes = [(self.full_to_short.apply(b), s) for b, s in self._in_tile(rgb, x, y, side, self._small)]
                 _add(seen, [(b, s) for b, s in boxes if not any(_holds(c, b) for c, _ in found)])
         return sorted(seen[len(found):], key=lambda t: t[0][0])
 
@@ -191,17 +192,16 @@ class MediaPipeShortAndFull(FaceDetector):
         return [(b, s) for b, s in self.full.detect(tile) if max(b[2] - b[0], b[3] - b[1]) <= tile.shape[0] / 2]
 
     @staticmethod
-    def _in_tile(rgb: np.ndarray, x: int, y: int, side: int, run, then=None) -> list[tuple[np.ndarray, float]]:
+    def _in_tile(rgb: np.ndarray, x: int, y: int, side: int, run) -> list[tuple[np.ndarray, float]]:
         """What `run` finds in the square tile at (x, y), in the picture's pixels, without the faces
-        the tile cuts at an inner edge: they are whole in the next tile (tiles overlap by half).
-        `then` maps each box after that test (a box the detector clipped to the edge stays on it)."""
+        the tile cuts at an inner edge: they are whole in the next tile (tiles overlap by half)."""
         h, w = rgb.shape[:2]
         out = []
         for b, s in run(np.ascontiguousarray(rgb[y:y + side, x:x + side])):
             cut = (x > 0 and b[0] <= 1) or (y > 0 and b[1] <= 1) or (x + side < w and b[2] >= side - 1) \
                 or (y + side < h and b[3] >= side - 1)
             if not cut:
-                out.append(((then(b) if then else b) + np.array([x, y, x, y], np.float32), s))
+                out.append((b + np.array([x, y, x, y], np.float32), s))
         return out
 
     def _both(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
