@@ -42,7 +42,7 @@ from fkd import media, morph, video, viz
 from fkd.data import write_pts
 from fkd.io import ImageError, load_image, load_image_sized
 from fkd.landmarker import DEFAULT_MODEL, MODELS, Face, Landmarker, WeightsError, check_box, face_side
-from fkd.models import first_conv
+from fkd.models import conv_layers, describe_conv, first_conv
 from fkd.stream import Tracker
 from fkd.weights import WEIGHTS_DIR, read_card
 
@@ -530,48 +530,19 @@ def create_live_tab(fn, video_fn=None, video_api_fn=None):
 # -----------------------------------------------------------------------------------------------
 # 3. filters and feature maps
 
-def conv_layers(model: torch.nn.Module) -> list[torch.nn.Conv2d]:
-    return [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-
-
-def kernel_grid(weight: np.ndarray, cell: int = 24, max_out: int = 32, max_in: int = 16) -> np.ndarray:
-    """Filters (O, I, k, k) as a picture: colour tiles when I is 1 or 3, else one row per filter,
-    one column per input channel (first `max_out` × `max_in`), each tile normalised on its own."""
-    w = np.asarray(weight, np.float32)
-    if w.shape[1] in (1, 3):
-        return viz.filter_grid(w[:64], cell=cell)
-    w = w[:max_out, :max_in]
-    O, I = w.shape[:2]
-    grid = np.full((O * (cell + 2) + 2, I * (cell + 2) + 2, 3), 255, np.uint8)
-    lo, hi = w.min(axis=(2, 3), keepdims=True), w.max(axis=(2, 3), keepdims=True)
-    tiles = ((w - lo) / (hi - lo + 1e-8) * 255).astype(np.uint8)
-    for o in range(O):
-        for i in range(I):
-            t = cv2.resize(tiles[o, i], (cell, cell), interpolation=cv2.INTER_NEAREST)
-            y, x = 2 + o * (cell + 2), 2 + i * (cell + 2)
-            grid[y:y + cell, x:x + cell] = t[..., None]
-    return grid
-
-
-def _describe(conv: torch.nn.Conv2d) -> str:
-    o, i, kh, kw = conv.weight.shape
-    groups = f", depthwise ({conv.groups} groups)" if conv.groups > 1 else ""
-    return f"{o} filters of {i}×{kh}×{kw}, stride {conv.stride[0]}{groups}"
-
-
 @user_errors
 def filters_api(model: str = DEFAULT_MODEL):
     """The learned first-layer convolution filters of `model` as an image grid."""
-    return kernel_grid(first_conv(get_landmarker(model).model).weight.detach().numpy(), cell=48)
+    return viz.kernel_grid(first_conv(get_landmarker(model).model).weight.detach().numpy(), cell=48)
 
 
 @user_errors
 def filters_ui(model):
     convs = conv_layers(get_landmarker(model).model)
-    grids = [kernel_grid(c.weight.detach().numpy(), cell=48 if c.weight.shape[1] <= 3 else 20) for c in convs[:2]]
+    grids = [viz.kernel_grid(c.weight.detach().numpy(), cell=48 if c.weight.shape[1] <= 3 else 20) for c in convs[:2]]
     o, i = convs[1].weight.shape[:2]
     shown = "all shown" if o <= 32 and i <= 16 else f"the first {min(o, 32)} × {min(i, 16)} shown"
-    text = f"**Layer 1:** {_describe(convs[0])}. **Layer 2:** {_describe(convs[1])}" + (
+    text = f"**Layer 1:** {describe_conv(convs[0])}. **Layer 2:** {describe_conv(convs[1])}" + (
         f" (rows: filters, columns: input channels; {shown})." if i > 3 else ".")
     return grids[0], grids[1], text
 

@@ -352,6 +352,18 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     raise ValueError(f"unknown architecture {cfg.arch!r}; expected one of {ARCHS}")
 
 
+def conv_layers(model: nn.Module) -> list[nn.Conv2d]:
+    """Every convolution in the order the model holds them, for the app's filter pictures."""
+    return [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+
 def first_conv(model: nn.Module) -> nn.Conv2d:
     """The first convolution, for the filter grids of the app and the training report."""
     return next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
+def describe_conv(conv: nn.Conv2d) -> str:
+    """A convolution in words: "16 filters of 3×3×3, stride 2" (", depthwise (16 groups)")."""
+    o, i, kh, kw = conv.weight.shape
+    groups = f", depthwise ({conv.groups} groups)" if conv.groups > 1 else ""
+    return f"{o} filters of {i}×{kh}×{kw}, stride {conv.stride[0]}{groups}"

@@ -127,6 +127,25 @@ def filter_grid(weight: np.ndarray, cell: int = 24) -> np.ndarray:
     return grid
 
 
+def kernel_grid(weight: np.ndarray, cell: int = 24, max_out: int = 32, max_in: int = 16) -> np.ndarray:
+    """Filters (O, I, k, k) as a picture: colour tiles when I is 1 or 3 (`filter_grid`), else one row
+    per filter, one column per input channel (first `max_out` × `max_in`), each tile normalised on its own."""
+    w = np.asarray(weight, np.float32)
+    if w.shape[1] in (1, 3):
+        return filter_grid(w[:64], cell=cell)
+    w = w[:max_out, :max_in]
+    O, I = w.shape[:2]
+    grid = np.full((O * (cell + 2) + 2, I * (cell + 2) + 2, 3), 255, np.uint8)
+    lo, hi = w.min(axis=(2, 3), keepdims=True), w.max(axis=(2, 3), keepdims=True)
+    tiles = ((w - lo) / (hi - lo + 1e-8) * 255).astype(np.uint8)
+    for o in range(O):
+        for i in range(I):
+            t = cv2.resize(tiles[o, i], (cell, cell), interpolation=cv2.INTER_NEAREST)
+            y, x = 2 + o * (cell + 2), 2 + i * (cell + 2)
+            grid[y:y + cell, x:x + cell] = t[..., None]
+    return grid
+
+
 def feature_grid(maps: np.ndarray, cell: int = 64) -> np.ndarray:
     """Feature maps (C, H, W) as a grid of grayscale tiles, each normalised on its own."""
     return filter_grid(np.asarray(maps)[:, None], cell=cell)
