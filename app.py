@@ -638,7 +638,12 @@ def make_morph(path_a, path_b, n_frames, fps, back, gif: bool = True):
     # Pillow encodes the GIF in this process while ffmpeg encodes the mp4 in its own (2 cores)
     with ThreadPoolExecutor(1) as pool:
         gif_file = pool.submit(media.write_gif, d / "morph.gif", frames, fps) if gif else None
-        video = media.write_mp4(d / "morph.mp4", frames, fps)
+        try:
+            video = media.write_mp4(d / "morph.mp4", frames, fps)
+        except Exception:  # user_errors logs this one; the GIF's own error would be lost with it
+            if gif_file is not None and gif_file.exception() is not None:
+                log.error("the morph's GIF failed too", exc_info=gif_file.exception())
+            raise
     return (morph.draw_triangulation(a, pa, tris), morph.draw_triangulation(b, pb, tris), str(video),
             str(gif_file.result()) if gif_file else None)
 

@@ -241,6 +241,20 @@ def test_morph_tab_gives_the_video_and_its_gif_and_the_api_the_video_only(app_mo
     assert [p.name for p in Path(video2).parent.iterdir()] == ["morph.mp4"]
 
 
+def test_morph_whose_encoders_both_fail_logs_both_errors(app_module, faces, monkeypatch, caplog):
+    import gradio as gr
+    def broken(what):
+        def write(*args, **kwargs):
+            raise OSError(f"{what} encoder broke")
+        return write
+    monkeypatch.setattr(app_module.media, "write_mp4", broken("mp4"))
+    monkeypatch.setattr(app_module.media, "write_gif", broken("gif"))
+    with pytest.raises(gr.Error, match="Something went wrong on our side"):
+        app_module.morph_ui(str(faces[0].image), str(faces[1].image), 3, 10, False)
+    logged = caplog.text
+    assert "mp4 encoder broke" in logged and "gif encoder broke" in logged
+
+
 def test_video_endpoint_gives_the_drawn_video_and_every_frames_points(client, app_module, tmp_path, monkeypatch):
     from fkd.media import read_video, write_mp4
     face = app_module.load_image(str(ROOT / "tests" / "fixtures" / "data" / "imm_face_db" / "33-1m.jpg"))  # 640×480
