@@ -10,7 +10,8 @@ calibration to the training crop; `box_kind="landmarks"` takes it as the tight l
 
 Tilted heads (`upright=True`, the default): a face whose first pass finds it tilted more than
 MAX_ROLL degrees gets a second pass on a crop turned so its eyes are level, and when the detector
-finds no face the model is sure of, turned copies of the image are searched too (TURNS).
+finds no face the model is sure of, or finds one lying past ROLLED degrees (the photo may be
+turned), turned copies of the image are searched too (TURNS).
 """
 from __future__ import annotations
 
@@ -47,6 +48,8 @@ DEFAULT_MODEL = next(iter(MODELS))  # the first entry, "ibug68_kd": what the CLI
 MAX_ROLL = 10.0                # degrees: a face tilted more gets the levelled second pass
 SURE = 0.95                    # no face this believable: try TURNS too (validation faces: >= 0.955)
 SMALL_SURE = 0.9               # a face found only in the small-face tiles (fkd.detect) must be this sure
+ROLLED = 45.0                  # degrees: a face found this tilted says the photo may be turned, so its
+                               # other faces may show only in a turned copy: TURNS are searched too
 LEVEL_PASSES = 2               # a third when the second still finds the crop tilted (first pass far off)
 TURNS = (45.0, -45.0, 90.0, -90.0, 135.0, -135.0, 180.0)  # look again in the image turned so
 TURN_SIDE = 320                # pixels: the turned copies' longer side, for the detector
@@ -143,9 +146,9 @@ class Landmarker:
                 turns: Sequence[float] | None = None, small_faces: bool | None = None) -> list[Face]:
         """Every face in `image` (or one per given box, in original-image pixels). [] = no face.
         flip_test, min_confidence: for this call (None = the Landmarker's setting; given boxes are kept
-        whatever the model thinks unless min_confidence is given). search: look in
-        turned copies when no face is sure (None = as `upright`); turns: which copies, in degrees
-        (None = TURNS). Video can pace both (fkd.stream). small_faces: look in tiles of large pictures
+        whatever the model thinks unless min_confidence is given). search: look in turned copies
+        when no face is sure or one lies past ROLLED (None = as `upright`); turns: which copies, in
+        degrees (None = TURNS). Video can pace both (fkd.stream). small_faces: look in tiles of large pictures
         too (None = the Landmarker's setting)."""
         rgb, (W, H) = load_image_sized(image)
         scale = W / rgb.shape[1]  # huge photos are worked on downscaled; results go back to full size
@@ -159,11 +162,18 @@ class Landmarker:
             if (self.small_faces if small_faces is None else small_faces) and self.has_confidence:
                 faces += self._small_faces(rgb, faces, flip_test, low)
             faces = _distinct(faces)  # one face per place
-            if (self.upright if search is None else search) and _best(faces) < SURE:
+            if (self.upright if search is None else search) and self.wants_search(faces):
                 faces = _distinct(faces + self._turned_faces(rgb, flip_test, TURNS if turns is None else turns))
         for f in faces:  # back to the original image's pixels
             f.box, f.keypoints = (f.box * scale).astype(np.float32), f.keypoints * scale
         return faces
+
+    def wants_search(self, faces: Sequence[Face]) -> bool:
+        """Whether `predict` also looks in turned copies of a picture whose upright pass found `faces`:
+        none is SURE, or one lies tilted past ROLLED. A photo turned 90° (no EXIF tag) showed one of its
+        two faces upright, tilted 64°, and only the turned copies found the other, lying at 95°."""
+        eyes = self.layout.eyes
+        return _best(faces) < SURE or (bool(eyes) and any(abs(eye_roll(f.keypoints, eyes)) > ROLLED for f in faces))
 
     def _small_faces(self, rgb: np.ndarray, faces: list[Face], flip_test, low: float) -> list[Face]:
         """Faces small in a large picture beside `faces`, from the detector's tiles, coarse to fine: a

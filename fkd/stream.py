@@ -1,10 +1,11 @@
 """Video streams: faces followed from frame to frame, and when a frame is worth the search of turned copies.
 
 `Landmarker.predict` searches copies of the image turned by ±45° … 180° whenever no face it finds is
-sure (confidence < SURE). On a photo that is cheap insurance. On a webcam stream it is the costliest
-thing the library does, seven detector runs plus model passes, with levelling, on all they find,
-and it would run on every frame: on one AVX2 core, 101 against 13 ms per frame for a defocused face
-that scores 0.85, and ~180 ms for a head lying down that only the search finds (bench/stream_report.md).
+sure (confidence < SURE) or one lies tilted past ROLLED (`Landmarker.wants_search`). On a photo that
+is cheap insurance. On a webcam stream it is the costliest thing the library does, seven detector
+runs plus model passes, with levelling, on all they find, and it would run on every frame: on one
+AVX2 core, 101 against 13 ms per frame for a defocused face that scores 0.85, and ~180 ms for a head
+lying down that only the search finds (bench/stream_report.md).
 `SearchPacer` keeps it where it can change the answer. While it finds nothing the upright pass
 missed (the faces come from the upright pass anyway, or there is no face at all), it runs once every
 `every_s` seconds: a head that lies down in front of the camera is found within that time. While
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from fkd.landmarker import SURE, Face, FlipTest, Landmarker, near
+from fkd.landmarker import Face, FlipTest, Landmarker, near
 from fkd.smoothing import PointSmoother, strength_to_cutoff
 
 SEARCH_EVERY_S = 1.0   # seconds between full searches that keep finding nothing new
@@ -48,6 +49,8 @@ class SearchPacer:
         return search, (self.turns if self.turns and recent else None)
 
     def seen(self, faces: Sequence[Face], t: float, searched: bool, turns: tuple[float, ...] | None = None) -> None:
+        """`faces` of the frame at `t`; `searched`: the search of turned copies ran (it was planned and
+        `Landmarker.wants_search` held), in `turns` (None = all of them)."""
         full = searched and turns is None
         if full:
             self.last_full = t
@@ -55,8 +58,8 @@ class SearchPacer:
         # a search narrowed to the last frame's copies that lost their faces (the head turned on):
         # search every copy on the next frame rather than wait for the next period
         self.needed = bool(self.turns) or (searched and not full)
-        if full and not self.turns and max((f.confidence for f in faces), default=0.0) < SURE:
-            self.last = t       # the search ran (no face was sure) and found nothing the upright pass missed
+        if full and not self.turns:
+            self.last = t       # the search ran and found nothing the upright pass missed
 
 
 class Tracker:
@@ -97,7 +100,9 @@ class Tracker:
         if not faces:
             search, turns = self.pacer.plan(now)
             faces = lm.predict(frame, flip_test=self.flip_test, search=search, turns=turns, small_faces=False)
-            self.pacer.seen(faces, clock(), search, turns)
+            # with no face from a turned copy, `faces` are the upright pass's: what predict decided on
+            searched = search and (any(f.turn for f in faces) or lm.wants_search(faces))
+            self.pacer.seen(faces, clock(), searched, turns)
             self.last_detect = now
         elif self.last_detect is None or now - self.last_detect >= self.detect_every_s:
             boxes = [b for b, _ in lm.detect(frame) if not any(near(b, f) for f in faces)]

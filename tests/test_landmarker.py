@@ -397,6 +397,26 @@ def test_faces_found_only_in_a_turned_copy_say_so_and_search_false_skips_them(la
     assert not alone or min(nme(f.keypoints[None], gt[None])[0] for f in alone) > 0.08
 
 
+def test_a_photo_turned_90_degrees_gives_all_its_faces(landmarker, monkeypatch):
+    """breakingbad.jpg turned a quarter (a phone photo without its EXIF tag): the upright detector sees
+    one head, lying at 64°, and the model is sure of it; the other, at 95°, shows only in a turned copy."""
+    import cv2
+    from fkd import landmarker as lm_module
+    rgb = fkd.load_image(ROOT / "examples" / "breakingbad.jpg")
+    upright = landmarker.predict(rgb)
+    assert len(upright) == 2
+    turned = cv2.rotate(rgb, cv2.ROTATE_90_CLOCKWISE)
+    faces = landmarker.predict(turned)
+    assert len(faces) == 2 and any(f.turn for f in faces)
+    # the same faces as upright, turned with the photo: (x, y) -> (h - 1 - y, x)
+    h = rgb.shape[0]
+    for f in upright:
+        moved = np.stack([h - 1 - f.keypoints[:, 1], f.keypoints[:, 0]], 1)
+        assert min(nme(g.keypoints[None], moved[None])[0] for g in faces) < 0.05
+    monkeypatch.setattr(lm_module, "ROLLED", 180.0)  # only "no face is sure" calls the search: one face
+    assert len(landmarker.predict(turned)) == 1
+
+
 def test_a_box_drawn_around_a_tilted_head_gets_the_levelled_pass(landmarker):
     upright = tilted_errors(landmarker, 0, drawn_box=True)
     tilted = tilted_errors(landmarker, -40, drawn_box=True)
