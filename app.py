@@ -284,10 +284,11 @@ def faces_summary(faces: list[Face], model: str, drawn: bool = False) -> str:
     for k, f in enumerate(faces[:SUMMARY_ROWS], 1):
         if not lm.has_confidence:
             conf = "— (this model gives none)"
-        else:
-            low = f" ⚠ below {lm.min_confidence:g}: occluded, blurred or not a face?" if f.confidence < lm.min_confidence else ""
-            conf = f"{f.confidence:.2f}{low}"
+        else:  # the ⚠ is explained under the table: in the cell, it pushed the table past a phone's width
+            conf = f"{f.confidence:.2f}{' ⚠' if f.confidence < lm.min_confidence else ''}"
         lines.append(f"| {k} | {', '.join(f'{v:.0f}' for v in f.box)} | {'drawn' if drawn else f'{f.score:.2f}'} | {conf} |")
+    if lm.has_confidence and any(f.confidence < lm.min_confidence for f in faces[:SUMMARY_ROWS]):
+        lines += ["", f"⚠ landmark confidence below {lm.min_confidence:g}: occluded, blurred or not a face?"]
     if len(faces) > SUMMARY_ROWS:  # a crowd's 77 rows pushed everything under them off the screen
         low = sum(f.confidence < lm.min_confidence for f in faces[SUMMARY_ROWS:]) if lm.has_confidence else 0
         lines += ["", f"Faces {SUMMARY_ROWS + 1}-{len(faces)} are in the points table and the JSON (under *Points "

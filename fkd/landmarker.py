@@ -36,7 +36,9 @@ MODELS = {"ibug68_kd": "300-W 68 points, distilled (Part 3, default)",
           "ibug68_ctx": "300-W 68 points, with stride-32 context (slower)",
           "ibug68_slim": "300-W 68 points, slim head (fastest)",
           "ibug68_resnet18": "300-W 68 points, ResNet18 baseline",
-          "imm58": "IMM 58 points (Part 2)", "nose": "nose tip (Part 1)"}
+          # the course models learned from 29 frontal studio faces (IMM): points are rough on other photos
+          "imm58": "IMM 58 points (Part 2; rough beyond studio faces)",
+          "nose": "nose tip (Part 1; rough beyond studio faces)"}
 
 DEFAULT_MODEL = next(iter(MODELS))  # the first entry, "ibug68_kd": what the CLIs, the app and Landmarker() use
 
