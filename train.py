@@ -15,6 +15,7 @@ Outputs: weights/<name>.safetensors + .json card + report PNGs; checkpoints in r
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -78,10 +79,16 @@ TRAINING_FLAGS = ("epochs", "batch", "lr", "distil", "teachers", "name", "blurpo
                   "eval_every", "stop_after", "limit")
 
 
+def _stop(signum, frame):
+    """`kill` (SIGTERM: a job scheduler's time limit) stops a run as Ctrl-C does: a line on how to continue."""
+    raise KeyboardInterrupt
+
+
 def main(args: argparse.Namespace) -> None:
     from fkd import recipes
     from fkd.weights import WeightsError
 
+    signal.signal(signal.SIGTERM, _stop)
     try:
         if args.model == "report":
             from fkd.report import redraw_report

@@ -220,7 +220,10 @@ def run(args) -> dict:
     ckpt = run_dir / "checkpoint"
     d = engine.init_distributed()
     ckpt_json = ckpt.with_suffix(".json")
-    resume_info = json.loads(ckpt_json.read_text()) if args.resume and ckpt_json.exists() else None
+    if args.resume and not ckpt_json.exists():  # starting over instead would overwrite --out's weights
+        raise SystemExit(f"error: --resume: no checkpoint at {ckpt} (the run's --run-dir?); "
+                         "leave out --resume to start a new run")
+    resume_info = json.loads(ckpt_json.read_text()) if args.resume else None
     if resume_info is not None:
         check_resume(resume_info, args, d.world)
     check_writable(out_dir, "--out")
@@ -281,8 +284,6 @@ def run(args) -> dict:
         history.rows, start_epoch, step, elapsed = info["history"], info["epoch"] + 1, info["step"], info["elapsed"]
         if d.master:
             print(f"resumed from {ckpt} at epoch {start_epoch} (step {step})")
-    elif args.resume and d.master:
-        print(f"no checkpoint at {ckpt}: starting from scratch")
 
     steps_per_epoch = len(train_loader)
     total = recipe.epochs * steps_per_epoch

@@ -166,7 +166,16 @@ def interruptible(cmd: list[str]) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
+def test_resume_without_a_checkpoint_refuses_rather_than_start_over(tmp_path):
+    """A mistyped --run-dir used to start the run over and, at its end, overwrite --out's weights."""
+    p = cli("nose", "--epochs", "2", "--batch", "2", "--resume", tmp=tmp_path)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert "--resume: no checkpoint at" in p.stderr and "leave out --resume" in p.stderr
+    assert not (tmp_path / "w").exists() or not any((tmp_path / "w").iterdir())
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_or_kill_prints_one_line_and_exits_130(tmp_path, stop):
     cmd = [sys.executable, "train.py", "nose", "--epochs", "100000", "--batch", "2", "--data", str(DATA),
            "--out", str(tmp_path / "w"), "--run-dir", str(tmp_path / "r"), "--quiet", "--threads", "1"]
     proc = interruptible(cmd)
@@ -174,7 +183,7 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not (ckpt.exists() and json.loads(ckpt.read_text())["epoch"] >= 1):
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
