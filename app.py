@@ -40,7 +40,7 @@ from PIL import Image, UnidentifiedImageError
 
 from fkd import media, morph, video, viz
 from fkd.data import write_pts
-from fkd.io import ImageError, load_image, load_image_sized
+from fkd.io import ImageError, load_image, load_image_sized, open_image
 from fkd.landmarker import DEFAULT_MODEL, MODELS, Face, Landmarker, WeightsError, check_box, face_side
 from fkd.models import conv_layers, describe_conv, first_conv
 from fkd.stream import Tracker
@@ -100,6 +100,14 @@ def get_landmarker(name: str) -> Landmarker:
         return _LANDMARKERS[name]
 
 
+class UserError(gr.Error):
+    """A message for the user: a toast in the browser, and no traceback in the server's log (Gradio
+    prints one for every gr.Error, so a user's empty click filled the log with them)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, print_exception=False)
+
+
 def user_errors(fn):
     """Errors a user can fix become a gr.Error with a plain message; anything else is logged, not shown."""
     @functools.wraps(fn)
@@ -109,10 +117,10 @@ def user_errors(fn):
         except gr.Error:
             raise
         except (ImageError, ValueError, WeightsError) as e:
-            raise gr.Error(_clean(str(e), *args)) from None
+            raise UserError(_clean(str(e), *args)) from None
         except Exception:
             log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error("Something went wrong on our side; the error was logged. Please try another file.") from None
+            raise UserError("Something went wrong on our side; the error was logged. Please try another file.") from None
     return wrapper
 
 
@@ -133,13 +141,16 @@ class CheckedImage(gr.Image):
     is_template = True
 
     def preprocess(self, payload):
+        name = getattr(payload, "orig_name", None) or "the upload"
         try:
+            if getattr(payload, "path", None):  # the header first: gr.Image decodes all of a 400-MP PNG (8 s)
+                with open_image(payload.path):
+                    pass
             return super().preprocess(payload)
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
-            name = getattr(payload, "orig_name", None) or "the upload"
-            if isinstance(e, Image.DecompressionBombError):
-                raise gr.Error(f"{name}: the image is too large to open safely") from None
-            raise gr.Error(f"{name}: not an image file (or a format we cannot read)") from None
+        except ImageError as e:
+            raise UserError(str(e).replace(f"{payload.path}: ", f"{name}: ")) from None
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
+            raise UserError(f"{name}: not an image file (or a format we cannot read)") from None
 
 
 class ResultImage(gr.Image):
@@ -215,7 +226,7 @@ def detect_keypoints(path: str | None, model: str, boxes=None, boxes_width: int 
     """(RGB as loaded (≤ 4096 px), faces in *original* pixels, original (W, H)). Boxes in original
     pixels, or in those of a copy `boxes_width` pixels wide (the box-drawing canvas)."""
     if not path:
-        raise gr.Error(NO_PHOTO)
+        raise UserError(NO_PHOTO)
     lm = get_landmarker(model)
     rgb, (W, H) = load_image_sized(path)
     s = W / rgb.shape[1]  # > 1 when a huge photo was downscaled on loading
@@ -320,7 +331,7 @@ def keypoints_api(image: str | None, box_mode: str = "auto", model: str = DEFAUL
     `boxes` = JSON [[x0, y0, x1, y1], ...] in image pixels). Returns the annotated image and the JSON."""
     given = parse_boxes(boxes) if box_mode == "draw" else None
     if box_mode == "draw" and given is None:
-        raise gr.Error("Box mode 'draw' needs boxes: JSON [[x0, y0, x1, y1], ...] in image pixels.")
+        raise UserError("Box mode 'draw' needs boxes: JSON [[x0, y0, x1, y1], ...] in image pixels.")
     rgb, faces, size = detect_keypoints(image, model, given)
     if not faces:
         gr.Warning("No face found in this photo.")
@@ -330,7 +341,7 @@ def keypoints_api(image: str | None, box_mode: str = "auto", model: str = DEFAUL
 @user_errors
 def keypoints_ui(image, box_mode, model, numbers, contours, annotation=None):
     if not image:
-        raise gr.Error(NO_PHOTO)  # before the boxes: there is nothing to draw on yet
+        raise UserError(NO_PHOTO)  # before the boxes: there is nothing to draw on yet
     boxes, canvas_w = boxes_from_annotation(annotation) if box_mode == "draw" else (None, None)
     rgb, faces, size = detect_keypoints(image, model, boxes, canvas_w)
     if not faces:
@@ -353,7 +364,7 @@ def boxes_from_annotation(annotation) -> tuple[list[np.ndarray], int]:
     """The boxes drawn on the annotator canvas, in its pixels, left to right as the detector's faces are
     numbered (the annotator gives the last drawn first), and its width (the photo resized)."""
     if not annotation or annotation.get("image") is None or not annotation.get("boxes"):
-        raise gr.Error("Draw at least one box around a face (drag on the picture under 'Face boxes'), or switch to 'auto'.")
+        raise UserError("Draw at least one box around a face (drag on the picture under 'Face boxes'), or switch to 'auto'.")
     boxes = [np.array([b["xmin"], b["ymin"], b["xmax"], b["ymax"]], np.float32) for b in annotation["boxes"]]
     return sorted(boxes, key=lambda b: min(b[0], b[2])), annotation["image"].shape[1]
 
@@ -457,13 +468,13 @@ def annotate_video(path: str | None, model: str, strength: float, contours: bool
     Frames are shrunk to DISPLAY_SIDE and only the first VIDEO_MAX_S seconds are done: a phone's 4K
     minute would hold a worker for many minutes."""
     if not path:
-        raise gr.Error("Add a video first.")
+        raise UserError("Add a video first.")
     lm = get_landmarker(model)
     fps, frames = media.read_video(path)
     n = int(VIDEO_MAX_S * fps)
     first = next(frames, None)
     if first is None:
-        raise gr.Error("The video has no frames.")
+        raise UserError("The video has no frames.")
     k = _shrink(first, DISPLAY_SIDE)[1]   # the same for every frame
     frames = (_shrink(f, DISPLAY_SIDE)[0] for f in islice(chain([first], frames), n))
     d = request_dir()
@@ -472,7 +483,7 @@ def annotate_video(path: str | None, model: str, strength: float, contours: bool
     records, error = video.annotate(lm, frames, fps, d / "keypoints.mp4", strength, LIVE_FLIP_TEST,
                                     lm.layout.contours if contours else (), tick, scale=1 / k)
     if not records:
-        raise gr.Error(error or "The video has no frames.")
+        raise UserError(error or "The video has no frames.")
     h, w = first.shape[:2]  # the points are in the video's own pixels; the drawn video is shrunk by k
     (d / "keypoints.json").write_text(json.dumps({"video": Path(path).name, "fps": fps, "width": w, "height": h,
                                                   "frames": records}))
@@ -570,12 +581,12 @@ def feature_maps_ui(image, model):
 
 def feature_maps(image, model) -> tuple[np.ndarray, np.ndarray]:
     if not image:
-        raise gr.Error("Add a photo first (or click an example).")
+        raise UserError("Add a photo first (or click an example).")
     lm = get_landmarker(model)
     rgb = load_image(image)
     found = lm.detect(rgb)
     if not found:
-        raise gr.Error("No face found in this photo, so there is no model input to show.")
+        raise UserError("No face found in this photo, so there is no model input to show.")
     crop, x = model_input(lm, rgb, max(found, key=lambda t: t[1])[0])  # the surest face, not the leftmost
     with torch.inference_mode():
         maps = first_conv(lm.model)(x)[0].numpy()                 # (C, h, w): before BN/activation
@@ -613,12 +624,12 @@ def create_filters_tab(filters_fn, filters_api_fn, maps_fn, maps_api_fn, example
 def largest_face(path: str | None, which: str) -> tuple[np.ndarray, np.ndarray]:
     """(RGB as loaded, 68 keypoints in its pixels) of the largest face in a photo; clear errors otherwise."""
     if not path:
-        raise gr.Error(f"Add {which} first.")
+        raise UserError(f"Add {which} first.")
     rgb = load_image(path)
     # the largest face: the whole picture's pass finds it; tiles (small_faces) would only add small ones
     faces = get_landmarker(MORPH_MODEL).predict(rgb, flip_test=PHOTO_FLIP_TEST, small_faces=False)
     if not faces:
-        raise gr.Error(f"No face found in {which}.")
+        raise UserError(f"No face found in {which}.")
     if len(faces) > 1:
         gr.Info(f"{which.capitalize()} has {len(faces)} faces: morphing the largest.")
     f = max(faces, key=face_side)  # by its points: a full-range detector box can be twice the face

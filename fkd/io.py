@@ -100,19 +100,43 @@ def load_image(src: ImageLike, max_side: int = MAX_SIDE) -> np.ndarray:
     return load_image_sized(src, max_side)[0]
 
 
+def _too_large(name: str) -> ImageError:
+    return ImageError(f"{name}the image is too large to open safely (over {MAX_PIXELS / 1e6:.0f} megapixels)")
+
+
+def open_image(src: ImageLike) -> Image.Image:
+    """The image opened from its header, nothing decoded yet; an ImageError for a file that is no
+    image or holds over MAX_PIXELS (a 438-KB PNG of 400 megapixels took 8 s and 1.2 GB to decode)."""
+    name = f"{src}: " if isinstance(src, (str, os.PathLike)) else ""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sized below, in its pixels
+            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+            im = _open(src)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:  # over twice MAX_PIXELS
+        raise _too_large(name) from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}not an image file (or a format we cannot read)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"{name}the image file is damaged or truncated ({e})") from None
+    if im.width * im.height > MAX_PIXELS:
+        raise ImageError(f"{name}the image is too large ({im.width}×{im.height} pixels; at most "
+                         f"{MAX_PIXELS / 1e6:.0f} megapixels)")
+    return im
+
+
 def load_image_sized(src: ImageLike, max_side: int = MAX_SIDE) -> tuple[np.ndarray, tuple[int, int]]:
     """`load_image` plus the upright (width, height) of the original, to map points back to it."""
     if isinstance(src, np.ndarray):
         a = array_to_rgb(src)
         return _limit_side(a, max_side), (a.shape[1], a.shape[0])
     name = f"{src}: " if isinstance(src, (str, os.PathLike)) else ""
+    im = open_image(src)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-            im = _open(src)
-            if im.width * im.height > MAX_PIXELS:
-                raise ImageError(f"{name}the image is too large ({im.width}×{im.height} pixels)")
             im.seek(0)  # first frame of animated GIF/WebP/TIFF
             full = im.size[::-1] if (im.getexif().get(0x0112, 1) in (5, 6, 7, 8)) else im.size
             if max(im.size) > 2 * max_side and im.format == "JPEG":
@@ -120,12 +144,8 @@ def load_image_sized(src: ImageLike, max_side: int = MAX_SIDE) -> tuple[np.ndarr
             im = ImageOps.exif_transpose(im)
             im.load()
             rgb = _to_rgb(im)
-    except ImageError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{name}the image is too large to decode safely ({e})") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{name}not an image file (or a format we cannot read)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _too_large(name) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(f"{name}the image file is damaged or truncated ({e})") from None
     a = np.asarray(rgb, dtype=np.uint8)

@@ -184,6 +184,15 @@ def test_upload_size_is_capped(client, tmp_path):
         client.predict(handle_file(str(huge)), api_name="/keypoints")
 
 
+def test_an_upload_of_too_many_pixels_is_refused_from_its_header(client, tmp_path):
+    """gr.Image decoded a 438-KB PNG of 400 megapixels in full (8 s, 1.2 GB) before our check."""
+    from test_bad_input import png_claiming_size
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_claiming_size(20000, 20000))  # decoding would fail as truncated, not as too large
+    with pytest.raises(AppError, match=r"bomb.png: the image is too large \(20000×20000 pixels; at most 256 megapixels\)"):
+        client.predict(handle_file(str(bomb)), api_name="/keypoints")
+
+
 def test_server_files_are_never_read(client, server):
     # a file the client holds is uploaded and checked: not an image
     with pytest.raises(AppError, match="not an image") as e:
