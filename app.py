@@ -388,7 +388,7 @@ def create_keypoints_tab(ui_fn, api_fn, annotator_fn, examples: list[str]):
                                  sources=["upload", "webcam", "clipboard"])
             box_mode = gr.Radio([("auto: find every face (MediaPipe)", "auto"), ("draw: I mark the faces", "draw")],
                                 value="auto", label="Face boxes")
-            annotation = image_annotator(label="Drag to draw one box per face", visible=False, sources=[],
+            annotation = image_annotator(label="Drag to draw one box per face", visible=False, sources=[], elem_id="kp-canvas",
                                          label_list=["face"], label_colors=[(0, 160, 140)], image_type="numpy",
                                          use_default_label=True, show_clear_button=False, height=ANNOTATOR_HEIGHT)
             model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model")
@@ -410,7 +410,9 @@ def create_keypoints_tab(ui_fn, api_fn, annotator_fn, examples: list[str]):
                 visible_columns=[0], label="Examples (click one)")
 
     for trigger in (box_mode.change, image.change):
-        trigger(annotator_fn, [box_mode, image], annotation, api_visibility="private", show_progress="hidden")
+        # a photo that is no image fails before annotator_fn runs: empty the canvas, not keep the last photo
+        trigger(annotator_fn, [box_mode, image], annotation, api_visibility="private", show_progress="hidden").failure(
+            lambda: None, None, annotation, api_visibility="private", show_progress="hidden", queue=False)
     on_run(run, ui_fn, [image, box_mode, model, numbers, contours, annotation], [out, summary, table, files, result])
     gr.Button(visible=False).click(api_fn, [image, box_mode, model, boxes], [out, result], api_name="keypoints")
 

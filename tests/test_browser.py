@@ -69,6 +69,23 @@ def test_keypoints_example_shows_the_annotated_image(page):
     assert not page.errors, page.errors
 
 
+def test_draw_mode_canvas_empties_when_the_next_upload_is_no_image(page, tmp_path):
+    """It kept the last photo, so a user could draw boxes on a picture that was no longer the input."""
+    from playwright.sync_api import expect
+    page.get_by_role("tab", name="Keypoints", exact=True).click()
+    page.get_by_text("draw: I mark the faces", exact=True).click()
+    photo = page.locator("[role=tabpanel]:visible input[type=file]").first
+    photo.set_input_files(str(IMM / "33-1m.jpg"))
+    expect(page.locator("#kp-canvas canvas")).to_have_count(1, timeout=30_000)
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo\n" * 20)
+    photo.set_input_files(str(text))
+    expect(page.locator(".toast-body").first).to_contain_text("notes.jpg: not an image file", timeout=30_000)
+    expect(page.locator("#kp-canvas canvas")).to_have_count(0, timeout=30_000)
+    page.get_by_text("auto: find every face (MediaPipe)", exact=True).click()
+    assert not page.errors, page.errors
+
+
 def test_morph_example_plays(page):
     from playwright.sync_api import expect
     page.get_by_role("tab", name="Morph", exact=True).click()
