@@ -46,8 +46,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fkd.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", help="folder of images with .pts / .asf / dlib XML")
-    p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--box", choices=("detector", "landmarks"), default="detector")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"a model name or a weights path (default {DEFAULT_MODEL})")
+    p.add_argument("--box", choices=("detector", "landmarks"), default="detector",
+                   help="detector (default): the whole pipeline, MediaPipe and the calibration, as in use; "
+                        "landmarks: crop on each labelled face's landmark box")
     add_flip_argument(p)
     p.add_argument("--ced", help="write the CED plot PNG here (default: none)")
     p.add_argument("--export-csv", help="Kaggle-style CSV: image,face,x0,y0,...,xN,yN (original pixels, 0-based; "
@@ -215,7 +217,8 @@ def main(argv=None) -> int:
 
     d = Path(args.dir)
     if not d.is_dir():
-        print(f"error: {d}: no such folder", file=sys.stderr)
+        what = "is a file: give the folder that holds the images and their labels" if d.exists() else "no such folder"
+        print(f"error: {d}: {what}", file=sys.stderr)
         return 2
     lm = open_checked(output_error(args), args.model, args.flip_test)
     if lm is None:

@@ -23,6 +23,7 @@ from fkd.io import files_under, writable
 from fkd.landmarker import DEFAULT_MODEL, MODELS
 
 PHOTO_EXTS = (*IMAGE_EXTS, ".gif")  # what a folder contributes (load_image reads more, by content)
+VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".y4m")  # a hint in the error
 
 
 def parse_box(text: str) -> list[float]:
@@ -127,8 +128,9 @@ def main(argv=None) -> int:
                 entry["drawing"] = str(out)
         except (ImageError, ValueError) as e:
             failed += 1
-            entry = {"image": path, "error": str(e)}
-            print(f"error: {e}" if str(path) in str(e) else f"error: {path}: {e}", file=sys.stderr)
+            hint = "; for a video, python -m fkd.video" if Path(path).suffix.lower() in VIDEO_EXTS else ""
+            entry = {"image": path, "error": f"{e}{hint}"}
+            print(f"error: {e}{hint}" if str(path) in str(e) else f"error: {path}: {e}{hint}", file=sys.stderr)
         results.append(entry)
     text = json.dumps(results, indent=1)
     if args.json:

@@ -108,6 +108,15 @@ def test_bad_output_refused_before_the_run(monkeypatch, capsys, tmp_path, flag, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"]
 
 
+def test_a_file_instead_of_the_folder_is_named_as_such(capsys, tmp_path):
+    photo = tmp_path / "face.jpg"
+    photo.write_bytes(b"x")
+    assert evaluate.main([str(photo)]) == 2
+    assert f"{photo}: is a file: give the folder that holds the images and their labels" in capsys.readouterr().err
+    assert evaluate.main([str(tmp_path / "nowhere")]) == 2
+    assert "nowhere: no such folder" in capsys.readouterr().err
+
+
 def test_save_png_raises_when_nothing_is_written(tmp_path):
     from fkd.viz import save_png
 

@@ -117,14 +117,17 @@ def test_predict_cli_writes_json_and_reports_bad_files(tmp_path):
     img = sorted(W300.rglob("*.jpg"))[0]
     bad = tmp_path / "notes.jpg"
     bad.write_text("not an image")
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\0\0\0\x18ftypmp42" + b"\0" * 64)  # a video (here a stub): fkd.video's job
     out = tmp_path / "out.json"
-    p = run_cli("fkd.predict", str(img), str(bad), str(tmp_path / "missing.jpg"), "--json", str(out))
+    p = run_cli("fkd.predict", str(img), str(bad), str(tmp_path / "missing.jpg"), str(clip), "--json", str(out))
     assert p.returncode == 1, p.stderr
     res = json.loads(out.read_text())
     assert res[0]["image"] == str(img) and len(res[0]["faces"]) == 1
     assert len(res[0]["faces"][0]["keypoints"]) == 68
-    assert "not an image" in res[1]["error"] and "notes.jpg" in p.stderr
+    assert "not an image" in res[1]["error"] and "notes.jpg" in p.stderr and "fkd.video" not in res[1]["error"]
     assert "no such file" in res[2]["error"] and "missing.jpg" in p.stderr
+    assert res[3]["error"].endswith("; for a video, python -m fkd.video") and "clip.mp4" in p.stderr
     p = run_cli("fkd.predict", str(img), "--box", "10,10,200,200", "--model", "nose")
     assert p.returncode == 0, p.stderr
     assert len(json.loads(p.stdout)[0]["faces"][0]["keypoints"]) == 1
