@@ -87,6 +87,13 @@ def _plt():
     return plt
 
 
+def loss_scale(history: list[dict]) -> str:
+    """"log" where the losses span more than a decade, else "linear": on a log axis a fine-tune's
+    0.9-1.6 got two tick labels (10⁰ and 9×10⁻¹), and its curves could not be read."""
+    losses = [r[k] for r in history for k in ("train_loss", "val_loss") if r.get(k, 0) > 0]
+    return "log" if losses and max(losses) > 10 * min(losses) else "linear"
+
+
 def loss_curves(history: list[dict], title: str = "") -> np.ndarray:
     """Training and validation loss per epoch (+ validation NME on a second axis when present)."""
     plt = _plt()
@@ -96,7 +103,7 @@ def loss_curves(history: list[dict], title: str = "") -> np.ndarray:
     v = [(r["epoch"], r["val_loss"]) for r in history if "val_loss" in r]
     if v:
         ax.plot(*zip(*v), label="validation loss")
-    ax.set_xlabel("epoch"), ax.set_ylabel("loss"), ax.set_yscale("log")
+    ax.set_xlabel("epoch"), ax.set_ylabel("loss"), ax.set_yscale(loss_scale(history))
     n = [(r["epoch"], r["val_nme"]) for r in history if "val_nme" in r]
     top = ax
     if n:

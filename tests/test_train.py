@@ -44,6 +44,14 @@ def test_one_epoch_smoke_run_writes_loadable_weights(tmp_path, recipe, name, n):
         assert "flip_below" not in card
 
 
+def test_loss_axis_is_log_only_where_the_losses_span_a_decade():
+    from fkd.viz import loss_curves, loss_scale
+    fine_tune = json.loads((ROOT / "weights" / "ibug68_kd.json").read_text())["history"]  # the shipped card: 0.9-1.6
+    assert loss_scale(fine_tune) == "linear"
+    assert loss_scale([{"epoch": 0, "train_loss": 40.0}, {"epoch": 1, "train_loss": 2.0, "val_loss": 1.5}]) == "log"
+    assert loss_scale([]) == "linear" and loss_curves(fine_tune, "x").ndim == 3
+
+
 def test_killed_run_resumes_to_the_same_final_state(tmp_path):
     ref = train("imm58", "--epochs", "30", "--batch", "2", tmp=tmp_path / "ref")
     assert ref.returncode == 0, ref.stderr[-2000:]
