@@ -561,16 +561,9 @@ def filters_ui(model):
     return grids[0], grids[1], text
 
 
-def model_input(lm: Landmarker, rgb: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
-    """The crop the Landmarker feeds its model for a detector box: (RGB crop for display, input tensor)."""
-    _, x = lm.model_inputs(rgb, [box])
-    shown = ((x[0].permute(1, 2, 0).numpy() + 0.5) * 255).round().clip(0, 255).astype(np.uint8)
-    return (np.repeat(shown, 3, 2) if shown.shape[2] == 1 else shown), x
-
-
 @user_errors
 def feature_maps_api(image: str | None, model: str = DEFAULT_MODEL):
-    """First-layer feature maps of `model` on the input crop of the face in `image` the detector is surest of."""
+    """First-layer feature maps of `model` on the input crop of the face in `image` the model is surest of."""
     return feature_maps(image, model)[1]
 
 
@@ -586,20 +579,22 @@ def feature_maps(image, model) -> tuple[np.ndarray, np.ndarray]:
         raise UserError("Add a photo first (or click an example).")
     lm = get_landmarker(model)
     rgb = load_image(image)
-    found = lm.detect(rgb)
-    if not found:
+    faces = lm.predict(rgb, flip_test=False, small_faces=False)  # a turned head too, levelled as the model sees it
+    if not faces:
         raise UserError("No face found in this photo, so there is no model input to show.")
-    crop, x = model_input(lm, rgb, max(found, key=lambda t: t[1])[0])  # the surest face, not the leftmost
+    x = lm.input_of(rgb, max(faces, key=lambda f: (f.confidence, f.score)))  # the surest face, not the leftmost
     with torch.inference_mode():
         maps = first_conv(lm.model)(x)[0].numpy()                 # (C, h, w): before BN/activation
-    crop = cv2.resize(crop, (crop.shape[1] * 2, crop.shape[0] * 2), interpolation=cv2.INTER_NEAREST)
+    crop = ((x[0].permute(1, 2, 0).numpy() + 0.5) * 255).round().clip(0, 255).astype(np.uint8)
+    crop = cv2.resize(np.repeat(crop, 3, 2) if crop.shape[2] == 1 else crop, (crop.shape[1] * 2, crop.shape[0] * 2),
+                      interpolation=cv2.INTER_NEAREST)
     return crop, viz.feature_grid(maps[:64], cell=64)
 
 
 def create_filters_tab(filters_fn, filters_api_fn, maps_fn, maps_api_fn, examples: list[str]):
     gr.Markdown("What the network learned to look for first: each small tile is one convolution filter "
                 "(bright = positive weights). Below, the first layer's responses to the face in your photo that the "
-                "detector is surest of.")
+                "model is surest of, as the model sees it (on its landmark box, levelled).")
     model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model")
     info = gr.Markdown()
     with gr.Row():

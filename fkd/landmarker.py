@@ -205,9 +205,7 @@ class Landmarker:
         rgb, (W, H) = load_image_sized(image)
         scale = W / rgb.shape[1]
         prev = [np.asarray(f.keypoints, np.float64) / scale for f in faces]
-        eyes = self.layout.eyes
-        mats = [upright_crop_matrix(p, eyes, self.crop, self.input_size) if eyes and abs(eye_roll(p, eyes)) > MAX_ROLL
-                else crop_matrix(landmark_box(p), self.crop, self.input_size) for p in prev]
+        mats = [self.crop_of(p) for p in prev]
         x = self._crops(rgb, mats)
         pts, conf = self._points(x, mats)
         self._mirror_into(pts, x, mats, self._to_mirror(conf, flip, self.min_confidence))
@@ -220,6 +218,19 @@ class Landmarker:
             box = ((np.asarray(f.box, np.float64) / scale).reshape(2, 2) - c0) * k + c1
             out.append(replace(f, box=(box.reshape(4) * scale).astype(np.float32), keypoints=(p * scale).astype(np.float32), confidence=c))
         return _distinct(out)
+
+    def crop_of(self, points: np.ndarray) -> np.ndarray:
+        """The crop (2×3 matrix image → model input) of a face whose points are known: on its landmark
+        box as the models were trained, turned so its eyes are level when it lies tilted past MAX_ROLL."""
+        eyes = self.layout.eyes
+        if eyes and abs(eye_roll(points, eyes)) > MAX_ROLL:
+            return upright_crop_matrix(points, eyes, self.crop, self.input_size)
+        return crop_matrix(landmark_box(points), self.crop, self.input_size)
+
+    def input_of(self, rgb: np.ndarray, face: Face) -> torch.Tensor:
+        """The model's input (1, C, H, W) in [-0.5, 0.5] for a face found in `rgb` (its pixels): `crop_of`
+        its points, what following it to the next video frame feeds the model."""
+        return self._crops(rgb, [self.crop_of(np.asarray(face.keypoints, np.float64))])
 
     def _turned_faces(self, rgb: np.ndarray, flip_test, turns: Sequence[float]) -> list[Face]:
         """The faces found in copies of the image turned by each of TURNS: a head tilted past ~45° may

@@ -326,6 +326,21 @@ def test_filters_and_feature_maps_endpoints(client, app_module, faces):
     assert maps.ndim == 3 and maps.shape[0] > 100
 
 
+def test_feature_maps_show_a_turned_face_as_the_model_sees_it(app_module, faces, tmp_path):
+    """The model input of a photo turned 90° was the detector's crop, sideways and cut; it is now the
+    levelled crop the model reads, so nearly the upright photo's."""
+    im = Image.open(faces[0].image).convert("RGB")
+    upright, turned = tmp_path / "upright.png", tmp_path / "turned.png"
+    im.save(upright)
+    im.transpose(Image.Transpose.ROTATE_90).save(turned)
+    crop_up, maps_up = app_module.feature_maps_ui(str(upright), DEFAULT_MODEL)
+    crop_turned, maps_turned = app_module.feature_maps_ui(str(turned), DEFAULT_MODEL)
+    assert crop_up.shape == crop_turned.shape == (320, 320, 3) and maps_up.shape == maps_turned.shape
+    diff = np.abs(crop_up.astype(np.float32) - crop_turned).mean()
+    sideways = np.abs(crop_up.astype(np.float32) - np.rot90(crop_turned)).mean()
+    assert diff < 20 and diff < sideways / 2, (diff, sideways)
+
+
 # -----------------------------------------------------------------------------------------------
 # in-process: what the UI gets, state, errors
 
