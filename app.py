@@ -585,16 +585,15 @@ def feature_maps(image, model) -> tuple[np.ndarray, np.ndarray]:
     x = lm.input_of(rgb, max(faces, key=lambda f: (f.confidence, f.score)))  # the surest face, not the leftmost
     with torch.inference_mode():
         maps = first_conv(lm.model)(x)[0].numpy()                 # (C, h, w): before BN/activation
-    crop = ((x[0].permute(1, 2, 0).numpy() + 0.5) * 255).round().clip(0, 255).astype(np.uint8)
-    crop = cv2.resize(np.repeat(crop, 3, 2) if crop.shape[2] == 1 else crop, (crop.shape[1] * 2, crop.shape[0] * 2),
-                      interpolation=cv2.INTER_NEAREST)
+    crop = viz.input_picture(x[0])
+    crop = cv2.resize(crop, (crop.shape[1] * 2, crop.shape[0] * 2), interpolation=cv2.INTER_NEAREST)
     return crop, viz.feature_grid(maps[:64], cell=64)
 
 
 def create_filters_tab(filters_fn, filters_api_fn, maps_fn, maps_api_fn, examples: list[str]):
     gr.Markdown("What the network learned to look for first: each small tile is one convolution filter "
                 "(bright = positive weights). Below, the first layer's responses to the face in your photo that the "
-                "model is surest of, as the model sees it (on its landmark box, levelled).")
+                "model is surest of, cropped as following it in a video would (its landmark box, levelled).")
     model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model")
     info = gr.Markdown()
     with gr.Row():

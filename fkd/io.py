@@ -100,10 +100,6 @@ def load_image(src: ImageLike, max_side: int = MAX_SIDE) -> np.ndarray:
     return load_image_sized(src, max_side)[0]
 
 
-def _too_large(name: str) -> ImageError:
-    return ImageError(f"{name}the image is too large to open safely (over {MAX_PIXELS / 1e6:.0f} megapixels)")
-
-
 def open_image(src: ImageLike) -> Image.Image:
     """The image opened from its header, nothing decoded yet; an ImageError for a file that is no
     image or holds over MAX_PIXELS (a 438-KB PNG of 400 megapixels took 8 s and 1.2 GB to decode)."""
@@ -115,8 +111,8 @@ def open_image(src: ImageLike) -> Image.Image:
             im = _open(src)
     except ImageError:
         raise
-    except Image.DecompressionBombError:  # over twice MAX_PIXELS
-        raise _too_large(name) from None
+    except Image.DecompressionBombError:  # over twice MAX_PIXELS: PIL gives no size
+        raise ImageError(f"{name}the image is too large to open safely (over {2 * MAX_PIXELS / 1e6:.0f} megapixels)") from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}not an image file (or a format we cannot read)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -133,19 +129,15 @@ def load_image_sized(src: ImageLike, max_side: int = MAX_SIDE) -> tuple[np.ndarr
         a = array_to_rgb(src)
         return _limit_side(a, max_side), (a.shape[1], a.shape[0])
     name = f"{src}: " if isinstance(src, (str, os.PathLike)) else ""
-    im = open_image(src)
+    im = open_image(src)  # its size checked from the header
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im.seek(0)  # first frame of animated GIF/WebP/TIFF
-            full = im.size[::-1] if (im.getexif().get(0x0112, 1) in (5, 6, 7, 8)) else im.size
-            if max(im.size) > 2 * max_side and im.format == "JPEG":
-                im.draft("RGB", (max_side, max_side))  # decode huge JPEGs at reduced size: fast, little memory
-            im = ImageOps.exif_transpose(im)
-            im.load()
-            rgb = _to_rgb(im)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise _too_large(name) from None
+        im.seek(0)  # first frame of animated GIF/WebP/TIFF
+        full = im.size[::-1] if (im.getexif().get(0x0112, 1) in (5, 6, 7, 8)) else im.size
+        if max(im.size) > 2 * max_side and im.format == "JPEG":
+            im.draft("RGB", (max_side, max_side))  # decode huge JPEGs at reduced size: fast, little memory
+        im = ImageOps.exif_transpose(im)
+        im.load()
+        rgb = _to_rgb(im)
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(f"{name}the image file is damaged or truncated ({e})") from None
     a = np.asarray(rgb, dtype=np.uint8)

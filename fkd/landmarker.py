@@ -64,7 +64,8 @@ ROLLED = 45.0                  # degrees: a face found this tilted says the phot
 # 3.65 -> 3.63 (bench/boxes.py). Re-cropping every face gave nothing on good boxes (3.487 -> 3.494
 # with the flip test "auto"); at REFINE 0.1 loose boxes kept 3.64 %, FR@8 1.5 %.
 REFINE = 0.05
-LEVEL_PASSES = 2               # a third when the second still finds the crop tilted (first pass far off)
+LEVEL_PASSES = 2               # levelling / REFINE passes at most: a third pass when the second still finds
+                               # the crop tilted or off (first pass far off)
 TURNS = (45.0, -45.0, 90.0, -90.0, 135.0, -135.0, 180.0)  # look again in the image turned so
 TURN_SIDE = 320                # pixels: the turned copies' longer side, for the detector
 
@@ -234,7 +235,8 @@ class Landmarker:
 
     def crop_of(self, points: np.ndarray) -> np.ndarray:
         """The crop (2×3 matrix image → model input) of a face whose points are known: on its landmark
-        box as the models were trained, turned so its eyes are level when it lies tilted past MAX_ROLL."""
+        box as the models were trained, turned so its eyes are level when it lies tilted past MAX_ROLL.
+        Needs two points or more: one point (the nose) has no landmark box."""
         eyes = self.layout.eyes
         if eyes and abs(eye_roll(points, eyes)) > MAX_ROLL:
             return upright_crop_matrix(points, eyes, self.crop, self.input_size)
@@ -242,7 +244,10 @@ class Landmarker:
 
     def input_of(self, rgb: np.ndarray, face: Face) -> torch.Tensor:
         """The model's input (1, C, H, W) in [-0.5, 0.5] for a face found in `rgb` (its pixels): `crop_of`
-        its points, what following it to the next video frame feeds the model."""
+        its points, what following it to the next video frame feeds the model; for a one-point layout
+        (the nose), the calibrated crop of its box."""
+        if len(face.keypoints) < 2:
+            return self.model_inputs(rgb, [face.box])[1]
         return self._crops(rgb, [self.crop_of(np.asarray(face.keypoints, np.float64))])
 
     def _turned_faces(self, rgb: np.ndarray, flip_test, turns: Sequence[float]) -> list[Face]:
@@ -309,7 +314,8 @@ class Landmarker:
             levelled = [0.0] * len(pts)  # the tilt each face's last crop was levelled for
             for _ in range(LEVEL_PASSES):
                 tilted = [i for i, p in enumerate(pts) if abs(_wrap(eye_roll(p, eyes) - levelled[i])) > MAX_ROLL]
-                moved = [i for i, p in enumerate(pts) if i not in tilted and REFINE is not None
+                # not for crops the caller drops (false detections, turned copies' candidates below SURE)
+                moved = [i for i, p in enumerate(pts) if i not in tilted and REFINE is not None and conf[i] >= min_confidence
                          and crop_shift(mats[i], self.crop_of(p), self.input_size) > REFINE]
                 if not tilted and not moved:
                     break

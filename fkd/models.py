@@ -359,7 +359,7 @@ def conv_layers(model: nn.Module) -> list[nn.Conv2d]:
 
 def first_conv(model: nn.Module) -> nn.Conv2d:
     """The first convolution, for the filter grids of the app and the training report."""
-    return next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    return conv_layers(model)[0]
 
 
 def describe_conv(conv: nn.Conv2d) -> str:

@@ -130,7 +130,7 @@ def main(argv=None) -> int:
             failed += 1
             hint = "; for a video, python -m fkd.video" if Path(path).suffix.lower() in VIDEO_EXTS else ""
             entry = {"image": path, "error": f"{e}{hint}"}
-            print(f"error: {e}{hint}" if str(path) in str(e) else f"error: {path}: {e}{hint}", file=sys.stderr)
+            print(f"error: {'' if str(path) in str(e) else f'{path}: '}{entry['error']}", file=sys.stderr)
         results.append(entry)
     text = json.dumps(results, indent=1)
     if args.json:

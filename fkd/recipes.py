@@ -218,11 +218,11 @@ def run(args) -> dict:
     out_dir = Path(args.out)
     run_dir = Path(args.run_dir) / recipe.name
     ckpt = run_dir / "checkpoint"
-    d = engine.init_distributed()
     ckpt_json = ckpt.with_suffix(".json")
     if args.resume and not ckpt_json.exists():  # starting over instead would overwrite --out's weights
         raise SystemExit(f"error: --resume: no checkpoint at {ckpt} (the run's --run-dir?); "
                          "leave out --resume to start a new run")
+    d = engine.init_distributed()
     resume_info = json.loads(ckpt_json.read_text()) if args.resume else None
     if resume_info is not None:
         check_resume(resume_info, args, d.world)

@@ -28,7 +28,7 @@ def write_training_report(out_dir: Path, name: str, model, card: dict, val_set, 
         images = []
         for i in pick:
             x, _ = val_set[i]
-            images.append(((x.permute(1, 2, 0).numpy() + 0.5) * 255).clip(0, 255).astype(np.uint8).squeeze())
+            images.append(viz.input_picture(x))
         caps = [("best " if j < k else "worst ") + f"{100 * err[i]:.1f}%" for j, i in enumerate(pick)]
         viz.save_png(paths["gallery"], viz.gallery(images, [pred[i] for i in pick], [gt[i] for i in pick], caps, cols=k))
     if card.get("val_point_nme"):

@@ -30,7 +30,8 @@ DETECT_EVERY_S = 0.5   # seconds between detector runs while faces are followed 
 
 class SearchPacer:
     """Per-stream state: `search, turns = pacer.plan(t)`, `predict(..., search=search, turns=turns)`,
-    then `pacer.seen(faces, t, search, turns)`."""
+    then `pacer.seen(faces, t, searched, turns)`, where `searched` says whether the search ran (it was
+    planned and `Landmarker.wants_search` held for the upright faces; `Tracker` works it out)."""
 
     def __init__(self, every_s: float = SEARCH_EVERY_S):
         self.every_s = every_s

@@ -134,6 +134,12 @@ def filter_grid(weight: np.ndarray, cell: int = 24) -> np.ndarray:
     return grid
 
 
+def input_picture(x) -> np.ndarray:
+    """A model input (C, H, W) in [-0.5, 0.5] (torch or numpy) as the uint8 RGB picture it was made from."""
+    a = ((np.asarray(x, np.float32).transpose(1, 2, 0) + 0.5) * 255).round().clip(0, 255).astype(np.uint8)
+    return np.repeat(a, 3, 2) if a.shape[2] == 1 else a
+
+
 def kernel_grid(weight: np.ndarray, cell: int = 24, max_out: int = 32, max_in: int = 16) -> np.ndarray:
     """Filters (O, I, k, k) as a picture: colour tiles when I is 1 or 3 (`filter_grid`), else one row
     per filter, one column per input channel (first `max_out` × `max_in`), each tile normalised on its own."""

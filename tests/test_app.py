@@ -326,6 +326,19 @@ def test_filters_and_feature_maps_endpoints(client, app_module, faces):
     assert maps.ndim == 3 and maps.shape[0] > 100
 
 
+@pytest.mark.parametrize("model", ["nose", "imm58", "ibug68_resnet18"])
+def test_feature_maps_crop_holds_the_face_for_every_layout(app_module, faces, model):
+    """The nose model has one point and so no landmark box: its crop must be its box's, not a few
+    pixels around the nose tip blown up."""
+    lm = app_module.get_landmarker(model)
+    rgb = app_module.load_image(str(faces[0].image))
+    face = max(lm.predict(rgb, flip_test=False, small_faces=False), key=lambda f: (f.confidence, f.score))
+    crop, _ = app_module.feature_maps_ui(str(faces[0].image), model)
+    by_box = app_module.viz.input_picture(lm.model_inputs(rgb, [face.box])[1][0])
+    detail = np.abs(np.diff(crop[::2, ::2].astype(np.float32), axis=1)).mean()   # shown 2×; a blown-up patch is smooth
+    assert detail > 0.5 * np.abs(np.diff(by_box.astype(np.float32), axis=1)).mean(), detail
+
+
 def test_feature_maps_show_a_turned_face_as_the_model_sees_it(app_module, faces, tmp_path):
     """The model input of a photo turned 90° was the detector's crop, sideways and cut; it is now the
     levelled crop the model reads, so nearly the upright photo's."""

@@ -371,6 +371,22 @@ def test_a_loose_box_drawn_by_hand_gets_a_second_pass_on_the_crop_of_its_points(
     assert np.mean(errors[default]) < 0.045, errors
 
 
+def test_the_second_pass_skips_crops_the_caller_will_drop(landmarker, monkeypatch):
+    """A detection the model does not believe is dropped: a second pass on it would be wasted time."""
+    from fkd import landmarker as lm_module
+    r = val_faces()[0]
+    rgb = fkd.load_image(r.image)
+    b = landmark_box(r.points)
+    loose = [np.r_[b[:2] - 0.3 * (b[2:] - b[:2]), b[2:] + 0.1 * (b[2:] - b[:2])]]
+    refined, _ = landmarker.predict_boxes(rgb, loose, "face", flip_test=False)
+    monkeypatch.setattr(lm_module, "REFINE", None)
+    one, _ = landmarker.predict_boxes(rgb, loose, "face", flip_test=False)
+    monkeypatch.undo()
+    dropped, _ = landmarker.predict_boxes(rgb, loose, "face", flip_test=False, min_confidence=1.01)
+    assert not np.allclose(refined[0], one[0], atol=0.5)      # the loose box got its second pass
+    np.testing.assert_allclose(dropped[0], one[0], atol=1e-4)  # not when the caller drops the face
+
+
 @pytest.mark.parametrize("degrees", [40, -90, 180])
 def test_tilted_and_upside_down_heads_are_found_and_levelled(landmarker, degrees):
     """The model trained on faces within ±25° of their own tilt; a turned head gets a levelled
@@ -390,8 +406,10 @@ def test_auto_flip_threshold_comes_from_each_models_card():
         lm.close()
 
 
-def test_the_flip_test_skips_crops_the_caller_will_drop(landmarker, face_image):
+def test_the_flip_test_skips_crops_the_caller_will_drop(landmarker, face_image, monkeypatch):
     """A detection the model does not believe is dropped anyway: mirroring it is wasted time."""
+    from fkd import landmarker as lm_module
+    monkeypatch.setattr(lm_module, "REFINE", None)  # one pass each (the second pass skips them too: below)
     rgb, gt = face_image
     box = [landmark_box(gt)]
     one, c = landmarker.predict_boxes(rgb, box, "face", flip_test=False)
