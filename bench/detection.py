@@ -50,7 +50,7 @@ class ShortThenFull(detect.MediaPipeShortAndFull):
     def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
         if self._full is None:
             self._full = detect.MediaPipeDetector(detect.BLAZEFACE_FULL, self._min_score)
-        return self.short.detect(rgb) or [(self.full_to_short.apply(b), s) for b, s in self._full.detect(rgb)]
+        return self.short.detect(rgb) or self._to_short(self._full.detect(rgb))
 
 
 detect.DETECTORS["before"] = ShortThenFull

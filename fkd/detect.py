@@ -182,7 +182,7 @@ class MediaPipeShortAndFull(FaceDetector):
         for y in _tile_starts(h, side, None):
             for x in _tile_starts(w, side, None):
                 # mapped to the short-range convention after the edge test (a clipped box stays on the edge)
-                boxes = [(self.full_to_short.apply(b), s) for b, s in self._in_tile(rgb, x, y, side, self._small)]
+                boxes = self._to_short(self._in_tile(rgb, x, y, side, self._small))
                 _add(seen, [(b, s) for b, s in boxes if not any(_holds(c, b) for c, _ in found)])
         return sorted(seen[len(found):], key=lambda t: t[0][0])
 
@@ -207,8 +207,12 @@ class MediaPipeShortAndFull(FaceDetector):
     def _both(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
         """The short-range boxes, then the full-range ones (mapped) that no short-range box covers."""
         found = self.short.detect(rgb)
-        _add(found, [(self.full_to_short.apply(b), s) for b, s in self.full.detect(rgb)])
+        _add(found, self._to_short(self.full.detect(rgb)))
         return found
+
+    def _to_short(self, found: list) -> list[tuple[np.ndarray, float]]:
+        """Full-range boxes mapped to the short-range convention (`full_to_short`)."""
+        return [(self.full_to_short.apply(b), s) for b, s in found]
 
     def detect_near(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
         return self.short.detect(rgb)

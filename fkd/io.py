@@ -19,6 +19,7 @@ MAX_PIXELS = 16_000 * 16_000           # PIL's bomb guard: above this we refuse
 MAX_SIDE = 4096                        # sane but huge photos are downscaled to this longest side
 
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS    # PIL raises past twice this; open_image refuses past it, with the size
 
 
 class ImageError(ValueError):
@@ -107,7 +108,6 @@ def open_image(src: ImageLike) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sized below, in its pixels
-            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
             im = _open(src)
     except ImageError:
         raise

@@ -60,7 +60,7 @@ ROLLED = 45.0                  # degrees: a face found this tilted says the phot
 # detector's box off on a grey photo) gets a second pass on the crop of the first pass's points,
 # when the two crops' corners lie more than REFINE of the input's side apart. Validation faces in
 # loose boxes drawn at random (1.15-1.6× the landmark box, moved up to 12 %): NME 4.40 -> 3.58 %,
-# FR@8 6.2 -> 0.5 %; through MediaPipe 3.539 -> 3.538 (83 of 195 faces get the pass), grey photos
+# FR@8 6.2 -> 0.5 %; through MediaPipe 3.539 -> 3.538 (80 of 195 faces get the pass), grey photos
 # 3.65 -> 3.63 (bench/boxes.py). Re-cropping every face gave nothing on good boxes (3.487 -> 3.494
 # with the flip test "auto"); at REFINE 0.1 loose boxes kept 3.64 %, FR@8 1.5 %.
 REFINE = 0.05
@@ -313,18 +313,20 @@ class Landmarker:
         if box_kind == "face" and self.upright and eyes:
             levelled = [0.0] * len(pts)  # the tilt each face's last crop was levelled for
             for _ in range(LEVEL_PASSES):
-                tilted = [i for i, p in enumerate(pts) if abs(_wrap(eye_roll(p, eyes) - levelled[i])) > MAX_ROLL]
-                # not for crops the caller drops (false detections, turned copies' candidates below SURE)
-                moved = [i for i, p in enumerate(pts) if i not in tilted and REFINE is not None and conf[i] >= min_confidence
-                         and crop_shift(mats[i], self.crop_of(p), self.input_size) > REFINE]
-                if not tilted and not moved:
+                again = {}  # face index -> the crop of its next pass
+                for i, p in enumerate(pts):
+                    if abs(_wrap(eye_roll(p, eyes) - levelled[i])) > MAX_ROLL:
+                        again[i] = upright_crop_matrix(p, eyes, self.crop, self.input_size)
+                        levelled[i] = eye_roll(p, eyes)
+                    elif REFINE is not None and conf[i] >= min_confidence:  # not crops the caller drops
+                        M = self.crop_of(p)
+                        if crop_shift(mats[i], M, self.input_size) > REFINE:
+                            again[i] = M
+                if not again:
                     break
-                m2 = [upright_crop_matrix(pts[i], eyes, self.crop, self.input_size) for i in tilted] + \
-                     [self.crop_of(pts[i]) for i in moved]
+                m2 = list(again.values())
                 x2 = self._crops(rgb, m2)
-                for j, (i, p, c) in enumerate(zip(tilted + moved, *self._points(x2, m2))):
-                    if i in tilted:
-                        levelled[i] = eye_roll(pts[i], eyes)
+                for j, (i, p, c) in enumerate(zip(again, *self._points(x2, m2))):
                     pts[i], conf[i], mats[i], x[i] = p, c, m2[j], x2[j]
         self._mirror_into(pts, x, mats, self._to_mirror(conf, flip, min_confidence))
         return pts, conf
