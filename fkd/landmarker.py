@@ -125,6 +125,8 @@ class Landmarker:
         self.crop = CropSpec(**self.card["crop"])
         self.input_size = (self.cfg.input_w, self.cfg.input_h)
         self.flip_below = float(self.card.get("flip_below", FLIP_BELOW))  # flip_test="auto" mirrors below it
+        # input pixels added to every pass's points, in the unmirrored crop (see fkd.recipes.label_shift)
+        self.label_shift = np.asarray(self.card.get("label_shift", (0.0, 0.0)), np.float32)
         self.calibration = load_calibration("imm58" if self.card["layout"] in ("imm58", "nose") else "ibug68")
         self.device, self.flip_test = device, _checked_flip(flip_test)
         self._detector_name, self._min_score, self._detector = detector, min_score, None
@@ -349,14 +351,14 @@ class Landmarker:
         upside-down face look sure (0.944 → 0.950 on a test face turned 180°), so the search of turned
         copies did not run."""
         pred, conf = self._run(x)
-        return [apply_affine(invert_affine(M), p) for M, p in zip(mats, pred)], [float(c) for c in conf]
+        return [apply_affine(invert_affine(M), p + self.label_shift) for M, p in zip(mats, pred)], [float(c) for c in conf]
 
     def _mirror_into(self, pts: list[np.ndarray], x: torch.Tensor, mats: list[np.ndarray], idx) -> None:
         """The flip test on crops `idx`: their points (image pixels) averaged with a pass on the mirror."""
         if len(idx):
             pf, _ = self._run(torch.flip(x[torch.as_tensor(idx)], dims=[-1]))
             for i, p in zip(idx, mirror_points(pf, self.cfg.input_w, self.layout.flip)):
-                pts[i] = (pts[i] + apply_affine(invert_affine(mats[i]), p)) / 2
+                pts[i] = (pts[i] + apply_affine(invert_affine(mats[i]), p + self.label_shift)) / 2
 
     @torch.inference_mode()
     def _run(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -339,9 +339,12 @@ def run(args) -> dict:
         m2 = summary(p2, gt, eyes)
         if m2.get("nme_mean", m2["mae_px"]) <= metrics.get("nme_mean", metrics["mae_px"]):
             final, which, pred, metrics = ema_model, "ema", p2, m2
+    learned = training_face_stats(final, as_eval(train_set, recipe), device)
+    pred = pred + np.float32(learned["label_shift"])  # the points Landmarker gives
+    metrics = summary(pred, gt, eyes)
     card = {
         "name": recipe.name, "part": recipe.part, "layout": recipe.layout, "config": recipe.model.to_dict(),
-        "crop": recipe.crop.to_dict(), **flip_threshold(final, as_eval(train_set, recipe), device),
+        "crop": recipe.crop.to_dict(), **learned,
         "training": {"data": str(sub.name), "train_faces": len(train_set), "val_faces": len(val_set),
                      "split": "persons 1-32 train / 33-40 val" if recipe.data == "imm" else "fkd/splits/300w_val.txt",
                      "epochs": recipe.epochs, "batch": recipe.batch, "lr": recipe.lr, "optimizer": recipe.optimizer,
@@ -372,12 +375,20 @@ def as_eval(ds: PatchDataset, recipe: Recipe) -> PatchDataset:
     return view
 
 
-def flip_threshold(model, faces: PatchDataset, device) -> dict:
-    """{"flip_below": the model's median confidence on `faces` (its training faces, cropped as in
-    use)}, or {} for a model without confidence. Landmarker(flip_test="auto") mirrors the faces
-    below it: about half, the harder half."""
-    c = engine.median_confidence(model, torch.utils.data.DataLoader(faces, batch_size=64), device)
-    return {} if c is None else {"flip_below": round(c, 5)}
+def training_face_stats(model, faces: PatchDataset, device) -> dict:
+    """What the card learns from the model's own training faces (`faces`, cropped as in use):
+    - "flip_below": its median confidence on them (none for a model without confidence).
+      Landmarker(flip_test="auto") mirrors the faces below it: about half, the harder half.
+    - "label_shift": the mean of label - prediction, (x, y) in input pixels, which Landmarker adds to
+      every pass's points. Training on faces and their mirrors (and the flip test) puts each point
+      where the face and its mirror agree. Labels that sit off that place by a constant cannot be
+      learned that way, but the constant can be added back. 300-W's sit ~0.5 input pixels to the
+      right, in all three subsets and on the validation faces too (bench/HISTORY.md)."""
+    loader = torch.utils.data.DataLoader(faces, batch_size=64)
+    pred, gt = engine.predict(model, loader, device)
+    out = {"label_shift": [round(float(v), 4) for v in (gt - pred).reshape(-1, 2).mean(0)]}
+    c = engine.median_confidence(model, loader, device)
+    return out if c is None else {"flip_below": round(c, 5), **out}
 
 
 def _ema_model(raw_model, ema, cfg, device):

@@ -38,11 +38,12 @@ def write_training_report(out_dir: Path, name: str, model, card: dict, val_set, 
 
 def redraw_report(args) -> None:
     """`train.py report --report-name NAME`: redraw the PNGs from saved weights and the validation set,
-    and refresh the card's `flip_below` from the training faces (cards older than it lack it)."""
+    and refresh what the card learns from the training faces (`flip_below`, `label_shift`; older cards
+    lack them). The card's validation metrics stay those measured at the end of training."""
     import dataclasses
 
     from fkd import engine
-    from fkd.recipes import RECIPES, build_datasets, flip_threshold, load_records
+    from fkd.recipes import RECIPES, build_datasets, load_records, training_face_stats
     from fkd.weights import load_model, resolve, save_json
     import torch
 
@@ -51,8 +52,9 @@ def redraw_report(args) -> None:
     from fkd.geometry import CropSpec
     recipe = dataclasses.replace(recipe, crop=CropSpec(**card["crop"]), model=dataclasses.replace(recipe.model, **card["config"]))
     train_recs, val_recs, _ = load_records(recipe, Path(args.data))
-    card.update(flip_threshold(model, build_datasets(recipe, [], train_recs)[1], "cpu"))
+    card.update(training_face_stats(model, build_datasets(recipe, [], train_recs)[1], "cpu"))
     save_json(resolve(Path(args.out) / args.report_name).with_suffix(".json"), card)
     _, val_set = build_datasets(recipe, [], val_recs)
     pred, gt = engine.predict(model.to(memory_format=torch.channels_last), torch.utils.data.DataLoader(val_set, batch_size=64), "cpu")
+    pred = pred + np.float32(card["label_shift"])  # the points Landmarker gives
     write_training_report(Path(args.out), args.report_name, model, card, val_set, pred, gt)

@@ -42,6 +42,18 @@ def test_one_epoch_smoke_run_writes_loadable_weights(tmp_path, recipe, name, n):
         assert 0 < card["flip_below"] <= 1
     else:
         assert "flip_below" not in card
+    assert len(card["label_shift"]) == 2  # Landmarker adds it to every pass (training_face_stats)
+
+
+def test_label_shift_is_the_mean_of_label_minus_prediction():
+    from fkd.recipes import training_face_stats
+
+    class Constant(torch.nn.Module):  # every face's points at (10, 10); no confidence
+        def forward(self, x):
+            return torch.full((len(x), 3, 2), 10.0), None
+
+    faces = [(torch.zeros(1, 4, 4), torch.tensor([[11.0, 9.5], [12.0, 9.5], [10.0, 9.5]])) for _ in range(5)]
+    assert training_face_stats(Constant(), faces, "cpu") == {"label_shift": [1.0, -0.5]}
 
 
 def test_loss_axis_is_log_only_where_the_losses_span_a_decade():
