@@ -52,7 +52,13 @@ DEFAULT_MODEL = next(iter(MODELS))  # the first entry, "ibug68_kd": what the CLI
 # the faces turned 50°, 77 % at 65°, 96 % at 90°; turned copies of the image find them
 # (bench/accuracy_report.md).
 MAX_ROLL = 10.0                # degrees: a face tilted more gets the levelled second pass
-SURE = 0.95                    # no face this believable: try TURNS too (validation faces: >= 0.955)
+SURE = 0.95                    # a face found only in a turned copy must be this believable
+# No face this believable: search TURNS too. Upright passes on photos turned 90° or 180° (the model
+# reading a face sideways or upside down) scored up to 0.9675 and 0.9699 on 455 training photos,
+# while 1 % of those faces upright score below 0.980. At 0.95, one validation photo turned 180° kept
+# its upside-down answer (0.9507; NME 4.10 % at 180° against 3.48 at 0.97), and 3 of 195 upright
+# validation photos now pay for a search they did not need.
+SEARCH_BELOW = 0.97
 SMALL_SURE = 0.9               # a face found only in the small-face tiles (fkd.detect) must be this sure
 ROLLED = 45.0                  # degrees: a face found this tilted says the photo may be turned, so its
                                # other faces may show only in a turned copy: TURNS are searched too
@@ -112,7 +118,7 @@ class Landmarker:
         >= 0.94 (ibug68). Boxes a user gives are always kept.
         upright: a face box whose first pass finds the head tilted more than MAX_ROLL degrees gets a
         second pass on a levelled crop, one whose first pass finds the box off the training crop
-        (REFINE) a second pass on the crop of its points, and where the detector finds no face the model is SURE of,
+        (REFINE) a second pass on the crop of its points, and where the detector finds no face the model believes SEARCH_BELOW,
         it looks again in turned copies of the image (TURNS). Landmark boxes (box_kind="landmarks")
         always get one pass.
         small_faces: the detector also looks at large pictures in tiles for faces small in them (a
@@ -188,10 +194,10 @@ class Landmarker:
 
     def wants_search(self, faces: Sequence[Face]) -> bool:
         """Whether `predict` also looks in turned copies of a picture whose upright pass found `faces`:
-        none is SURE, or one lies tilted past ROLLED. A photo turned 90° (no EXIF tag) showed one of its
+        none scores SEARCH_BELOW, or one lies tilted past ROLLED. A photo turned 90° (no EXIF tag) showed one of its
         two faces upright, tilted 64°, and only the turned copies found the other, lying at 95°."""
         eyes = self.layout.eyes
-        return _best(faces) < SURE or (bool(eyes) and any(abs(eye_roll(f.keypoints, eyes)) > ROLLED for f in faces))
+        return _best(faces) < SEARCH_BELOW or (bool(eyes) and any(abs(eye_roll(f.keypoints, eyes)) > ROLLED for f in faces))
 
     def _small_faces(self, rgb: np.ndarray, faces: list[Face], flip_test, low: float) -> list[Face]:
         """Faces small in a large picture beside `faces`, from the detector's tiles, coarse to fine: a
@@ -347,7 +353,7 @@ class Landmarker:
     def _points(self, x: torch.Tensor, mats: list[np.ndarray]) -> tuple[list[np.ndarray], list[float]]:
         """One pass on crops x made by `mats`: points in image pixels, confidences (`_mirror_into` adds
         the flip test). The confidence stays the first pass's whatever the flip test: the thresholds
-        (min_confidence, SURE, flip_below) were measured on it, and averaging in the mirror's made an
+        (min_confidence, SURE, SEARCH_BELOW, flip_below) were measured on it, and averaging in the mirror's made an
         upside-down face look sure (0.944 → 0.950 on a test face turned 180°), so the search of turned
         copies did not run."""
         pred, conf = self._run(x)

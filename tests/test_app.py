@@ -428,11 +428,11 @@ def test_the_webcam_paces_the_search_of_turned_copies(app_module, faces, monkeyp
     import cv2
     from fkd.geometry import turned_image
     from fkd.io import load_image
-    from fkd.landmarker import SURE
+    from fkd.landmarker import SEARCH_BELOW
     lm = app_module.get_landmarker("ibug68")
     frame = cv2.GaussianBlur(load_image(faces[1].image), (0, 0), 6.5)
     (doubted,) = lm.predict(frame, search=False)
-    assert lm.min_confidence <= doubted.confidence < SURE  # found, kept, but not sure
+    assert lm.min_confidence <= doubted.confidence < SEARCH_BELOW  # found, kept, but not sure
     calls = []
     real = lm._turned_faces
     monkeypatch.setattr(lm, "_turned_faces", lambda *a: calls.append(tuple(a[-1])) or real(*a))

@@ -450,6 +450,25 @@ def test_the_flip_test_skips_crops_the_caller_will_drop(landmarker, face_image, 
     np.testing.assert_allclose(kept_only[0], one[0], atol=1e-4)
 
 
+def test_an_upside_down_answer_the_model_half_believes_still_starts_the_search(monkeypatch):
+    """This photo turned 180°: the upright pass reads the face upside down (NME > 100 %) and scores
+    it 0.9507. The search of turned copies starts below SEARCH_BELOW (0.97), not below SURE (0.95)."""
+    from fkd import landmarker as lm_module
+    from fkd.data import read_pts
+    from fkd.geometry import apply_affine, turned_image
+    path = FIXTURES / "helen_2010631499_1.jpg"  # from 300-W helen/trainset, a validation face
+    img, A = turned_image(fkd.load_image(path), 180)
+    gt = apply_affine(A, read_pts(path.with_suffix(".pts")))
+    lm = fkd.Landmarker(backend="torch")  # float32 everywhere (bfloat16 moves the score a little)
+    (upright,) = lm.predict(img, search=False)
+    assert lm_module.SURE <= upright.confidence < lm_module.SEARCH_BELOW
+    assert nme(upright.keypoints[None], gt[None])[0] > 0.5
+    assert min(nme(f.keypoints[None], gt[None])[0] for f in lm.predict(img)) < 0.05
+    monkeypatch.setattr(lm_module, "SEARCH_BELOW", lm_module.SURE)  # as before: the wrong answer stays
+    assert min(nme(f.keypoints[None], gt[None])[0] for f in lm.predict(img)) > 0.5
+    lm.close()
+
+
 def test_faces_found_only_in_a_turned_copy_say_so_and_search_false_skips_them(landmarker):
     from fkd.geometry import apply_affine, turned_image
     r = val_faces()[0]

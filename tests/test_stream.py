@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fkd.landmarker import SURE, Face
+from fkd.landmarker import SEARCH_BELOW, Face
 from fkd.stream import SearchPacer, Tracker
 
 
@@ -15,9 +15,9 @@ def face(confidence: float, turn: float = 0.0) -> Face:
 def test_a_doubted_upright_face_is_searched_once_per_period():
     p = SearchPacer(every_s=1.0)
     assert p.plan(0.0) == (True, None)
-    p.seen([face(SURE - 0.03)], 0.0, True, None)      # the full search ran and found nothing new
+    p.seen([face(SEARCH_BELOW - 0.03)], 0.0, True, None)      # the full search ran and found nothing new
     assert not p.plan(0.1)[0] and not p.plan(0.99)[0]
-    p.seen([face(SURE - 0.03)], 0.5, False, None)     # a paced frame does not restart the clock
+    p.seen([face(SEARCH_BELOW - 0.03)], 0.5, False, None)     # a paced frame does not restart the clock
     assert p.plan(1.0) == (True, None)
 
 
@@ -31,7 +31,7 @@ def test_an_empty_view_is_searched_once_per_period():
 
 def test_while_the_search_finds_the_faces_it_runs_on_every_frame_in_their_copies():
     p = SearchPacer(every_s=1.0)
-    p.seen([face(SURE - 0.03)], 0.0, True, None)
+    p.seen([face(SEARCH_BELOW - 0.03)], 0.0, True, None)
     p.seen([face(0.99, turn=90.0), face(0.98, turn=-45.0)], 1.0, True, None)  # heads past the upright detector
     assert p.plan(1.1) == (True, (-45.0, 90.0))       # only the copies they were found in
     p.seen([face(0.99, turn=90.0)], 1.1, True, (-45.0, 90.0))
@@ -45,8 +45,8 @@ def test_while_the_search_finds_the_faces_it_runs_on_every_frame_in_their_copies
 
 def test_a_sure_face_leaves_the_clock_alone_and_reset_starts_over():
     p = SearchPacer(every_s=1.0)
-    p.seen([face(SURE - 0.03)], 0.0, True, None)
-    p.seen([face(SURE + 0.01)], 0.5, False, None)
+    p.seen([face(SEARCH_BELOW - 0.03)], 0.0, True, None)
+    p.seen([face(SEARCH_BELOW + 0.01)], 0.5, False, None)
     assert not p.plan(0.6)[0] and p.plan(1.0)[0]
     p.reset()
     assert p.plan(0.7) == (True, None)
