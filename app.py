@@ -725,7 +725,7 @@ def training_ui(model: str):
     hist = card.get("history") or []
     parts = [f"### {card.get('part', name)}"]
     if card.get("val_metrics"):
-        parts += [_table(card["val_metrics"], ("validation, at the end of training", ""), METRIC_NAMES)]
+        parts += [_table(card["val_metrics"], ("validation, one pass", ""), METRIC_NAMES)]
     else:
         parts.append("No validation metrics in the model card yet.")
     if card.get("training"):

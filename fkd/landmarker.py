@@ -53,11 +53,11 @@ DEFAULT_MODEL = next(iter(MODELS))  # the first entry, "ibug68_kd": what the CLI
 # (bench/accuracy_report.md).
 MAX_ROLL = 10.0                # degrees: a face tilted more gets the levelled second pass
 SURE = 0.95                    # a face found only in a turned copy must be this believable
-# No face this believable: search TURNS too. Upright passes on photos turned 90° or 180° (the model
-# reading a face sideways or upside down) scored up to 0.9675 and 0.9699 on 455 training photos,
-# while 1 % of those faces upright score below 0.980. At 0.95, one validation photo turned 180° kept
-# its upside-down answer (0.9507; NME 4.10 % at 180° against 3.48 at 0.97), and 3 of 195 upright
-# validation photos now pay for a search they did not need.
+# Unless some face scores SEARCH_BELOW or more, search TURNS too. Upright passes on photos turned 90°
+# or 180° (the model reading a face sideways or upside down) scored up to 0.9675 and 0.9699 on 455
+# training photos (ibug68_kd, ONNX Runtime in float32), while 1 % of those faces upright score below
+# 0.980. At 0.95, one validation photo turned 180° kept its upside-down answer (0.9507; NME 4.10 % at
+# 180° against 3.48 at 0.97); at 0.97, 3 of 195 upright validation photos get a search they do not need.
 SEARCH_BELOW = 0.97
 SMALL_SURE = 0.9               # a face found only in the small-face tiles (fkd.detect) must be this sure
 ROLLED = 45.0                  # degrees: a face found this tilted says the photo may be turned, so its
@@ -65,10 +65,10 @@ ROLLED = 45.0                  # degrees: a face found this tilted says the phot
 # A box that does not sit where the training crops did (drawn by hand, loose or off-centre, or a
 # detector's box off on a grey photo) gets a second pass on the crop of the first pass's points,
 # when the two crops' corners lie more than REFINE of the input's side apart. Validation faces in
-# loose boxes drawn at random (1.15-1.6× the landmark box, moved up to 12 %): NME 4.40 -> 3.58 %,
-# FR@8 6.2 -> 0.5 %; through MediaPipe 3.539 -> 3.538 (80 of 195 faces get the pass), grey photos
-# 3.65 -> 3.63 (bench/boxes.py). Re-cropping every face gave nothing on good boxes (3.487 -> 3.494
-# with the flip test "auto"); at REFINE 0.1 loose boxes kept 3.64 %, FR@8 1.5 %.
+# loose boxes drawn at random (1.15-1.6× the landmark box, moved up to 12 %): NME 4.33 -> 3.49 %,
+# FR@8 6.2 -> 0.5 %; through MediaPipe 3.446 -> 3.447 (81 of 195 faces get the pass), grey photos
+# 3.56 -> 3.53 (bench/boxes.py). Before the card's label_shift: re-cropping every face gave nothing on
+# good boxes (3.487 -> 3.494 with the flip test "auto"); at REFINE 0.1 loose boxes kept 3.64 %, FR@8 1.5 %.
 REFINE = 0.05
 LEVEL_PASSES = 2               # levelling / REFINE passes at most: a third pass when the second still finds
                                # the crop tilted or off (first pass far off)
@@ -79,7 +79,7 @@ TURN_SIDE = 320                # pixels: the turned copies' longer side, for the
 # on the validation split (landmark box) its gain correlates with low confidence (r = -0.31), and
 # mirroring only the less sure half of the faces keeps 0.04 of its 0.05 % NME (ibug68_kd).
 # flip_test="auto" does that below the card's `flip_below`: the model's median confidence on its
-# training faces (fkd.recipes.flip_threshold), chosen there, not on the validation split.
+# training faces (fkd.recipes.training_face_stats), chosen there, not on the validation split.
 FLIP_BELOW = 0.996             # for cards without `flip_below` (ibug68_kd's median, rounded)
 
 FlipTest = bool | Literal["auto"]  # True: always mirror too; False: one pass; "auto": below flip_below
@@ -118,7 +118,7 @@ class Landmarker:
         >= 0.94 (ibug68). Boxes a user gives are always kept.
         upright: a face box whose first pass finds the head tilted more than MAX_ROLL degrees gets a
         second pass on a levelled crop, one whose first pass finds the box off the training crop
-        (REFINE) a second pass on the crop of its points, and where the detector finds no face the model believes SEARCH_BELOW,
+        (REFINE) a second pass on the crop of its points, and where the detector finds no face scoring SEARCH_BELOW or more,
         it looks again in turned copies of the image (TURNS). Landmark boxes (box_kind="landmarks")
         always get one pass.
         small_faces: the detector also looks at large pictures in tiles for faces small in them (a
@@ -131,7 +131,7 @@ class Landmarker:
         self.crop = CropSpec(**self.card["crop"])
         self.input_size = (self.cfg.input_w, self.cfg.input_h)
         self.flip_below = float(self.card.get("flip_below", FLIP_BELOW))  # flip_test="auto" mirrors below it
-        # input pixels added to every pass's points, in the unmirrored crop (see fkd.recipes.label_shift)
+        # input pixels added to every pass's points, in the unmirrored crop (see fkd.recipes.training_face_stats)
         self.label_shift = np.asarray(self.card.get("label_shift", (0.0, 0.0)), np.float32)
         self.calibration = load_calibration("imm58" if self.card["layout"] in ("imm58", "nose") else "ibug68")
         self.device, self.flip_test = device, _checked_flip(flip_test)
@@ -194,7 +194,7 @@ class Landmarker:
 
     def wants_search(self, faces: Sequence[Face]) -> bool:
         """Whether `predict` also looks in turned copies of a picture whose upright pass found `faces`:
-        none scores SEARCH_BELOW, or one lies tilted past ROLLED. A photo turned 90° (no EXIF tag) showed one of its
+        none scores SEARCH_BELOW or more, or one lies tilted past ROLLED. A photo turned 90° (no EXIF tag) showed one of its
         two faces upright, tilted 64°, and only the turned copies found the other, lying at 95°."""
         eyes = self.layout.eyes
         return _best(faces) < SEARCH_BELOW or (bool(eyes) and any(abs(eye_roll(f.keypoints, eyes)) > ROLLED for f in faces))
@@ -357,14 +357,19 @@ class Landmarker:
         upside-down face look sure (0.944 → 0.950 on a test face turned 180°), so the search of turned
         copies did not run."""
         pred, conf = self._run(x)
-        return [apply_affine(invert_affine(M), p + self.label_shift) for M, p in zip(mats, pred)], [float(c) for c in conf]
+        return [self._to_image(M, p) for M, p in zip(mats, pred)], [float(c) for c in conf]
+
+    def _to_image(self, M: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """One pass's points (input pixels of the crop made by M, unmirrored) in image pixels, with the
+        card's label_shift added in the crop's frame."""
+        return apply_affine(invert_affine(M), points + self.label_shift)
 
     def _mirror_into(self, pts: list[np.ndarray], x: torch.Tensor, mats: list[np.ndarray], idx) -> None:
         """The flip test on crops `idx`: their points (image pixels) averaged with a pass on the mirror."""
         if len(idx):
             pf, _ = self._run(torch.flip(x[torch.as_tensor(idx)], dims=[-1]))
             for i, p in zip(idx, mirror_points(pf, self.cfg.input_w, self.layout.flip)):
-                pts[i] = (pts[i] + apply_affine(invert_affine(mats[i]), p + self.label_shift)) / 2
+                pts[i] = (pts[i] + self._to_image(mats[i], p)) / 2
 
     @torch.inference_mode()
     def _run(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

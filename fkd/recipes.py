@@ -329,7 +329,8 @@ def run(args) -> dict:
         raise SystemExit(130) from None
     if not d.master:
         return {}
-    # Ship the EMA weights unless they score worse than the raw ones (EMA lags on short runs).
+    # Ship the EMA weights unless they score worse than the raw ones (EMA lags on short runs). Both are
+    # compared before the label shift: it is the labels' offset, the same for both within ~0.01 px.
     final, which = raw_model.eval(), "raw"
     pred, gt = engine.predict(final, val_loader, device)
     metrics = summary(pred, gt, eyes)
@@ -341,7 +342,8 @@ def run(args) -> dict:
             final, which, pred, metrics = ema_model, "ema", p2, m2
     learned = training_face_stats(final, as_eval(train_set, recipe), device)
     pred = pred + np.float32(learned["label_shift"])  # the points Landmarker gives
-    metrics = summary(pred, gt, eyes)
+    scored = val_card_metrics(pred, gt, eyes)
+    metrics = scored["val_metrics"]
     card = {
         "name": recipe.name, "part": recipe.part, "layout": recipe.layout, "config": recipe.model.to_dict(),
         "crop": recipe.crop.to_dict(), **learned,
@@ -351,8 +353,7 @@ def run(args) -> dict:
                      "ema": recipe.ema, "weights": which, "init": str(init) if init else None,
                      "teachers": list(recipe.teachers), "distil": recipe.distil, "aug": recipe.aug, "wall_time_s": round(elapsed, 1), "device": str(device),
                      "world_size": d.world, "torch": torch.__version__},
-        "val_metrics": {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()},
-        "val_point_nme": [round(100 * float(v), 3) for v in point_nme(pred, gt, eyes)] if eyes else None,
+        **scored,
         "history": history.rows,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -373,6 +374,13 @@ def as_eval(ds: PatchDataset, recipe: Recipe) -> PatchDataset:
     view = copy.copy(ds)
     view.transform = EvalPreset(size_wh=(recipe.model.input_w, recipe.model.input_h))
     return view
+
+
+def val_card_metrics(pred: np.ndarray, gt: np.ndarray, eyes) -> dict:
+    """The card's validation numbers: "val_metrics" (NME, FR@8, AUC@8, MAE px) and "val_point_nme"
+    (% per point, 68-point models), for the points Landmarker gives (label_shift added)."""
+    return {"val_metrics": {k: round(v, 4) if isinstance(v, float) else v for k, v in summary(pred, gt, eyes).items()},
+            "val_point_nme": [round(100 * float(v), 3) for v in point_nme(pred, gt, eyes)] if eyes else None}
 
 
 def training_face_stats(model, faces: PatchDataset, device) -> dict:

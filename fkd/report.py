@@ -39,11 +39,12 @@ def write_training_report(out_dir: Path, name: str, model, card: dict, val_set, 
 def redraw_report(args) -> None:
     """`train.py report --report-name NAME`: redraw the PNGs from saved weights and the validation set,
     and refresh what the card learns from the training faces (`flip_below`, `label_shift`; older cards
-    lack them). The card's validation metrics stay those measured at the end of training."""
+    lack them) and its validation numbers, for the points Landmarker gives now (the history's
+    per-epoch numbers stay as they were measured)."""
     import dataclasses
 
     from fkd import engine
-    from fkd.recipes import RECIPES, build_datasets, load_records, training_face_stats
+    from fkd.recipes import RECIPES, build_datasets, eyes_of, load_records, training_face_stats, val_card_metrics
     from fkd.weights import load_model, resolve, save_json
     import torch
 
@@ -53,8 +54,9 @@ def redraw_report(args) -> None:
     recipe = dataclasses.replace(recipe, crop=CropSpec(**card["crop"]), model=dataclasses.replace(recipe.model, **card["config"]))
     train_recs, val_recs, _ = load_records(recipe, Path(args.data))
     card.update(training_face_stats(model, build_datasets(recipe, [], train_recs)[1], "cpu"))
-    save_json(resolve(Path(args.out) / args.report_name).with_suffix(".json"), card)
     _, val_set = build_datasets(recipe, [], val_recs)
     pred, gt = engine.predict(model.to(memory_format=torch.channels_last), torch.utils.data.DataLoader(val_set, batch_size=64), "cpu")
     pred = pred + np.float32(card["label_shift"])  # the points Landmarker gives
+    card.update(val_card_metrics(pred, gt, eyes_of(recipe)))
+    save_json(resolve(Path(args.out) / args.report_name).with_suffix(".json"), card)
     write_training_report(Path(args.out), args.report_name, model, card, val_set, pred, gt)

@@ -45,6 +45,22 @@ def test_one_epoch_smoke_run_writes_loadable_weights(tmp_path, recipe, name, n):
     assert len(card["label_shift"]) == 2  # Landmarker adds it to every pass (training_face_stats)
 
 
+def test_report_gives_an_older_card_what_training_learns_from_its_faces(tmp_path):
+    """`train.py report` on a card without `label_shift` (cards before it) measures it again, and the
+    card's validation numbers are redone for the points Landmarker gives."""
+    assert train("nose", "--epochs", "1", "--batch", "2", tmp=tmp_path).returncode == 0
+    path = tmp_path / "w" / "nose.json"
+    trained = json.loads(path.read_text())
+    older = {k: v for k, v in trained.items() if k not in ("label_shift", "val_metrics")}
+    path.write_text(json.dumps(older))
+    p = subprocess.run([sys.executable, "train.py", "report", "--report-name", "nose", "--out", str(tmp_path / "w"),
+                        "--data", str(DATA)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    redone = json.loads(path.read_text())
+    assert redone["label_shift"] == pytest.approx(trained["label_shift"], abs=1e-3)
+    assert redone["val_metrics"]["mae_px"] == pytest.approx(trained["val_metrics"]["mae_px"], abs=1e-3)
+
+
 def test_label_shift_is_the_mean_of_label_minus_prediction():
     from fkd.recipes import training_face_stats
 
