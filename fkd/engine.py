@@ -111,29 +111,27 @@ def train_one_epoch(model, optimizer, loader, device, *, step: int, total_steps:
     return float(np.mean(losses)), step
 
 
-@torch.inference_mode()
 def predict(model, loader, device) -> tuple[np.ndarray, np.ndarray]:
     """Predictions and targets over a loader, in input pixels: (M, N, 2) each."""
-    model.eval()
-    preds, targets = [], []
-    for x, y in loader:
-        p, _ = model(x.to(device).contiguous(memory_format=torch.channels_last))
-        preds.append(p.float().cpu().numpy())
-        targets.append(y.numpy())
-    return np.concatenate(preds), np.concatenate(targets)
+    return outputs(model, loader, device)[:2]
 
 
 @torch.inference_mode()
-def median_confidence(model, loader, device) -> float | None:
-    """The model's median confidence in its own answers over a loader (None: it has no confidence).
-    On the training faces this is the card's `flip_below`: flip_test="auto" mirrors the faces the
-    model is less sure of than the typical face it learned from."""
-    if not hasattr(model, "predict_with_confidence"):
-        return None
+def outputs(model, loader, device, confidence: bool = False) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
+    """(predictions, targets, confidences) over a loader in one pass: points in input pixels, (M, N, 2)
+    each; with `confidence`, the model's confidence in each answer (M,), else (or for a model without
+    one) None."""
     model.eval()
-    conf = [model.predict_with_confidence(x.to(device).contiguous(memory_format=torch.channels_last))[1].float().cpu()
-            for x, _ in loader]
-    return float(torch.cat(conf).median())
+    sure = confidence and hasattr(model, "predict_with_confidence")
+    preds, targets, confs = [], [], []
+    for x, y in loader:
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        p, c = model.predict_with_confidence(x) if sure else (model(x)[0], None)
+        preds.append(p.float().cpu().numpy())
+        targets.append(y.numpy())
+        if sure:
+            confs.append(c.float().cpu())
+    return np.concatenate(preds), np.concatenate(targets), torch.cat(confs) if sure else None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -340,20 +340,17 @@ def run(args) -> dict:
         m2 = summary(p2, gt, eyes)
         if m2.get("nme_mean", m2["mae_px"]) <= metrics.get("nme_mean", metrics["mae_px"]):
             final, which, pred, metrics = ema_model, "ema", p2, m2
-    learned = training_face_stats(final, as_eval(train_set, recipe), device)
-    pred = pred + np.float32(learned["label_shift"])  # the points Landmarker gives
-    scored = val_card_metrics(pred, gt, eyes)
-    metrics = scored["val_metrics"]
+    numbers, pred = card_numbers(final, as_eval(train_set, recipe), pred, gt, eyes, device)
+    metrics = numbers["val_metrics"]
     card = {
         "name": recipe.name, "part": recipe.part, "layout": recipe.layout, "config": recipe.model.to_dict(),
-        "crop": recipe.crop.to_dict(), **learned,
+        "crop": recipe.crop.to_dict(), **numbers,
         "training": {"data": str(sub.name), "train_faces": len(train_set), "val_faces": len(val_set),
                      "split": "persons 1-32 train / 33-40 val" if recipe.data == "imm" else "fkd/splits/300w_val.txt",
                      "epochs": recipe.epochs, "batch": recipe.batch, "lr": recipe.lr, "optimizer": recipe.optimizer,
                      "ema": recipe.ema, "weights": which, "init": str(init) if init else None,
                      "teachers": list(recipe.teachers), "distil": recipe.distil, "aug": recipe.aug, "wall_time_s": round(elapsed, 1), "device": str(device),
                      "world_size": d.world, "torch": torch.__version__},
-        **scored,
         "history": history.rows,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -376,11 +373,16 @@ def as_eval(ds: PatchDataset, recipe: Recipe) -> PatchDataset:
     return view
 
 
-def val_card_metrics(pred: np.ndarray, gt: np.ndarray, eyes) -> dict:
-    """The card's validation numbers: "val_metrics" (NME, FR@8, AUC@8, MAE px) and "val_point_nme"
-    (% per point, 68-point models), for the points Landmarker gives (label_shift added)."""
-    return {"val_metrics": {k: round(v, 4) if isinstance(v, float) else v for k, v in summary(pred, gt, eyes).items()},
-            "val_point_nme": [round(100 * float(v), 3) for v in point_nme(pred, gt, eyes)] if eyes else None}
+def card_numbers(model, train_faces: PatchDataset, pred: np.ndarray, gt: np.ndarray, eyes, device) -> tuple[dict, np.ndarray]:
+    """What a card says of a model (at the end of training, and `train.py report`): what it learns from
+    its training faces (`training_face_stats`) and its validation numbers, "val_metrics" (NME, FR@8,
+    AUC@8, MAE px) and "val_point_nme" (% per point, 68-point models), for the points Landmarker gives:
+    `pred` (validation, input pixels) with the label_shift added. Returns (those entries, those points)."""
+    learned = training_face_stats(model, train_faces, device)
+    pred = pred + np.float32(learned["label_shift"])
+    return {**learned,
+            "val_metrics": {k: round(v, 4) if isinstance(v, float) else v for k, v in summary(pred, gt, eyes).items()},
+            "val_point_nme": [round(100 * float(v), 3) for v in point_nme(pred, gt, eyes)] if eyes else None}, pred
 
 
 def training_face_stats(model, faces: PatchDataset, device) -> dict:
@@ -392,11 +394,9 @@ def training_face_stats(model, faces: PatchDataset, device) -> dict:
       where the face and its mirror agree. Labels that sit off that place by a constant cannot be
       learned that way, but the constant can be added back. 300-W's sit ~0.5 input pixels to the
       right, in all three subsets and on the validation faces too (bench/HISTORY.md)."""
-    loader = torch.utils.data.DataLoader(faces, batch_size=64)
-    pred, gt = engine.predict(model, loader, device)
+    pred, gt, conf = engine.outputs(model, torch.utils.data.DataLoader(faces, batch_size=64), device, confidence=True)
     out = {"label_shift": [round(float(v), 4) for v in (gt - pred).reshape(-1, 2).mean(0)]}
-    c = engine.median_confidence(model, loader, device)
-    return out if c is None else {"flip_below": round(c, 5), **out}
+    return out if conf is None else {"flip_below": round(float(conf.median()), 5), **out}
 
 
 def _ema_model(raw_model, ema, cfg, device):

@@ -44,7 +44,7 @@ def redraw_report(args) -> None:
     import dataclasses
 
     from fkd import engine
-    from fkd.recipes import RECIPES, build_datasets, eyes_of, load_records, training_face_stats, val_card_metrics
+    from fkd.recipes import RECIPES, build_datasets, card_numbers, eyes_of, load_records
     from fkd.weights import load_model, resolve, save_json
     import torch
 
@@ -53,10 +53,9 @@ def redraw_report(args) -> None:
     from fkd.geometry import CropSpec
     recipe = dataclasses.replace(recipe, crop=CropSpec(**card["crop"]), model=dataclasses.replace(recipe.model, **card["config"]))
     train_recs, val_recs, _ = load_records(recipe, Path(args.data))
-    card.update(training_face_stats(model, build_datasets(recipe, [], train_recs)[1], "cpu"))
     _, val_set = build_datasets(recipe, [], val_recs)
     pred, gt = engine.predict(model.to(memory_format=torch.channels_last), torch.utils.data.DataLoader(val_set, batch_size=64), "cpu")
-    pred = pred + np.float32(card["label_shift"])  # the points Landmarker gives
-    card.update(val_card_metrics(pred, gt, eyes_of(recipe)))
+    numbers, pred = card_numbers(model, build_datasets(recipe, [], train_recs)[1], pred, gt, eyes_of(recipe), "cpu")
+    card.update(numbers)
     save_json(resolve(Path(args.out) / args.report_name).with_suffix(".json"), card)
     write_training_report(Path(args.out), args.report_name, model, card, val_set, pred, gt)
