@@ -93,3 +93,28 @@ def test_teacher_is_made_of_grid_models_only():
     from fkd.models import build_model
     with pytest.raises(ValueError, match="pipnet"):
         FlipEnsemble([build_model(ModelConfig("resnet18", 68, 3, 64, 64, width=8))], PERM, 0.5)
+
+
+def test_cell_overlap_moves_each_cell_whole_into_the_cells_it_covers():
+    from fkd.distil import cell_overlap
+    a = cell_overlap(20, 16)                              # a 160² teacher's grid onto a 128² student's, stride 8
+    assert a.shape == (16, 20) and torch.allclose(a.sum(0), torch.ones(20))
+    assert torch.allclose(a[:2, :3], torch.tensor([[1.0, 0.25, 0.0], [0.0, 0.75, 0.5]]))
+    assert torch.allclose(cell_overlap(5, 5), torch.eye(5))
+
+
+def test_a_teacher_on_a_larger_input_answers_in_the_students_pixels_and_grid():
+    """The student's 32² image, resized to the teacher's 64²: a bright pixel there becomes 2 × 2 tied
+    pixels. In x the image and its mirror take the first of them from either side, so the
+    flip-averaged x lands back on the student's pixel exactly; in y both take the upper one, a
+    quarter of a student pixel up. The cells are the student's 4 × 4."""
+    x = torch.zeros(3, 3, 32, 32)
+    spots = [(1, 2), (13, 21), (30, 17)]
+    for i, (u, v) in enumerate(spots):
+        x[i, :, v, u] = 1.0
+    soft = FlipEnsemble([BrightSpot(CFG)], PERM, 1.0, grid_stride=8)(x)
+    want = torch.tensor([(u, v - 0.25) for u, v in spots])[:, None, :].expand(3, 68, 2)
+    assert torch.allclose(soft.points, want, atol=1e-3)
+    assert soft.probs.shape == (3, 68, 16) and torch.allclose(soft.probs.sum(-1), torch.ones(3, 68), atol=1e-5)
+    cells = torch.tensor([(v // 8) * 4 + u // 8 for u, v in spots])
+    assert torch.equal(soft.probs.argmax(-1), cells[:, None].expand(3, 68))

@@ -363,7 +363,7 @@ def test_fast_backends_serve_threads_at_once(backend):
     from concurrent.futures import ThreadPoolExecutor
     lm = fkd.Landmarker(backend=backend)
     rng = np.random.default_rng(0)
-    xs = [torch.from_numpy(rng.random((1, 3, 160, 160), dtype=np.float32) - 0.5) for _ in range(6)]
+    xs = [torch.from_numpy(rng.random((1, 3, lm.cfg.input_h, lm.cfg.input_w), dtype=np.float32) - 0.5) for _ in range(6)]
     alone = [lm._run(x)[0] for x in xs]
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(lambda i: lm._run(xs[i % 6])[0], range(36)))

@@ -162,6 +162,16 @@ def test_distillation_recipe_starts_from_its_init_and_learns_from_its_teachers(t
     assert wrong.returncode != 0 and "no teachers" in wrong.stderr
 
 
+def test_a_smaller_input_starts_from_and_learns_from_a_larger_grid_model(tmp_path):
+    """ibug68_128 starts from ibug68_kd's 160² weights (all convolutions) and distils from it at 160²."""
+    p = train("ibug68_128", "--epochs", "1", "--batch", "2", tmp=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "starting from ibug68_kd" in p.stdout and "distilling from ibug68_kd" in p.stdout
+    model, card = load_model(tmp_path / "w" / "ibug68_128")
+    assert (card["config"]["input_w"], card["config"]["input_h"]) == (128, 128)
+    assert model(torch.zeros(1, 3, 128, 128))[0].shape == (1, 68, 2)
+
+
 def test_teachers_can_be_chosen_on_the_command_line(tmp_path):
     first = train("ibug68", "--epochs", "1", "--batch", "2", tmp=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
@@ -191,7 +201,7 @@ def test_fine_tune_from_a_card_older_than_a_config_key(tmp_path):
     assert "starting from" in again.stdout
 
 
-@pytest.mark.parametrize("key", ["nose", "imm58", "resnet18", "ibug68", "ibug68_ctx", "ibug68_slim", "ibug68_kd"])
+@pytest.mark.parametrize("key", ["nose", "imm58", "resnet18", "ibug68", "ibug68_ctx", "ibug68_slim", "ibug68_kd", "ibug68_128"])
 def test_shipped_weights_are_what_their_recipe_trains(key):
     """`python train.py KEY` must rebuild the network in weights/: same config, epochs and crop."""
     from fkd.geometry import CropSpec
