@@ -22,14 +22,14 @@ class FlipEnsemble:
 
     `flip_perm[i]` is the mirror point of i. The answer is mirror-symmetric by construction:
     the teacher of a mirrored image is the mirrored teacher of the image. `grid_stride`: the
-    student's (default: the teachers'), the grid its cell probabilities are given on.
+    student's, the grid its cell probabilities are given on (default: the first teacher's).
     """
 
     def __init__(self, models: list[PIPNet], flip_perm, weight: float, grid_stride: int | None = None):
         if not models or not all(isinstance(m, PIPNet) for m in models):
             raise ValueError("a distillation teacher is made of grid + offset (pipnet) models")
-        if len({(m.cfg.grid_stride, m.cfg.n_points) for m in models}) != 1:
-            raise ValueError("the teacher's models must share the grid stride and the points")
+        if len({m.cfg.n_points for m in models}) != 1:  # grids and input sizes may differ: each is mapped
+            raise ValueError("the teacher's models must share the points")
         self.models = [m.eval() for m in models]
         self.perm = list(flip_perm)
         self.weight = weight
@@ -46,10 +46,12 @@ class FlipEnsemble:
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> Soft:
         B, _, H, W = x.shape
+        oh, ow = H // self.stride, W // self.stride                   # the student's grid
         probs, points = [], []
         for m in self.models:
             th, tw = m.cfg.input_h, m.cfg.input_w
-            xt = x if (th, tw) == (H, W) else F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False)
+            resized = (th, tw) != (H, W)
+            xt = F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False) if resized else x
             gh, gw = th // m.cfg.grid_stride, tw // m.cfg.grid_stride
             for mirrored in (False, True):
                 scores, offsets = m.raw(xt.flip(-1) if mirrored else xt)
@@ -58,13 +60,13 @@ class FlipEnsemble:
                 if mirrored:  # back to the unmirrored image: flip the grid, swap left and right points
                     p = p.view(B, -1, gh, gw).flip(-1).reshape(B, -1, gh * gw)[:, self.perm]
                     pts = mirror_points(pts, tw, self.perm)
-                # to the student's grid and pixels (pixel centres on integers, so edges scale)
-                oh, ow = H // self.stride, W // self.stride
-                if (oh, ow) != (gh, gw):
+                if (gh, gw) != (oh, ow):  # to the student's grid
                     p = torch.einsum("ij,bnjk,lk->bnil", cell_overlap(gh, oh).to(p), p.view(B, -1, gh, gw),
                                      cell_overlap(gw, ow).to(p)).reshape(B, -1, oh * ow)
+                if resized:  # to the student's pixels (pixel centres on integers, so the edges scale)
+                    pts = (pts + 0.5) * pts.new_tensor([W / tw, H / th]) - 0.5
                 probs.append(p)
-                points.append((pts + 0.5) * pts.new_tensor([W / tw, H / th]) - 0.5)
+                points.append(pts)
         return Soft(torch.stack(probs).mean(0), torch.stack(points).mean(0), self.weight)
 
 
@@ -72,8 +74,9 @@ def cell_overlap(n_from: int, n_to: int) -> torch.Tensor:
     """(n_to, n_from): the share of each of n_from equal cells that falls in each of n_to equal cells
     over the same extent. Columns sum to 1, so probabilities moved with it keep their mass
     (spread evenly within a cell); the identity when n_from == n_to."""
-    edges_from = torch.linspace(0, 1, n_from + 1)
-    edges_to = torch.linspace(0, 1, n_to + 1)
+    # edges on a common integer scale (n_from × n_to), so that the shares are exact
+    edges_from = torch.arange(n_from + 1) * n_to
+    edges_to = torch.arange(n_to + 1) * n_from
     lo = torch.maximum(edges_to[:-1, None], edges_from[None, :-1])
     hi = torch.minimum(edges_to[1:, None], edges_from[None, 1:])
-    return (hi - lo).clamp_min(0) * n_from
+    return (hi - lo).clamp_min(0).float() / n_to

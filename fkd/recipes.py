@@ -89,7 +89,7 @@ RECIPES["ibug68_kd"] = dataclasses.replace(
 # `ibug68_kd` at 128²: 0.64× the pixels, so ~0.7× the time per face; fine-tuned from it, half on the
 # labels and half on its own flip-averaged answers at 160² (fkd/distil.py resizes the crops)
 RECIPES["ibug68_128"] = dataclasses.replace(
-    RECIPES["ibug68"], name="ibug68_128", part="Part 3+: 68 points, `ibug68_kd` at 128², distilled from it at 160²",
+    RECIPES["ibug68"], name="ibug68_128", part="Part 3+: 68 points at 128², `ibug68_kd` distilled from itself at 160²",
     model=dataclasses.replace(RECIPES["ibug68"].model, input_w=128, input_h=128), pad=(32, 32),
     init="ibug68_kd", teachers=("ibug68_kd",), distil=0.5, epochs=40, lr=1e-3)
 

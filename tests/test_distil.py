@@ -100,7 +100,19 @@ def test_cell_overlap_moves_each_cell_whole_into_the_cells_it_covers():
     a = cell_overlap(20, 16)                              # a 160² teacher's grid onto a 128² student's, stride 8
     assert a.shape == (16, 20) and torch.allclose(a.sum(0), torch.ones(20))
     assert torch.allclose(a[:2, :3], torch.tensor([[1.0, 0.25, 0.0], [0.0, 0.75, 0.5]]))
-    assert torch.allclose(cell_overlap(5, 5), torch.eye(5))
+    assert torch.equal(cell_overlap(5, 5), torch.eye(5))
+
+
+def test_a_teacher_on_a_larger_input_stays_mirror_symmetric_and_keeps_its_mass():
+    """A 64² teacher (8 × 8 cells) for a 48² student (6 × 6): its cells split 3 to 2 between the
+    student's, and the answer on a mirrored image is still the mirrored answer."""
+    torch.manual_seed(0)
+    teacher = FlipEnsemble([random_model()], PERM, 0.5, grid_stride=8)
+    x = torch.randn(2, 3, 48, 48)
+    a, b = teacher(x), teacher(x.flip(-1))
+    assert a.probs.shape == (2, 68, 36) and torch.allclose(a.probs.sum(-1), torch.ones(2, 68), atol=1e-5)
+    probs, pts = mirror(a, 6, 6, 48)
+    assert torch.allclose(b.probs, probs, atol=1e-5) and torch.allclose(b.points, pts, atol=1e-3)
 
 
 def test_a_teacher_on_a_larger_input_answers_in_the_students_pixels_and_grid():

@@ -16,7 +16,7 @@ from fkd.geometry import landmark_box
 from fkd.metrics import nme
 
 
-@pytest.mark.parametrize("name", ["ibug68_kd", "ibug68", "ibug68_ctx"])
+@pytest.mark.parametrize("name", ["ibug68_kd", "ibug68", "ibug68_ctx", "ibug68_128"])
 def test_committed_68_point_weights_are_accurate_on_fixture_faces(landmarker, name):
     lm = landmarker if name == landmarker.name else fkd.Landmarker(name)
     faces = val_faces()
