@@ -53,6 +53,8 @@ class FlipEnsemble:
             resized = (th, tw) != (H, W)
             xt = F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False) if resized else x
             gh, gw = th // m.cfg.grid_stride, tw // m.cfg.grid_stride
+            regrid = (gh, gw) != (oh, ow)                                 # to the student's grid, once per model
+            rows, cols = (cell_overlap(gh, oh).to(x), cell_overlap(gw, ow).to(x)) if regrid else (None, None)
             for mirrored in (False, True):
                 scores, offsets = m.raw(xt.flip(-1) if mirrored else xt)
                 p = scores.softmax(-1)
@@ -60,9 +62,8 @@ class FlipEnsemble:
                 if mirrored:  # back to the unmirrored image: flip the grid, swap left and right points
                     p = p.view(B, -1, gh, gw).flip(-1).reshape(B, -1, gh * gw)[:, self.perm]
                     pts = mirror_points(pts, tw, self.perm)
-                if (gh, gw) != (oh, ow):  # to the student's grid
-                    p = torch.einsum("ij,bnjk,lk->bnil", cell_overlap(gh, oh).to(p), p.view(B, -1, gh, gw),
-                                     cell_overlap(gw, ow).to(p)).reshape(B, -1, oh * ow)
+                if regrid:
+                    p = torch.einsum("ij,bnjk,lk->bnil", rows, p.view(B, -1, gh, gw), cols).reshape(B, -1, oh * ow)
                 if resized:  # to the student's pixels (pixel centres on integers, so the edges scale)
                     pts = (pts + 0.5) * pts.new_tensor([W / tw, H / th]) - 0.5
                 probs.append(p)
