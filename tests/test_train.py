@@ -203,7 +203,7 @@ def test_fine_tune_from_a_card_older_than_a_config_key(tmp_path):
 
 @pytest.mark.parametrize("key", ["nose", "imm58", "resnet18", "ibug68", "ibug68_ctx", "ibug68_slim", "ibug68_kd", "ibug68_128"])
 def test_shipped_weights_are_what_their_recipe_trains(key):
-    """`python train.py KEY` must rebuild the network in weights/: same config, epochs and crop."""
+    """`python train.py KEY` must rebuild the network in weights/: same config, epochs, crop and augmentation."""
     from fkd.geometry import CropSpec
     from fkd.models import ModelConfig
     from fkd.recipes import RECIPES
@@ -214,3 +214,4 @@ def test_shipped_weights_are_what_their_recipe_trains(key):
     assert card["training"]["epochs"] == recipe.epochs and card["training"]["batch"] == recipe.batch
     if recipe.data == "300w":  # the IMM crops are measured from the data at training time
         assert CropSpec(**card["crop"]) == recipe.crop
+    assert card["training"]["aug"] == json.loads(json.dumps(recipe.aug))  # tuples are lists in JSON
