@@ -93,7 +93,7 @@ RECIPES["ibug68_kd"] = dataclasses.replace(
 RECIPES["ibug68_128"] = dataclasses.replace(
     RECIPES["ibug68"], name="ibug68_128", part="Part 3+: 68 points at 128² on a tighter crop, `ibug68_kd` distilled from itself at 160²",
     model=dataclasses.replace(RECIPES["ibug68"].model, input_w=128, input_h=128), pad=(32, 32),
-    crop=CropSpec(w=1.2, h=1.2), aug=dict(shift=0.087),
+    crop=CropSpec(w=1.15, h=1.15), aug=dict(shift=0.09),
     init="ibug68_kd", teachers=("ibug68_kd",), distil=0.5, epochs=40, lr=1e-3)
 
 
