@@ -221,7 +221,8 @@ class Landmarker:
         Each is cropped as the models were trained, on its landmark box, from its last points, turned
         so its eyes are level (a head lying down stays found). A face the model now believes less
         than `min_confidence` is lost and left out: the caller detects again. The box moves and
-        scales with the points, so a drawing does not jump. One pass (+ the flip test) per face."""
+        scales with the points, so a drawing does not jump. One pass (+ the flip test) per face, two
+        when it moved off its crop (REFINE)."""
         flip = self._flip(flip_test)
         if not faces:
             return []
@@ -231,6 +232,14 @@ class Landmarker:
         mats = [self.crop_of(p) for p in prev]
         x = self._crops(rgb, mats)
         pts, conf = self._points(x, mats)
+        # a face that moved far since the last frame sits off its crop (the tighter the model's crop,
+        # the sooner): a second pass on the crop of its new points, as for a box off the training crop
+        again = {}
+        for i, p in enumerate(pts):
+            M = self.crop_of(p)
+            if conf[i] >= self.min_confidence and crop_shift(mats[i], M, self.input_size) > REFINE:
+                again[i] = M
+        self._repass(rgb, again, pts, conf, mats, x)
         self._mirror_into(pts, x, mats, self._to_mirror(conf, flip, self.min_confidence))
         out = []
         for f, p0, p, c in zip(faces, prev, pts, conf):
@@ -333,12 +342,19 @@ class Landmarker:
                             again[i] = M
                 if not again:
                     break
-                m2 = list(again.values())
-                x2 = self._crops(rgb, m2)
-                for j, (i, p, c) in enumerate(zip(again, *self._points(x2, m2))):
-                    pts[i], conf[i], mats[i], x[i] = p, c, m2[j], x2[j]
+                self._repass(rgb, again, pts, conf, mats, x)
         self._mirror_into(pts, x, mats, self._to_mirror(conf, flip, min_confidence))
         return pts, conf
+
+    def _repass(self, rgb: np.ndarray, again: dict[int, np.ndarray], pts, conf, mats: list[np.ndarray],
+                x: torch.Tensor) -> None:
+        """Pass again the faces in `again` (index -> their new crop), in one batch, over their last pass."""
+        if not again:
+            return
+        m2 = list(again.values())
+        x2 = self._crops(rgb, m2)
+        for j, (i, p, c) in enumerate(zip(again, *self._points(x2, m2))):
+            pts[i], conf[i], mats[i], x[i] = p, c, m2[j], x2[j]
 
     def _flip(self, flip_test: FlipTest | None) -> FlipTest:
         """The flip test for a call: its own setting, else the Landmarker's; never for a layout without mirror pairs."""
