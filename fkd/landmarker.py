@@ -236,9 +236,10 @@ class Landmarker:
         # the sooner): a second pass on the crop of its new points, as for a box off the training crop
         again = {}
         for i, p in enumerate(pts):
-            M = self.crop_of(p)
-            if conf[i] >= self.min_confidence and crop_shift(mats[i], M, self.input_size) > REFINE:
-                again[i] = M
+            if REFINE is not None and conf[i] >= self.min_confidence:  # not faces lost anyway
+                M = self.crop_of(p)
+                if crop_shift(mats[i], M, self.input_size) > REFINE:
+                    again[i] = M
         self._repass(rgb, again, pts, conf, mats, x)
         self._mirror_into(pts, x, mats, self._to_mirror(conf, flip, self.min_confidence))
         out = []
