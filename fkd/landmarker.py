@@ -234,12 +234,8 @@ class Landmarker:
         pts, conf = self._points(x, mats)
         # a face that moved far since the last frame sits off its crop (the tighter the model's crop,
         # the sooner): a second pass on the crop of its new points, as for a box off the training crop
-        again = {}
-        for i, p in enumerate(pts):
-            if REFINE is not None and conf[i] >= self.min_confidence:  # not faces lost anyway
-                M = self.crop_of(p)
-                if crop_shift(mats[i], M, self.input_size) > REFINE:
-                    again[i] = M
+        again = {i: M for i, (p, c) in enumerate(zip(pts, conf))
+                 if (M := self._off_crop(p, c, mats[i], self.min_confidence)) is not None}
         self._repass(rgb, again, pts, conf, mats, x)
         self._mirror_into(pts, x, mats, self._to_mirror(conf, flip, self.min_confidence))
         out = []
@@ -337,15 +333,22 @@ class Landmarker:
                     if abs(_wrap(eye_roll(p, eyes) - levelled[i])) > MAX_ROLL:
                         again[i] = upright_crop_matrix(p, eyes, self.crop, self.input_size)
                         levelled[i] = eye_roll(p, eyes)
-                    elif REFINE is not None and conf[i] >= min_confidence:  # not crops the caller drops
-                        M = self.crop_of(p)
-                        if crop_shift(mats[i], M, self.input_size) > REFINE:
-                            again[i] = M
+                    elif (M := self._off_crop(p, conf[i], mats[i], min_confidence)) is not None:
+                        again[i] = M
                 if not again:
                     break
                 self._repass(rgb, again, pts, conf, mats, x)
         self._mirror_into(pts, x, mats, self._to_mirror(conf, flip, min_confidence))
         return pts, conf
+
+    def _off_crop(self, points: np.ndarray, confidence: float, mat: np.ndarray, min_confidence: float) -> np.ndarray | None:
+        """The crop of `points` when it lies more than REFINE from `mat`, the crop they were read on
+        (a box off the training crop, or a face that moved since the last frame), else None; None too
+        below `min_confidence` (crops the caller drops) and when REFINE is off (None)."""
+        if REFINE is None or confidence < min_confidence:
+            return None
+        M = self.crop_of(points)
+        return M if crop_shift(mat, M, self.input_size) > REFINE else None
 
     def _repass(self, rgb: np.ndarray, again: dict[int, np.ndarray], pts, conf, mats: list[np.ndarray],
                 x: torch.Tensor) -> None:
