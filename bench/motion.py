@@ -1,0 +1,135 @@
+"""How well following keeps a moving face: a face sliding across a webcam frame, followed as the app does.
+
+    python bench/motion.py [--models ibug68_kd ibug68_128] [--frames 60]
+
+A validation face with its labels (tests/fixtures, ~200 px wide) slides back and forth across a
+640×480 frame at several speeds (a share of its width per frame, 0 = still). After its first detection,
+each frame goes through the app's `fkd.stream.Tracker`: the face is cropped from its last points
+moved on by its last move (`ahead`), read by `Landmarker.track`, given a second pass when it lies off
+that crop (`fkd.landmarker.REFINE`), and detected again when lost. Each speed runs with and without
+`ahead` and the second pass. Writes bench/motion_report.md: NME (inter-ocular) against the moved
+labels, mean and worst over the frames, the frames lost, and the model's passes per frame. Timings
+are in bench/stream_report.md, not here.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import cpu_name  # noqa: E402
+from fkd import landmarker as lm_module  # noqa: E402
+from fkd.data import read_pts  # noqa: E402
+from fkd.geometry import box_side, landmark_box  # noqa: E402
+from fkd.io import load_image  # noqa: E402
+from fkd.landmarker import Landmarker  # noqa: E402
+from fkd.metrics import nme  # noqa: E402
+from fkd.stream import Tracker  # noqa: E402
+
+FACE = ROOT / "tests" / "fixtures" / "helen_2010631499_1"  # .jpg + .pts, a validation face
+FRAME_WH, FACE_W = (640, 480), 200
+SPEEDS = (0.0, 0.02, 0.05, 0.10, 0.15, 0.20, 0.25, 0.30)  # face widths per frame (0: a still face)
+
+
+class SlidingFace:
+    """The face scaled to FACE_W pixels and moved to any centre x on a FRAME_WH frame, with its labels."""
+
+    def __init__(self, stem: Path):
+        img, gt = load_image(stem.with_suffix(".jpg")), read_pts(stem.with_suffix(".pts"))
+        k = FACE_W / box_side(landmark_box(gt))
+        self.small = cv2.resize(img, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+        self.gt = (gt + 0.5) * k - 0.5  # pixel centres on integers
+        b = landmark_box(self.gt)
+        self.centre = (b[:2] + b[2:]) / 2
+
+    def at(self, x: float) -> tuple[np.ndarray, np.ndarray]:
+        M = np.float32([[1, 0, x - self.centre[0]], [0, 1, FRAME_WH[1] / 2 - self.centre[1]]])
+        frame = cv2.warpAffine(self.small, M, FRAME_WH, borderMode=cv2.BORDER_REFLECT)
+        return frame, self.gt + M[:, 2]
+
+
+def path(speed: float, frames: int) -> list[float]:
+    """Centre x per frame: back and forth between a quarter and three quarters of the frame's width."""
+    lo, hi, v = FRAME_WH[0] / 4, 3 * FRAME_WH[0] / 4, speed * FACE_W
+    xs, x, d = [], lo, 1.0
+    for _ in range(frames):
+        if not lo <= x + d * v <= hi:
+            d = -d
+        x += d * v
+        xs.append(x)
+    return xs
+
+
+MODES = {"ahead + second pass (the app)": (True, True), "second pass only": (False, True),
+         "ahead only": (True, False), "one pass": (False, False)}  # Tracker(ahead=...), REFINE on or off
+
+
+def follow(lm: Landmarker, face: SlidingFace, speed: float, frames: int, ahead: bool) -> dict[str, float]:
+    """Follow the face along its path at 30 frames a second with the app's `Tracker` (no smoothing, no
+    look for newcomers): NME % per frame against the moved labels, frames it was lost on, passes a frame."""
+    tracker = Tracker(strength=0.0, flip_test=False, detect_every_s=float("inf"), ahead=ahead)
+    tracker(lm, face.at(FRAME_WH[0] / 4)[0], lambda: 0.0)  # found by the detector
+    errs, lost, passes = [], 0, 0
+    run = lm._run
+
+    def counted(*args, **kw):  # the model's passes (a batch of crops each; one face here)
+        nonlocal passes
+        passes += 1
+        return run(*args, **kw)
+
+    lm._run = counted
+    try:
+        for k, x in enumerate(path(speed, frames), 1):
+            frame, gt = face.at(x)
+            got = tracker(lm, frame, lambda: k / 30)
+            lost += tracker.last_detect == k / 30  # followed faces lost: the detector looked again
+            errs.append(100 * float(nme(np.asarray(got[0].keypoints)[None], gt[None])[0]) if got else np.nan)
+    finally:
+        del lm._run  # back to the class's method
+    return {"mean": float(np.nanmean(errs)), "worst": float(np.nanmax(errs)), "lost": lost, "passes": passes / frames}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["ibug68_kd", "ibug68_128"])
+    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--out", default=str(ROOT / "bench" / "motion_report.md"))
+    a = p.parse_args()
+    face = SlidingFace(FACE)
+    lines = ["# Following a moving face", "",
+             f"`python bench/motion.py --models {' '.join(a.models)} --frames {a.frames}` on {time.strftime('%Y-%m-%d')}, "
+             f"{cpu_name()}. `{FACE.name}` (a validation face, ~{FACE_W} px wide) slides back and forth across a "
+             f"{FRAME_WH[0]}×{FRAME_WH[1]} frame, {a.frames} frames per speed at 30 a second, followed by the app's "
+             "`Tracker` (no smoothing, no flip test); a lost face is detected again. NME % against its moved labels.", "",
+             "| model | speed (face widths per frame) | how | NME mean | worst frame | frames lost | passes per frame |",
+             "|---|---|---|---|---|---|---|"]
+    refine = lm_module.REFINE
+    for name in a.models:
+        lm = Landmarker(name, flip_test=False)
+        for speed in SPEEDS:
+            for how, (ahead, second) in MODES.items():
+                lm_module.REFINE = refine if second else None
+                r = follow(lm, face, speed, a.frames, ahead)
+                row = (f"| {name} | {speed:.2f} | {how} | {r['mean']:.2f} | {r['worst']:.2f} | "
+                       f"{r['lost']} | {r['passes']:.2f} |")
+                print(row, flush=True)
+                lines.append(row)
+        lm_module.REFINE = refine
+        lm.close()
+    lines += ["", "Ahead: the crop is cut from the last points moved on by their last move (constant velocity). Second "
+              "pass: a face whose new points' crop lies more than REFINE (a share of the input's side) from the crop "
+              "it was read on is read again on that crop. Passes per frame: the model's runs after the first detection."]
+    Path(a.out).write_text("\n".join(lines) + "\n")
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
