@@ -20,22 +20,12 @@ are smoothed (One-Euro, fkd.smoothing) on the stream's clock.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
-import numpy as np
-
-from fkd.geometry import face_side
 from fkd.landmarker import Face, FlipTest, Landmarker, near
 from fkd.smoothing import PointSmoother, strength_to_cutoff
 
 SEARCH_EVERY_S = 1.0   # seconds between full searches that keep finding nothing new
 DETECT_EVERY_S = 0.5   # seconds between detector runs while faces are followed (newcomers show up this fast)
-# `Tracker` crops a followed face where its last move takes it, that move capped at this share of its
-# side. A face that turns back is then off its crop by its move + the cap, which the second pass of
-# `track` recovers. Uncapped, a fast face (0.3 of its side a frame) that turned back was twice its
-# move off its crop and the points left the face (19 % NME on that frame, 3.9 % capped at 0.1, 3.2 at
-# 0.05); at 0.1 a face moving 0.1 of its side a frame still needs one pass, at 0.05 two half the time
-AHEAD_MAX = 0.1
 
 
 class SearchPacer:
@@ -85,10 +75,6 @@ class Tracker:
     min_confidence) is dropped and the next look is the detector's. Models without a confidence of
     their own (the ResNet18 baseline) are never followed: nothing would say they lost the face
     (`follow=False`: the detector on every frame, as before following).
-    A followed face is cropped where it will be if it keeps moving as it did between the last two
-    frames (`ahead`): the crop of its last points alone trails a moving face, and `track` then needs
-    a second pass once it is off that crop (fkd.landmarker.REFINE). A face moving a twentieth of its
-    width a frame took two passes a frame without it, one with it (bench/motion_report.md).
     The points are then smoothed (One-Euro, fkd.smoothing) at `strength` 0..1 (0 = raw), as the
     app's slider.
 
@@ -96,9 +82,8 @@ class Tracker:
     the wall clock (a slow frame is a long step for the filter), a video file's the frame's time."""
 
     def __init__(self, strength: float = 0.5, flip_test: FlipTest = "auto", detect_every_s: float = DETECT_EVERY_S,
-                 follow: bool = True, ahead: bool = True):
+                 follow: bool = True):
         self.strength, self.flip_test, self.detect_every_s, self.follow = strength, flip_test, detect_every_s, follow
-        self.ahead = ahead
         self.smoother = PointSmoother(min_cutoff=strength_to_cutoff(strength), beta=0.7)
         self.pacer = SearchPacer()
         self.reset()
@@ -108,12 +93,11 @@ class Tracker:
         self.smoother.reset()
         self.pacer.reset()
         self.faces: list[Face] = []      # the last frame's faces before smoothing: what the next is cropped from
-        self.moves: list[np.ndarray] = []  # how far each of them moved since the frame before (pixels, x y)
         self.last_detect: float | None = None
 
     def __call__(self, lm: Landmarker, frame, clock: Callable[[], float]) -> list[Face]:
         now = clock()
-        faces = lm.track(frame, self._ahead(), self.flip_test) if self.follow and self.faces and lm.has_confidence else []
+        faces = lm.track(frame, self.faces, self.flip_test) if self.follow and self.faces and lm.has_confidence else []
         if not faces:
             search, turns = self.pacer.plan(now)
             faces = lm.predict(frame, flip_test=self.flip_test, search=search, turns=turns, small_faces=False)
@@ -126,32 +110,9 @@ class Tracker:
             new = lm.predict(frame, boxes=boxes, flip_test=self.flip_test, min_confidence=lm.min_confidence) if boxes else []
             faces = sorted(faces + new, key=lambda f: f.box[0])
             self.last_detect = now
-        self.moves = moves(faces, self.faces)
         self.faces = faces
         if self.strength <= 0:
             self.smoother.reset()
             return faces
         self.smoother.configure(min_cutoff=strength_to_cutoff(self.strength))
         return self.smoother(faces, clock())
-
-    def _ahead(self) -> list[Face]:
-        """The last frame's faces moved on by their last move (constant velocity), to be cropped there."""
-        if not self.ahead:
-            return self.faces
-        out = []
-        for f, m in zip(self.faces, self.moves):
-            m = m * min(1.0, AHEAD_MAX * face_side(f) / max(float(np.linalg.norm(m)), 1e-9))
-            out.append(replace(f, keypoints=(f.keypoints + m).astype(np.float32), box=(f.box + np.tile(m, 2)).astype(np.float32)))
-        return out
-
-
-def moves(faces: Sequence[Face], before: Sequence[Face]) -> list[np.ndarray]:
-    """How far each face's points moved since the frame `before`: from the nearest face there, when
-    its centre is within half a face side (the rule of `near`); zero for a face new in this frame."""
-    centres = np.array([g.keypoints.mean(0) for g in before]).reshape(-1, 2)
-    out = []
-    for f in faces:
-        d = f.keypoints.mean(0) - centres  # to each face of the frame before
-        j = int(np.argmin(np.linalg.norm(d, axis=1))) if len(d) else -1
-        out.append(d[j] if j >= 0 and np.linalg.norm(d[j]) <= face_side(f) / 2 else np.zeros(2))
-    return out

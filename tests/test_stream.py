@@ -101,35 +101,12 @@ def test_a_face_that_jumps_between_frames_gets_a_second_pass_on_its_new_crop(lan
     from fkd.geometry import box_side, landmark_box
     img, gt = small_face
     step = int(0.25 * box_side(landmark_box(gt)))
-    tr = Tracker(strength=0.0, detect_every_s=10.0, ahead=False)  # followed from its last points only
+    tr = Tracker(strength=0.0, detect_every_s=10.0)       # followed on every frame after the first
     for i in range(6):
         dx = 20 + step * i
         (f,) = tr(landmarker, scene([(img, dx, 80)]), lambda: i / 30)
         err = np.linalg.norm(f.keypoints - (gt + [dx, 80]), axis=1).mean() / np.linalg.norm(gt[36] - gt[45])
         assert err < 0.04, (i, err)
-
-
-def test_a_face_moving_on_is_cropped_where_its_last_move_takes_it_and_needs_one_pass(landmarker, small_face,
-                                                                                     monkeypatch):
-    """A face moving 8 % of its width a frame lies off the crop of its last points (a second pass each
-    frame); cropped where its last move takes it (`ahead`), one pass a frame is enough."""
-    from fkd.geometry import box_side, landmark_box
-    img, gt = small_face
-    step = int(0.08 * box_side(landmark_box(gt)))
-    passes, runs, run = {}, [], landmarker._run
-    monkeypatch.setattr(landmarker, "_run", lambda x: runs.append(len(x)) or run(x))
-    for ahead in (True, False):
-        tr = Tracker(strength=0.0, detect_every_s=10.0, flip_test=False, ahead=ahead)
-        for i in range(10):
-            if i == 2:
-                runs.clear()                              # from the third frame: the face's last move is known
-            dx = 20 + step * i
-            (f,) = tr(landmarker, scene([(img, dx, 80)]), lambda: i / 30)
-            err = np.linalg.norm(f.keypoints - (gt + [dx, 80]), axis=1).mean() / np.linalg.norm(gt[36] - gt[45])
-            assert err < 0.04, (ahead, i, err)
-        passes[ahead] = len(runs)
-        runs.clear()
-    assert passes[True] <= 9 and passes[False] >= 14, passes   # 8 frames: ~1 and ~2 passes each
 
 
 def test_a_face_that_leaves_is_dropped_at_once_and_a_newcomer_found_at_the_next_look(landmarker, small_face,
