@@ -201,7 +201,8 @@ def test_fine_tune_from_a_card_older_than_a_config_key(tmp_path):
     assert "starting from" in again.stdout
 
 
-@pytest.mark.parametrize("key", ["nose", "imm58", "resnet18", "ibug68", "ibug68_ctx", "ibug68_slim", "ibug68_kd", "ibug68_128"])
+@pytest.mark.parametrize("key", ["nose", "imm58", "resnet18", "ibug68", "ibug68_ctx", "ibug68_slim", "ibug68_kd", "ibug68_128",
+                                 "ibug68_quick"])
 def test_shipped_weights_are_what_their_recipe_trains(key):
     """`python train.py KEY` must rebuild the network in weights/: same config, epochs, crop and augmentation."""
     from fkd.geometry import CropSpec
