@@ -73,7 +73,8 @@ MODES = {"second pass (the app)": True, "one pass": False}  # fkd.landmarker.REF
 
 def follow(lm: Landmarker, face: SlidingFace, speed: float, frames: int) -> dict[str, float]:
     """Follow the face along its path at 30 frames a second with the app's `Tracker` (no smoothing, no
-    look for newcomers): NME % per frame against the moved labels, frames it was lost on, passes a frame."""
+    look for newcomers): NME % against the moved labels (mean, worst frame), jitter, frames it was lost on,
+    passes a frame."""
     tracker = Tracker(strength=0.0, flip_test=False, detect_every_s=float("inf"))
     tracker(lm, face.at(FRAME_WH[0] / 4)[0], lambda: 0.0)  # found by the detector
     errs, shakes, lost, passes = [], [], 0, 0
@@ -100,13 +101,13 @@ def follow(lm: Landmarker, face: SlidingFace, speed: float, frames: int) -> dict
             last = (p, gt) if p is not None else None
     finally:
         del lm._run  # back to the class's method
-    return {"mean": float(np.nanmean(errs)), "worst": float(np.nanmax(errs)), "jitter": float(np.mean(shakes)),
+    return {"mean": float(np.nanmean(errs)), "worst": float(np.nanmax(errs)), "jitter": float(np.mean(shakes)) if shakes else float("nan"),
             "lost": lost, "passes": passes / frames}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["ibug68_kd", "ibug68_128"])
+    p.add_argument("--models", nargs="+", default=["ibug68_kd", "ibug68_128"], help="68-point models (the face's labels)")
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--speeds", type=float, nargs="+", default=SPEEDS, help="face widths per frame")
     p.add_argument("--out", default=str(ROOT / "bench" / "motion_report.md"))

@@ -99,7 +99,7 @@ RECIPES["ibug68_128"] = dataclasses.replace(
 
 # `ibug68` on `ibug68_128`'s tighter crop (1.15 box sides, shift jitter widened to match), 100 epochs
 # instead of 170: the from-scratch route sized for 90 minutes on a CPU without bfloat16 (AVX2), where
-# an epoch takes ~2× as long as where `ibug68`'s 170 took 76 min (bench/HISTORY.md)
+# an epoch takes ~1.6-1.9× as long as where `ibug68`'s 170 took 76 min (bench/HISTORY.md)
 RECIPES["ibug68_quick"] = dataclasses.replace(
     RECIPES["ibug68"], name="ibug68_quick", part="Part 3+: 68 points, grid + offset heads on MobileNetV3, 160², tighter crop, 100 epochs",
     crop=CropSpec(w=1.15, h=1.15), aug=dict(shift=0.09), epochs=100)
