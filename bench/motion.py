@@ -78,7 +78,7 @@ def follow(lm: Landmarker, face: SlidingFace, speed: float, frames: int) -> dict
     tracker = Tracker(strength=0.0, flip_test=False, detect_every_s=float("inf"))
     tracker(lm, face.at(FRAME_WH[0] / 4)[0], lambda: 0.0)  # found by the detector
     errs, shakes, lost, passes = [], [], 0, 0
-    last = None  # the last frame's points and labels
+    last_err = None  # the last frame's points minus its labels
     run = lm._run
 
     def counted(*args, **kw):  # the model's passes (a batch of crops each; one face here)
@@ -93,12 +93,15 @@ def follow(lm: Landmarker, face: SlidingFace, speed: float, frames: int) -> dict
             got = tracker(lm, frame, lambda: k / 30)
             lost += tracker.last_detect == k / 30  # followed faces lost: the detector looked again
             assert len(got) <= 1, "one face in the frame"
-            p = np.asarray(got[0].keypoints, np.float64) if got else None
-            errs.append(100 * float(nme(p[None], gt[None])[0]) if got else np.nan)
-            if p is not None and last is not None:  # jitter: how far the points moved unlike the face
-                d = (p - last[0]) - (gt - last[1])
-                shakes.append(100 * float(np.linalg.norm(d, axis=1).mean() / np.linalg.norm(gt[36] - gt[45])))
-            last = (p, gt) if p is not None else None
+            if not got:
+                errs.append(np.nan)
+                last_err = None
+                continue
+            p = np.asarray(got[0].keypoints, np.float64)
+            errs.append(100 * float(nme(p[None], gt[None])[0]))
+            if last_err is not None:  # jitter: how far the points moved unlike the face, as NME of that move
+                shakes.append(100 * float(nme((p - last_err)[None], gt[None])[0]))
+            last_err = p - gt
     finally:
         del lm._run  # back to the class's method
     return {"mean": float(np.nanmean(errs)), "worst": float(np.nanmax(errs)), "jitter": float(np.mean(shakes)) if shakes else float("nan"),

@@ -102,7 +102,7 @@ RECIPES["ibug68_128"] = dataclasses.replace(
 # an epoch takes ~1.6-1.9× as long as where `ibug68`'s 170 took 76 min (bench/HISTORY.md)
 RECIPES["ibug68_quick"] = dataclasses.replace(
     RECIPES["ibug68"], name="ibug68_quick", part="Part 3+: 68 points, grid + offset heads on MobileNetV3, 160², tighter crop, 100 epochs",
-    crop=CropSpec(w=1.15, h=1.15), aug=dict(shift=0.09), epochs=100)
+    crop=RECIPES["ibug68_128"].crop, aug=dict(RECIPES["ibug68_128"].aug), epochs=100)
 
 
 def imm_crop(records) -> CropSpec:
