@@ -6,7 +6,8 @@
     python train.py resnet18                  # Part 3 seed recipe: ResNet18 regression on 300-W
     python train.py ibug68                    # Part 3+: the from-scratch 68-point model (~75 min)
     python train.py ibug68_kd                 # the default: ibug68 distilled from ibug68 + _ctx + _slim
-    python train.py ibug68_128                # the fast one: ibug68_kd at 128², distilled from it at 160²
+    python train.py ibug68_128_base           # ibug68_kd at 128², distilled from it at 160² (the fast one's first round)
+    python train.py ibug68_128                # the fast one: ibug68_128_base distilled again from three 160² models
     python train.py ibug68_quick              # ibug68 on a tighter crop in 100 epochs (~74 min on an AVX2 CPU)
     python train.py ibug68 --resume           # continue a stopped run from its last checkpoint
     torchrun --nproc_per_node 2 train.py ibug68   # several processes (gloo on CPU, nccl on GPU)

@@ -163,11 +163,11 @@ def test_distillation_recipe_starts_from_its_init_and_learns_from_its_teachers(t
 
 
 def test_a_smaller_input_starts_from_and_learns_from_a_larger_grid_model(tmp_path):
-    """ibug68_128 starts from ibug68_kd's 160² weights (all convolutions) and distils from it at 160²."""
-    p = train("ibug68_128", "--epochs", "1", "--batch", "2", tmp=tmp_path)
+    """ibug68_128_base starts from ibug68_kd's 160² weights (all convolutions) and distils from it at 160²."""
+    p = train("ibug68_128_base", "--epochs", "1", "--batch", "2", tmp=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
-    assert "starting from ibug68_kd" in p.stdout and "distilling from ibug68_kd" in p.stdout
-    model, card = load_model(tmp_path / "w" / "ibug68_128")
+    assert "starting from ibug68_kd" in p.stdout and "distilling from ibug68_kd (flip-averaged)" in p.stdout
+    model, card = load_model(tmp_path / "w" / "ibug68_128_base")
     assert (card["config"]["input_w"], card["config"]["input_h"]) == (128, 128)
     assert model(torch.zeros(1, 3, 128, 128))[0].shape == (1, 68, 2)
 
@@ -201,10 +201,11 @@ def test_fine_tune_from_a_card_older_than_a_config_key(tmp_path):
     assert "starting from" in again.stdout
 
 
-@pytest.mark.parametrize("key", ["nose", "imm58", "resnet18", "ibug68", "ibug68_ctx", "ibug68_slim", "ibug68_kd", "ibug68_128",
-                                 "ibug68_quick"])
+@pytest.mark.parametrize("key", ["nose", "imm58", "resnet18", "ibug68", "ibug68_ctx", "ibug68_slim", "ibug68_kd",
+                                 "ibug68_128_base", "ibug68_128", "ibug68_quick"])
 def test_shipped_weights_are_what_their_recipe_trains(key):
-    """`python train.py KEY` must rebuild the network in weights/: same config, epochs, crop and augmentation."""
+    """`python train.py KEY` must rebuild the network in weights/: same config, epochs, crop and augmentation,
+    from the same start and teachers."""
     from fkd.geometry import CropSpec
     from fkd.models import ModelConfig
     from fkd.recipes import RECIPES
@@ -216,3 +217,6 @@ def test_shipped_weights_are_what_their_recipe_trains(key):
     if recipe.data == "300w":  # the IMM crops are measured from the data at training time
         assert CropSpec(**card["crop"]) == recipe.crop
     assert card["training"]["aug"] == json.loads(json.dumps(recipe.aug))  # tuples are lists in JSON
+    if "init" in card["training"]:  # cards older than fine-tuning have neither key
+        assert card["training"]["init"] == recipe.init
+        assert card["training"].get("teachers", []) == list(recipe.teachers)
