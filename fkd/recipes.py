@@ -105,12 +105,12 @@ RECIPES["ibug68_128"] = dataclasses.replace(
     part="Part 3+: 68 points at 128² on a tighter crop, `ibug68_128_base` distilled again from ibug68_kd + ibug68_quick + ibug68 at 160²",
     init="ibug68_128_base", teachers=("ibug68_kd", "ibug68_quick", "ibug68"), epochs=30)
 
-# `ibug68` on `ibug68_128`'s tighter crop (1.15 box sides, shift jitter widened to match), 100 epochs
+# `ibug68` on the 128² models' tighter crop (1.15 box sides, shift jitter widened to match), 100 epochs
 # instead of 170: the from-scratch route sized for 90 minutes on a CPU without bfloat16 (AVX2), where
 # an epoch takes ~1.6-1.9× as long as where `ibug68`'s 170 took 76 min (bench/HISTORY.md)
 RECIPES["ibug68_quick"] = dataclasses.replace(
     RECIPES["ibug68"], name="ibug68_quick", part="Part 3+: 68 points, grid + offset heads on MobileNetV3, 160², tighter crop, 100 epochs",
-    crop=RECIPES["ibug68_128"].crop, aug=dict(RECIPES["ibug68_128"].aug), epochs=100)
+    crop=RECIPES["ibug68_128_base"].crop, aug=dict(RECIPES["ibug68_128_base"].aug), epochs=100)
 
 
 def imm_crop(records) -> CropSpec:

@@ -217,6 +217,6 @@ def test_shipped_weights_are_what_their_recipe_trains(key):
     if recipe.data == "300w":  # the IMM crops are measured from the data at training time
         assert CropSpec(**card["crop"]) == recipe.crop
     assert card["training"]["aug"] == json.loads(json.dumps(recipe.aug))  # tuples are lists in JSON
-    if "init" in card["training"]:  # cards older than fine-tuning have neither key
+    if "init" in card["training"]:  # the IMM cards have neither key; cards without teachers may lack that one
         assert card["training"]["init"] == recipe.init
         assert card["training"].get("teachers", []) == list(recipe.teachers)
