@@ -142,6 +142,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="timing rounds over all models (median kept)")
     p.add_argument("--out", default=str(HERE / "accuracy_report.md"))
     a = p.parse_args()
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)  # before the evaluations, not after them
     tag = Path(a.out).stem.removeprefix("accuracy_report")  # "" or e.g. "_avx2": the figures follow the report
     ced_png, pe_png = f"ced{tag}.png", f"point_error_{a.models[0]}{tag}.png"
     root = Path(a.data) / "300w"
