@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import cpu_name, median_ms  # noqa: E402
+from common import cpu_name, median_ms, report_path  # noqa: E402
 from fkd.calibration import IDENTITY  # noqa: E402
 from fkd.data import DATA_DIR, find_300w, split_300w  # noqa: E402
 from fkd.evaluate import evaluate_records, nearest_face  # noqa: E402
@@ -140,9 +140,8 @@ def main() -> None:
     # every 68-point model the library offers, in fkd.MODELS' order (no second list to keep in step)
     p.add_argument("--models", nargs="+", default=[m for m in MODELS if m.startswith("ibug68")])
     p.add_argument("--rounds", type=int, default=3, help="timing rounds over all models (median kept)")
-    p.add_argument("--out", default=str(HERE / "accuracy_report.md"))
+    p.add_argument("--out", type=report_path, default=str(HERE / "accuracy_report.md"))
     a = p.parse_args()
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)  # before the evaluations, not after them
     tag = Path(a.out).stem.removeprefix("accuracy_report")  # "" or e.g. "_avx2": the figures follow the report
     ced_png, pe_png = f"ced{tag}.png", f"point_error_{a.models[0]}{tag}.png"
     root = Path(a.data) / "300w"

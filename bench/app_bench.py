@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import cpu_name, timed  # noqa: E402
+from common import cpu_name, report_path, timed  # noqa: E402
 from fkd.landmarker import DEFAULT_MODEL  # noqa: E402  (the model the app opens with)
 
 
@@ -32,7 +32,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--threads", type=int, default=1, help="torch and OpenCV threads")
-    p.add_argument("--out", default=str(ROOT / "bench" / "app_report.md"))
+    p.add_argument("--out", type=report_path, default=str(ROOT / "bench" / "app_report.md"))
     a = p.parse_args(argv)
     os.environ["FKD_TORCH_THREADS"] = str(a.threads)
 

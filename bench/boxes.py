@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import cpu_name  # noqa: E402
+from common import cpu_name, report_path  # noqa: E402
 from fkd import landmarker as lm_module  # noqa: E402
 from fkd.data import DATA_DIR, find_300w, split_300w  # noqa: E402
 from fkd.evaluate import nearest_face  # noqa: E402
@@ -76,7 +76,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=lm_module.DEFAULT_MODEL)
     ap.add_argument("--data", type=Path, default=DATA_DIR)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "boxes_report.md")
+    ap.add_argument("--out", type=report_path, default=ROOT / "bench" / "boxes_report.md")
     a = ap.parse_args()
     root = a.data / "300w"
     records, _ = find_300w(root)

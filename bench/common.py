@@ -9,6 +9,14 @@ from pathlib import Path
 import numpy as np
 
 
+def report_path(text: str) -> Path:
+    """A bench's --out (argparse `type=`): its folder is made when the flag is read, so that minutes of
+    measuring do not end in a report that cannot be written."""
+    path = Path(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def cpu_name() -> str:
     """The CPU model and its vector units: the same graph takes ~1.8 ms per face where the CPU computes
     in bfloat16 and ~2-3x that with AVX2 alone, so a report must say which CPU it ran on."""

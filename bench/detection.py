@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import cpu_name, median_ms  # noqa: E402
+from common import cpu_name, median_ms, report_path  # noqa: E402
 from fkd import detect  # noqa: E402
 from fkd.data import DATA_DIR, find_300w, read_dlib_xml  # noqa: E402
 from fkd.evaluate import nearest_face  # noqa: E402
@@ -114,7 +114,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA_DIR)
     ap.add_argument("--negatives", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "detection_report.md")
+    ap.add_argument("--out", type=report_path, default=ROOT / "bench" / "detection_report.md")
     a = ap.parse_args()
     import torch
     torch.set_num_threads(a.threads)

@@ -23,7 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "tests" / "fixtures" / "data" / "300w"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from common import report_path  # noqa: E402
 from fkd.landmarker import DEFAULT_MODEL  # noqa: E402  (the model the app opens with)
 
 
@@ -46,7 +48,7 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=10)
     p.add_argument("--morphs", type=int, default=2)
     p.add_argument("--budget", type=float, default=900, help="stop everything after this many seconds")
-    p.add_argument("--out", default=str(ROOT / "bench" / "load_report.md"))
+    p.add_argument("--out", type=report_path, default=str(ROOT / "bench" / "load_report.md"))
     a = p.parse_args()
     from gradio_client import Client, handle_file
 

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import cpu_name  # noqa: E402
+from common import cpu_name, report_path  # noqa: E402
 from fkd import landmarker as lm_module  # noqa: E402
 from fkd.data import read_pts  # noqa: E402
 from fkd.geometry import box_side, landmark_box  # noqa: E402
@@ -113,7 +113,7 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=["ibug68_kd", "ibug68_128"], help="68-point models (the face's labels)")
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--speeds", type=float, nargs="+", default=SPEEDS, help="face widths per frame")
-    p.add_argument("--out", default=str(ROOT / "bench" / "motion_report.md"))
+    p.add_argument("--out", type=report_path, default=str(ROOT / "bench" / "motion_report.md"))
     a = p.parse_args()
     face = SlidingFace(FACE)
     lines = ["# Following a moving face", "",

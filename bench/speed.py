@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import cpu_name, median_ms  # noqa: E402
+from common import cpu_name, median_ms, report_path  # noqa: E402
 from fkd.landmarker import Landmarker  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -30,7 +30,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["ibug68_kd", "ibug68_128"])
     p.add_argument("--rounds", type=int, default=12)
-    p.add_argument("--out", default=str(HERE / "speed_report.md"))
+    p.add_argument("--out", type=report_path, default=str(HERE / "speed_report.md"))
     a = p.parse_args()
     runs = []
     for name in a.models:

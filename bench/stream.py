@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import cpu_name  # noqa: E402
+from common import cpu_name, report_path  # noqa: E402
 from fkd.geometry import turned_image  # noqa: E402
 from fkd.io import load_image  # noqa: E402
 
@@ -68,7 +68,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--threads", type=int, default=1, help="torch and OpenCV threads")
-    p.add_argument("--out", default=str(ROOT / "bench" / "stream_report.md"))
+    p.add_argument("--out", type=report_path, default=str(ROOT / "bench" / "stream_report.md"))
     a = p.parse_args()
     os.environ["FKD_TORCH_THREADS"] = str(a.threads)  # as bench/app_bench.py: the app's own setting
     import torch
