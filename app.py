@@ -79,8 +79,10 @@ log = logging.getLogger("fkd.app")
 
 
 def model_choices() -> list[tuple[str, str]]:
-    """(label, name) per model in MODELS, in its order; ones whose weights are not there yet say so."""
-    return [(label + ("" if (WEIGHTS_DIR / f"{m}.safetensors").exists() else " (no weights yet)"), m)
+    """(label, name) per model in MODELS, in its order; the default on this CPU says so, and ones
+    whose weights are not there yet too."""
+    return [(label + (" · default here" if m == DEFAULT_MODEL else "")
+             + ("" if (WEIGHTS_DIR / f"{m}.safetensors").exists() else " (no weights yet)"), m)
             for m, label in MODELS.items()]
 
 

@@ -35,18 +35,32 @@ from fkd.io import ImageError, ImageLike, load_image_sized
 from fkd.layouts import LAYOUTS
 from fkd.weights import WeightsError, load_model, resolve
 
-MODELS = {"ibug68_kd": "300-W 68 points, distilled (Part 3, default)",
+MODELS = {"ibug68_kd": "300-W 68 points, distilled (Part 3; the most accurate)",
           "ibug68": "300-W 68 points, from scratch (the distilled model's start)",
           "ibug68_ctx": "300-W 68 points, with stride-32 context (slower)",
           "ibug68_slim": "300-W 68 points, slim head",
-          "ibug68_128": "300-W 68 points, 128² input, tighter crop (fastest; a little less accurate)",
+          "ibug68_128": "300-W 68 points, 128² input, tighter crop (the fastest)",
           "ibug68_quick": "300-W 68 points, from scratch in 100 epochs on a tighter crop",
           "ibug68_resnet18": "300-W 68 points, ResNet18 baseline",
           # the course models learned from 29 frontal studio faces (IMM): points are rough on other photos
           "imm58": "IMM 58 points (Part 2; rough beyond studio faces)",
           "nose": "nose tip (Part 1; rough beyond studio faces)"}
 
-DEFAULT_MODEL = next(iter(MODELS))  # the first entry, "ibug68_kd": what the CLIs, the app and Landmarker() use
+
+def default_model(bf16: bool | None = None) -> str:
+    """The most accurate model whose one pass stays under 3 ms per face on one thread of this CPU
+    (the project's bar). Where OpenVINO computes in bfloat16 that is `ibug68_kd` (2.25 ms median,
+    bench/speed_report_bf16.md). Elsewhere it is `ibug68_128`, 0.02-0.05 % NME behind it
+    (bench/accuracy_report.md): on an AVX2-only CPU through ONNX Runtime it took 2.90 ms against 4.68
+    (bench/speed_report.md). `bf16`: whether this CPU has it (default: ask OpenVINO, as the "auto"
+    backend does)."""
+    if bf16 is None:
+        from fkd.runtime import openvino_bf16
+        bf16 = openvino_bf16()
+    return "ibug68_kd" if bf16 else "ibug68_128"
+
+
+DEFAULT_MODEL = default_model()  # what the CLIs, the app and Landmarker() use on this machine
 
 # Tilted heads. The 68-point models trained on faces turned by at most ±25° beyond their own tilt.
 # With the validation photos turned 35° (through MediaPipe), one pass gave 4.67 % NME and a second
@@ -86,7 +100,7 @@ FLIP_BELOW = 0.996             # for cards without `flip_below` (ibug68_kd's med
 
 FlipTest = bool | Literal["auto"]  # True: always mirror too; False: one pass; "auto": below flip_below
 
-__all__ = ["Face", "Landmarker", "WeightsError", "ImageError", "MODELS", "DEFAULT_MODEL"]
+__all__ = ["Face", "Landmarker", "WeightsError", "ImageError", "MODELS", "DEFAULT_MODEL", "default_model"]
 
 
 @dataclass

@@ -108,6 +108,12 @@ def test_keypoints_endpoint_on_real_photos(client, faces):
     assert np.abs(np.array(result["faces"][0]["keypoints"]) - want[0].keypoints).max() < 0.02
 
 
+def test_the_model_lists_name_the_default_on_this_cpu(app_module):
+    labels = dict((m, label) for label, m in app_module.model_choices())
+    assert [m for m, label in labels.items() if "default here" in label] == [DEFAULT_MODEL]
+    assert not any("no weights yet" in label for label in labels.values())
+
+
 def test_keypoints_defaults_and_other_models(client, faces):
     path = handle_file(str(faces[0].image))
     _, result = client.predict(path, api_name="/keypoints")  # box mode and model have defaults
@@ -348,7 +354,8 @@ def test_feature_maps_show_a_turned_face_as_the_model_sees_it(app_module, faces,
     im.transpose(Image.Transpose.ROTATE_90).save(turned)
     crop_up, maps_up = app_module.feature_maps_ui(str(upright), DEFAULT_MODEL)
     crop_turned, maps_turned = app_module.feature_maps_ui(str(turned), DEFAULT_MODEL)
-    assert crop_up.shape == crop_turned.shape == (320, 320, 3) and maps_up.shape == maps_turned.shape
+    w, h = app_module.get_landmarker(DEFAULT_MODEL).input_size  # the model input, shown at twice its size
+    assert crop_up.shape == crop_turned.shape == (2 * h, 2 * w, 3) and maps_up.shape == maps_turned.shape
     diff = np.abs(crop_up.astype(np.float32) - crop_turned).mean()
     sideways = np.abs(crop_up.astype(np.float32) - np.rot90(crop_turned)).mean()
     assert diff < 20 and diff < sideways / 2, (diff, sideways)
