@@ -319,7 +319,7 @@ class Landmarker:
         return mats, self._crops(rgb, mats)
 
     def _crops(self, rgb: np.ndarray, mats: list[np.ndarray]) -> torch.Tensor:
-        """The model inputs cut by `mats`, scaled to [-0.5, 0.5] in numpy: torch would spread a crop's
+        """The model inputs cut by `mats`, scaled to [-0.5, 0.5] in numpy: torch would spread a 160² crop's
         76,800 values over its thread pool, and waking it after the detector ran cost ~2 ms a frame."""
         patches = [warp(rgb, M, self.input_size) for M in mats]
         x = np.stack([to_gray(p)[None] if self.cfg.in_channels == 1 else p.transpose(2, 0, 1) for p in patches])
