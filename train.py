@@ -5,7 +5,7 @@
     python train.py imm58                     # Part 2: 58 IMM points (about 2 minutes)
     python train.py resnet18                  # Part 3 seed recipe: ResNet18 regression on 300-W
     python train.py ibug68                    # Part 3+: the from-scratch 68-point model (~75 min)
-    python train.py ibug68_kd                 # the default: ibug68 distilled from ibug68 + _ctx + _slim
+    python train.py ibug68_kd                 # the most accurate (the default on CPUs with bfloat16): ibug68 distilled from ibug68 + _ctx + _slim
     python train.py ibug68_128_base           # ibug68_kd at 128², distilled from it at 160² (the fast one's first round)
     python train.py ibug68_128                # the fast one: ibug68_128_base distilled again from three 160² models
     python train.py ibug68_quick              # ibug68 on a tighter crop in 100 epochs (~74 min on an AVX2 CPU)
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent
 
 def get_args_parser() -> argparse.ArgumentParser:
     from fkd.data import DATA_DIR
-    from fkd.predict import bounded
+    from fkd.flags import bounded
     from fkd.recipes import RECIPES
     from fkd.weights import WEIGHTS_DIR
 

@@ -31,9 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fkd.landmarker import DEFAULT_MODEL
+from fkd.flags import bounded
 from fkd.io import writable
-from fkd.predict import add_flip_argument, bounded, output_problem
+from fkd.landmarker import DEFAULT_MODEL
+from fkd.predict import add_flip_argument, output_problem
 
 MODEL_FOR_POINTS = {68: DEFAULT_MODEL, 58: "imm58"}  # the model to name for data with this many points
 SAME_FACE_PX = 2.0     # mean point distance under which two labels are one face (a 1-based .pts vs a

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -51,19 +50,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the results here instead of printing them")
     p.add_argument("--draw", help="also save each image with its points drawn into this folder")
     return p
-
-
-def bounded(kind: type, low: float, high: float | None = None, above: bool = False):
-    """A numeric flag type (argparse's `type=`) that refuses out-of-range values before anything runs:
-    0 epochs would ship an untrained model, a NaN smoothing would fail while drawing. The CLIs share it."""
-    def parse(text: str):
-        x = kind(text)
-        if not math.isfinite(x) or (x <= low if above else x < low) or (high is not None and x > high):
-            rule = f"between {low} and {high}" if high is not None else f"above {low}" if above else f"at least {low}"
-            raise argparse.ArgumentTypeError(f"must be {rule}, not {text}")
-        return x
-    parse.__name__ = kind.__name__  # argparse says "invalid int value: 'x'" for a non-number
-    return parse
 
 
 FLIP_CHOICES = {"auto": "auto", "on": True, "off": False}  # --flip-test word → Landmarker(flip_test=...)

@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from fkd.flags import bounded
 from fkd.io import ImageError
 from fkd.landmarker import DEFAULT_MODEL, MODELS, Face, Landmarker
 from fkd.media import first_line, read_video, write_mp4
-from fkd.predict import FLIP_CHOICES, add_flip_argument, bounded, open_checked, output_problem
+from fkd.predict import FLIP_CHOICES, add_flip_argument, open_checked, output_problem
 from fkd.stream import Tracker
 from fkd.viz import draw_faces
 
