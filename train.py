@@ -3,12 +3,11 @@
     python train.py nose                      # Part 1: nose tip on IMM (seconds)
     python train.py nose --sweep              # the seeds' learning-rate × epochs table
     python train.py imm58                     # Part 2: 58 IMM points (about 2 minutes)
-    python train.py resnet18                  # Part 3 seed recipe: ResNet18 regression on 300-W
-    python train.py ibug68                    # Part 3+: the from-scratch 68-point model (~75 min)
-    python train.py ibug68_kd                 # the most accurate (the default on CPUs with bfloat16): ibug68 distilled from ibug68 + _ctx + _slim
-    python train.py ibug68_128_base           # ibug68_kd at 128², distilled from it at 160² (the fast one's first round)
-    python train.py ibug68_128                # the fast one: ibug68_128_base distilled again from three 160² models
-    python train.py ibug68_quick              # ibug68 on a tighter crop in 100 epochs (~74 min on an AVX2 CPU)
+    python train.py face68_baseline           # Part 3 seed recipe: ResNet18 regression on 300-W
+    python train.py face68_accurate           # Part 3+: ibug68 distilled from three teachers
+    python train.py face68                    # the default: 128², distilled from four 160² models
+    python train.py ibug68                    # a teacher, from scratch (~75 min); also _ctx, _slim,
+                                              # _quick, _128_base: they go to weights/teachers/
     python train.py ibug68 --resume           # continue a stopped run from its last checkpoint
     torchrun --nproc_per_node 2 train.py ibug68   # several processes (gloo on CPU, nccl on GPU)
 
@@ -56,7 +55,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=bounded(int, 0), default=0, help="CPU threads (0 = torch's default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--report-name", default="ibug68", help="report: which weights to redraw")
+    p.add_argument("--report-name", default="face68", help="report: which weights to redraw")
     return p
 
 
@@ -68,8 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--sweep is for nose only (the seeds' learning rate × epochs table)")
     if args.sweep and (args.epochs is not None or args.lr is not None or args.name or args.resume):
         p.error("--sweep picks its own learning rates, epochs and names: leave out --epochs, --lr, --name and --resume")
-    if args.blurpool and args.model != "resnet18":
-        p.error("--blurpool is for resnet18 only")
+    if args.blurpool and args.model != "face68_baseline":
+        p.error("--blurpool is for resnet18 only (face68_baseline)")
     if args.model == "report":  # it redraws the pictures of saved weights: nothing is trained
         given = [f"--{k.replace('_', '-')}" for k in TRAINING_FLAGS if getattr(args, k) != p.get_default(k)]
         if given:
@@ -94,12 +93,13 @@ def main(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGTERM, _stop)
     try:
         if args.model == "report":
-            from fkd.report import redraw_report
+            from training.report import redraw_report
             redraw_report(args)
         elif args.sweep:
             recipes.sweep(args)
         else:
-            recipes.run(args)
+            from training.report import write_training_report
+            recipes.run(args, report=write_training_report)
     except (WeightsError, FloatingPointError) as e:  # a missing --init/--teachers/--report-name, a diverged loss
         raise SystemExit(f"error: {e}") from None
     except KeyboardInterrupt:  # Ctrl-C outside the epochs (recipes.run reports those itself)

@@ -34,7 +34,7 @@ from fkd.landmarker import MODELS, Landmarker  # noqa: E402
 from fkd.metrics import nme, point_nme, summary  # noqa: E402
 from fkd.runtime import onnx_available, openvino_bf16, pick_backend  # noqa: E402
 from fkd.viz import ced_plot, draw_faces, point_error_plot, save_png  # noqa: E402
-from fkd.weights import resolve  # noqa: E402
+from fkd.weights import read_card, resolve  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -68,11 +68,11 @@ def flip_ms(lm: Landmarker, crops) -> dict:
         for _ in range(3):
             t = time.perf_counter()
             for mats, x in crops:  # one pass, and the mirrored one where the setting asks (as Landmarker does)
-                pts, conf = lm._points(x, mats)
-                lm._mirror_into(pts, x, mats, lm._to_mirror(conf, flip))
+                reading = lm.pass_on(x, mats)
+                lm.mirror(reading, lm.to_mirror(reading.conf, flip))
             sweeps.append((time.perf_counter() - t) / len(crops))
         out[f"val_{FLIP_WORD[flip]}_ms"] = 1000 * float(np.median(sweeps))
-    out["auto_share"] = float(np.mean([lm._run(x)[1][0] < lm.flip_below for _, x in crops]))
+    out["auto_share"] = float(np.mean([lm.run(x)[1][0] < lm.flip_below for _, x in crops]))
     out["flip_below"] = lm.flip_below
     return out
 
@@ -84,11 +84,11 @@ def speed(name: str, rgb: np.ndarray, crops) -> dict:
             torch.set_num_threads(threads)
             lm = Landmarker(name, backend=backend, threads=threads)
             cfg = lm.cfg
-            x = torch.rand(1, cfg.in_channels, cfg.input_h, cfg.input_w) - 0.5
-            out[f"{backend}_{threads}t_ms"] = median_ms(lambda: lm._run(x), n=100 if backend == "torch" else 300)
+            x = torch.rand(1, cfg.in_channels, cfg.input_h, cfg.input_w).numpy() - 0.5
+            out[f"{backend}_{threads}t_ms"] = median_ms(lambda: lm.run(x), n=100 if backend == "torch" else 300)
             if backend == FAST and threads == 1:
                 # the flip test (the app's photo tabs): the crop and its mirror, one after the other
-                out["flip_1t_ms"] = median_ms(lambda: (lm._run(x), lm._run(x.flip(-1))), n=300)
+                out["flip_1t_ms"] = median_ms(lambda: (lm.run(x), lm.run(x[..., ::-1].copy())), n=300)
                 # on the validation faces, whose doubt decides what flip_test="auto" costs
                 out.update(flip_ms(lm, crops))
                 # the whole webcam frame: detect + crop + landmarks + draw, 640×480, as the app's Live tab
@@ -138,7 +138,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(DATA_DIR))
     # every 68-point model the library offers, in fkd.MODELS' order (no second list to keep in step)
-    p.add_argument("--models", nargs="+", default=[m for m in MODELS if m.startswith("ibug68")])
+    p.add_argument("--models", nargs="+", default=[m for m in MODELS if read_card(m)["layout"] == "ibug68"])
     p.add_argument("--rounds", type=int, default=3, help="timing rounds over all models (median kept)")
     p.add_argument("--out", type=report_path, default=str(HERE / "accuracy_report.md"))
     a = p.parse_args()

@@ -1,11 +1,11 @@
 """How well following keeps a moving face: a face sliding across a webcam frame, followed as the app does.
 
-    python bench/motion.py [--models ibug68_kd ibug68_128] [--frames 60]
+    python bench/motion.py [--models face68_accurate face68] [--frames 60]
 
 A validation face with its labels (tests/fixtures, ~200 px wide) slides back and forth across a
 640×480 frame at several speeds (a share of its width per frame, 0 = still). After its first detection,
 each frame goes through the app's `fkd.stream.Tracker`: the face is cropped from its last points,
-read by `Landmarker.track`, given a second pass when it lies off that crop (`fkd.landmarker.REFINE`),
+read by `Landmarker.track`, given a second pass when it lies off that crop (`Settings.recrop_above`),
 and detected again when lost. Each speed runs with and without the second pass. Writes
 bench/motion_report.md: NME (inter-ocular) against the moved labels, mean and worst over the frames,
 jitter (the points' move from frame to frame unlike the face's), the frames lost, and the model's
@@ -26,11 +26,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from common import cpu_name, report_path  # noqa: E402
-from fkd import landmarker as lm_module  # noqa: E402
 from fkd.data import read_pts  # noqa: E402
 from fkd.geometry import box_side, landmark_box  # noqa: E402
 from fkd.io import load_image  # noqa: E402
-from fkd.landmarker import Landmarker  # noqa: E402
+from fkd.landmarker import Landmarker, Settings  # noqa: E402
 from fkd.metrics import nme  # noqa: E402
 from fkd.stream import Tracker  # noqa: E402
 
@@ -68,7 +67,7 @@ def path(speed: float, frames: int) -> list[float]:
     return xs
 
 
-MODES = {"second pass (the app)": True, "one pass": False}  # fkd.landmarker.REFINE on or off
+MODES = {"second pass (the app)": Settings(), "one pass": Settings(recrop_above=None)}
 
 
 def follow(lm: Landmarker, face: SlidingFace, speed: float, frames: int) -> dict[str, float]:
@@ -77,40 +76,31 @@ def follow(lm: Landmarker, face: SlidingFace, speed: float, frames: int) -> dict
     passes a frame."""
     tracker = Tracker(strength=0.0, flip_test=False, detect_every_s=float("inf"))
     tracker(lm, face.at(FRAME_WH[0] / 4)[0], lambda: 0.0)  # found by the detector
-    errs, shakes, lost, passes = [], [], 0, 0
+    errs, shakes, lost = [], [], 0
     last_err = None  # the last frame's points minus its labels
-    run = lm._run
-
-    def counted(*args, **kw):  # the model's passes (a batch of crops each; one face here)
-        nonlocal passes
-        passes += 1
-        return run(*args, **kw)
-
-    lm._run = counted
-    try:
-        for k, x in enumerate(path(speed, frames), 1):
-            frame, gt = face.at(x)
-            got = tracker(lm, frame, lambda: k / 30)
-            lost += tracker.last_detect == k / 30  # followed faces lost: the detector looked again
-            assert len(got) <= 1, "one face in the frame"
-            if not got:
-                errs.append(np.nan)
-                last_err = None
-                continue
-            p = np.asarray(got[0].keypoints, np.float64)
-            errs.append(100 * float(nme(p[None], gt[None])[0]))
-            if last_err is not None:  # jitter: how far the points moved unlike the face, as NME of that move
-                shakes.append(100 * float(nme((p - last_err)[None], gt[None])[0]))
-            last_err = p - gt
-    finally:
-        del lm._run  # back to the class's method
+    start = lm.passes  # the model's passes (one face here)
+    for k, x in enumerate(path(speed, frames), 1):
+        frame, gt = face.at(x)
+        got = tracker(lm, frame, lambda: k / 30)
+        lost += tracker.last_detect == k / 30  # followed faces lost: the detector looked again
+        assert len(got) <= 1, "one face in the frame"
+        if not got:
+            errs.append(np.nan)
+            last_err = None
+            continue
+        p = np.asarray(got[0].keypoints, np.float64)
+        errs.append(100 * float(nme(p[None], gt[None])[0]))
+        if last_err is not None:  # jitter: how far the points moved unlike the face, as NME of that move
+            shakes.append(100 * float(nme((p - last_err)[None], gt[None])[0]))
+        last_err = p - gt
+    passes = lm.passes - start
     return {"mean": float(np.nanmean(errs)), "worst": float(np.nanmax(errs)), "jitter": float(np.mean(shakes)) if shakes else float("nan"),
             "lost": lost, "passes": passes / frames}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["ibug68_kd", "ibug68_128"], help="68-point models (the face's labels)")
+    p.add_argument("--models", nargs="+", default=["face68_accurate", "face68"], help="68-point models (the face's labels)")
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--speeds", type=float, nargs="+", default=SPEEDS, help="face widths per frame")
     p.add_argument("--out", type=report_path, default=str(ROOT / "bench" / "motion_report.md"))
@@ -123,22 +113,18 @@ def main() -> None:
              "`Tracker` (no smoothing, no flip test) on a grey frame; a lost face is detected again. NME % against its moved labels.", "",
              "| model | speed (face widths per frame) | how | NME mean | worst frame | jitter | frames lost | passes per frame |",
              "|---|---|---|---|---|---|---|---|"]
-    refine = lm_module.REFINE
     for name in a.models:
-        lm = Landmarker(name, flip_test=False)
+        lms = {how: Landmarker(name, flip_test=False, settings=s) for how, s in MODES.items()}
         for speed in a.speeds:
-            for how, second in MODES.items():
-                lm_module.REFINE = refine if second else None  # off: for re-detected faces' boxes too
-                try:
-                    r = follow(lm, face, speed, a.frames)
-                finally:
-                    lm_module.REFINE = refine
+            for how, lm in lms.items():
+                r = follow(lm, face, speed, a.frames)
                 row = (f"| {name} | {speed:.2f} | {how} | {r['mean']:.2f} | {r['worst']:.2f} | {r['jitter']:.3f} | "
                        f"{r['lost']} | {r['passes']:.2f} |")
                 print(row, flush=True)
                 lines.append(row)
-        lm.close()
-    lines += ["", "Second pass: a face whose new points' crop lies more than REFINE (a share of the input's side) from the crop "
+        for lm in lms.values():
+            lm.close()
+    lines += ["", "Second pass: a face whose new points' crop lies more than `Settings.recrop_above` (a share of the input's side) from the crop "
               "it was read on is read again on that crop. Jitter: how far the points moved from one frame to the next "
               "unlike the face (mean over points and frames, % of the eye-corner distance). Passes per frame: the "
               "model's runs after the first detection."]

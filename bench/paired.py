@@ -1,7 +1,7 @@
 """Is model B better than model A on the same faces? Paired per-face NME and a bootstrap interval.
 
-    python bench/paired.py ibug68 ibug68_kd [--data ../shared/data] [--resamples 5000]
-    python bench/paired.py ibug68_kd ibug68_kd --temperatures 1 3     # one model, two decodings
+    python bench/paired.py ibug68 face68_accurate [--data ../shared/data] [--resamples 5000]
+    python bench/paired.py face68_accurate face68_accurate --temperatures 1 3     # one model, two decodings
 
 A mean NME over 195 faces moves by ±0.1 with the faces drawn; two models' errors on the same face
 move together, so their per-face difference is what tells a real gain from noise. Also prints
@@ -22,7 +22,7 @@ from fkd.data import DATA_DIR, find_300w, split_300w  # noqa: E402
 from fkd.evaluate import evaluate_records  # noqa: E402
 from fkd.geometry import box_side, landmark_box  # noqa: E402
 from fkd.io import load_image_sized  # noqa: E402
-from fkd.landmarker import Landmarker  # noqa: E402
+from fkd.landmarker import Landmarker, Settings  # noqa: E402
 from fkd.metrics import nme  # noqa: E402
 
 
@@ -38,7 +38,7 @@ def per_face_nme(name: str, records, box: str, temperature: float | None = None)
 
 def confidences(name: str, records) -> tuple[np.ndarray, np.ndarray]:
     """Confidence with the landmark box, and with boxes of its size moved one side left, right, up."""
-    lm = Landmarker(name, min_confidence=0.0)
+    lm = Landmarker(name, settings=Settings(min_confidence=0.0))
     on, off = [], []
     for r in records:
         rgb, (W, _) = load_image_sized(r.image)

@@ -1,6 +1,6 @@
 """The landmark models' time per face alone, in many short rounds taken in turns.
 
-    python bench/speed.py [--models ibug68_kd ibug68_128] [--rounds 12] [--out bench/speed_report.md]
+    python bench/speed.py [--models face68_accurate face68] [--rounds 12] [--out bench/speed_report.md]
 
 On a shared 2-core machine one model's time moves by 30 % from one minute to the next, more than
 the gaps between models. bench/accuracy.py takes its 3 rounds minutes apart; here each round
@@ -28,19 +28,19 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", default=["ibug68_kd", "ibug68_128"])
+    p.add_argument("--models", nargs="+", default=["face68_accurate", "face68"])
     p.add_argument("--rounds", type=int, default=12)
     p.add_argument("--out", type=report_path, default=str(HERE / "speed_report.md"))
     a = p.parse_args()
     runs = []
     for name in a.models:
         lm = Landmarker(name, threads=1)
-        x = torch.rand(1, lm.cfg.in_channels, lm.cfg.input_h, lm.cfg.input_w) - 0.5
+        x = torch.rand(1, lm.cfg.in_channels, lm.cfg.input_h, lm.cfg.input_w).numpy() - 0.5
         runs.append((name, lm, x))
     rounds = {name: [] for name in a.models}
     for r in range(a.rounds):
         for name, lm, x in runs:
-            rounds[name].append(median_ms(lambda: lm._run(x), n=300))
+            rounds[name].append(median_ms(lambda: lm.run(x), n=300))
         print(f"round {r}: " + ", ".join(f"{n} {v[-1]:.2f} ms" for n, v in rounds.items()), flush=True)
     backend = runs[0][1].backend
     for _, lm, _ in runs:

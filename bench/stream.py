@@ -4,7 +4,7 @@
 
 Four 640×480 streams through the app's `live_step` (landmarks + One-Euro + drawing, and the detector
 when it is due), each `--frames` frames of one still: a sharp face, the same face defocused
-(Gaussian blur σ 6.5: found, but below the 0.97 (`SEARCH_BELOW`) under which the search of turned
+(Gaussian blur σ 6.5: found, but below the 0.97 (`Settings.search_below`) under which the search of turned
 copies starts), the face lying down (turned 90°: only the search finds it) and an empty frame. Each
 stream runs three ways: as the app does (`fkd.stream.Tracker`: faces followed from their last points,
 the detector twice a second and when a face is lost, the search paced by `SearchPacer`), with the

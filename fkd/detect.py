@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fkd.calibration import load_calibration
 from fkd.geometry import box_iou
 from fkd.weights import WEIGHTS_DIR, WeightsError
 
@@ -139,8 +140,6 @@ class MediaPipeShortAndFull(FaceDetector):
     at min_score for the models that have none)."""
 
     def __init__(self, min_score: float = 0.5):
-        from fkd.calibration import load_calibration
-
         self.short = MediaPipeDetector(BLAZEFACE, min_score)
         self._full, self._min_score = None, min_score
         self.full_to_short = load_calibration("full_to_short")

@@ -1,11 +1,11 @@
 """Distillation: a teacher made of trained PIPNet models, each averaged over the image and its mirror.
 
 Averaged this way the three shipped 160² models score better than any one of them, but cost six
-passes per face. Training one network on their answers (`python train.py ibug68_kd`) moves part
+passes per face. Training one network on their answers (`python train.py face68_accurate`) moves part
 of that gain into a single pass, at no cost per face. A teacher may read a larger input than its
-student (`ibug68_128_base` learns at 128² from `ibug68_kd` at 160²): it sees the student's image
+student (`ibug68_128_base` learns at 128² from `face68_accurate` at 160²): it sees the student's image
 resized to its own input, and its answer is brought back to the student's pixels and grid. It
-reads the student's crop whatever its own card's crop (`ibug68_kd`, trained on 1.3 box sides, reads
+reads the student's crop whatever its own card's crop (`face68_accurate`, trained on 1.3 box sides, reads
 the 128² models' 1.15 and loses nothing there: bench/HISTORY.md).
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Score a model on any folder of labelled faces, in the field's metrics and the course's.
 
-    python -m fkd.evaluate DIR [--model ibug68_kd] [--box detector|landmarks] [--flip-test auto|on|off]
+    python -m fkd.evaluate DIR [--model face68_accurate] [--box detector|landmarks] [--flip-test auto|on|off]
                            [--ced ced.png] [--export-csv preds.csv] [--pts OUT_DIR] [--json metrics.json]
 
 DIR holds images with 300-W `.pts` (or a dlib XML, or IMM `.asf`). NME is normalised by the outer

@@ -1,6 +1,6 @@
 """Keypoints for photos from the command line.
 
-    python -m fkd.predict photo.jpg [more.jpg folder/ ...] [--model ibug68_kd|ibug68|ibug68_ctx|ibug68_slim|ibug68_128|ibug68_quick|ibug68_resnet18|imm58|nose]
+    python -m fkd.predict photo.jpg [more.jpg folder/ ...] [--model face68_accurate|ibug68|ibug68_ctx|ibug68_slim|face68|ibug68_quick|face68_baseline|imm58|nose]
                           [--box x0,y0,x1,y1] [--flip-test auto|on|off] [--json out.json] [--draw out_dir]
 
 A folder stands for the images in it and its subfolders (links to folders too; hidden files and

@@ -27,6 +27,7 @@ from fkd.metrics import point_nme, summary
 from fkd.models import ModelConfig, build_model
 from fkd.transforms import EvalPreset, TrainPreset
 from fkd.weights import resolve, save_weights
+from fkd.zoo import MODELS, TEACHERS_DIR
 
 
 @dataclass
@@ -60,7 +61,7 @@ RECIPES = {
     "imm58": Recipe("imm58", "Part 2: 58 IMM points", "imm", "imm58",
                     ModelConfig("imm_cnn", 58, 1, 240, 180, loss="mse"), pad=(30, 22), epochs=60, batch=8, lr=1e-3,
                     aug=dict(rotate=12, shift=0.06, scale=(0.9, 1.1), erase=0.0, gray_prob=0.0)),
-    "resnet18": Recipe("ibug68_resnet18", "Part 3: 68 points, ResNet18 regression (seed recipe)", "300w", "ibug68",
+    "face68_baseline": Recipe("face68_baseline", "Part 3: 68 points, ResNet18 regression (seed recipe)", "300w", "ibug68",
                        ModelConfig("resnet18", 68, 3, 128, 128, loss="wing", width=32), pad=(32, 32), epochs=40,
                        batch=32, lr=1e-3, optimizer="adamw", weight_decay=1e-4, ema=0.998),
     # the default: the stride-32 stage left out (context=False) costs ~30 % less time per face and
@@ -83,27 +84,27 @@ RECIPES["ibug68_slim"] = dataclasses.replace(
 # `ibug68` fine-tuned 50 epochs on the labels and, half and half, on the answers of the three models
 # above averaged over each image and its mirror (six passes per face in training, one in use);
 # 50 epochs at 1e-3 beat 25 at 3e-4 by 0.03 % NME per face (bench/HISTORY.md)
-RECIPES["ibug68_kd"] = dataclasses.replace(
-    RECIPES["ibug68"], name="ibug68_kd", part="Part 3+: 68 points, `ibug68` distilled from the flip-averaged ibug68 + _ctx + _slim",
+RECIPES["face68_accurate"] = dataclasses.replace(
+    RECIPES["ibug68"], name="face68_accurate", part="Part 3+: 68 points, `ibug68` distilled from the flip-averaged ibug68 + _ctx + _slim",
     init="ibug68", teachers=("ibug68", "ibug68_ctx", "ibug68_slim"), distil=0.5, epochs=50, lr=1e-3)
-# `ibug68_kd` at 128²: 0.64× the pixels, so ~0.7× the time per face; fine-tuned from it, half on the
+# `face68_accurate` at 128²: 0.64× the pixels, so ~0.7× the time per face; fine-tuned from it, half on the
 # labels and half on its own flip-averaged answers at 160² (fkd/distil.py resizes the crops).
 # A tighter crop (1.15 box sides, not 1.3) spends those pixels on the face rather than around it
 # (1.3 → 1.2 → 1.15: 3.58 → 3.51 → 3.48 % in one pass, bench/HISTORY.md); the shift jitter is
 # widened to stay the same in box sides (0.08 × 1.3 / 1.15)
 RECIPES["ibug68_128_base"] = dataclasses.replace(
     RECIPES["ibug68"], name="ibug68_128_base",
-    part="Part 3+: 68 points at 128² on a tighter crop, `ibug68_kd` distilled from itself at 160² (the first round of ibug68_128)",
+    part="Part 3+: 68 points at 128² on a tighter crop, `face68_accurate` distilled from itself at 160² (the first round of face68)",
     model=dataclasses.replace(RECIPES["ibug68"].model, input_w=128, input_h=128), pad=(32, 32),
     crop=CropSpec(w=1.15, h=1.15), aug=dict(shift=0.09),
-    init="ibug68_kd", teachers=("ibug68_kd",), distil=0.5, epochs=40, lr=1e-3)
+    init="face68_accurate", teachers=("face68_accurate",), distil=0.5, epochs=40, lr=1e-3)
 # the fast model: a second round, 30 epochs from the first, on three teachers averaged (each with its
-# mirror) instead of one. On the student's crops the three score 3.30 % against 3.34 for `ibug68_kd`
+# mirror) instead of one. On the student's crops the three score 3.30 % against 3.34 for `face68_accurate`
 # alone (flip-averaged, shifted); the student gains 0.03 % (bench/HISTORY.md)
-RECIPES["ibug68_128"] = dataclasses.replace(
-    RECIPES["ibug68_128_base"], name="ibug68_128",
-    part="Part 3+: 68 points at 128² on a tighter crop, `ibug68_128_base` distilled again from ibug68_kd + ibug68_quick + ibug68 at 160²",
-    init="ibug68_128_base", teachers=("ibug68_kd", "ibug68_quick", "ibug68"), epochs=30)
+RECIPES["face68"] = dataclasses.replace(
+    RECIPES["ibug68_128_base"], name="face68",
+    part="Part 3+: 68 points at 128² on a tighter crop, `ibug68_128_base` distilled again from face68_accurate + ibug68_quick + ibug68 at 160²",
+    init="ibug68_128_base", teachers=("face68_accurate", "ibug68_quick", "ibug68"), epochs=30)
 
 # `ibug68` on the 128² models' tighter crop (1.15 box sides, shift jitter widened to match), 100 epochs
 # instead of 170: the from-scratch route sized for 90 minutes on a CPU without bfloat16 (AVX2), where
@@ -178,7 +179,7 @@ def make_recipe(args) -> Recipe:
         if getattr(args, "distil", None) is None:  # a recipe without teachers: half labels, half teachers
             recipe.distil = recipe.distil or 0.5
     if getattr(args, "distil", None) is not None and not recipe.teachers:
-        raise SystemExit(f"error: --distil: {args.model} has no teachers to distil from (try ibug68_kd)")
+        raise SystemExit(f"error: --distil: {args.model} has no teachers to distil from (try face68_accurate)")
     if getattr(args, "blurpool", False):
         recipe.model = dataclasses.replace(recipe.model, blurpool=True)
         recipe.name += "_blurpool"
@@ -237,10 +238,12 @@ def check_writable(folder: Path, flag: str) -> None:
         raise SystemExit(f"error: {flag} {folder}: cannot write there")
 
 
-def run(args) -> dict:
-    """Train one recipe end to end: data, model, loop, checkpoints, weights + card, report."""
+def run(args, report=None) -> dict:
+    """Train one recipe end to end: data, model, loop, checkpoints, weights + card.
+    report(out_dir, name, model, card, val_set, pred, gt): draws the run's pictures (train.py's)."""
     recipe = make_recipe(args)
-    out_dir = Path(args.out)
+    # the lineup's models go to --out, the others (teachers, starting weights) to --out/teachers/
+    out_dir = Path(args.out) if args.model in MODELS else Path(args.out) / TEACHERS_DIR
     run_dir = Path(args.run_dir) / recipe.name
     ckpt = run_dir / "checkpoint"
     ckpt_json = ckpt.with_suffix(".json")
@@ -388,8 +391,8 @@ def run(args) -> dict:
     nme_txt = f"val NME {metrics['nme_mean']:.2f} % (median {metrics['nme_median']:.2f}), " if "nme_mean" in metrics else ""
     print(f"saved {out_dir / recipe.name}.safetensors: {nme_txt}MAE {metrics['mae_px']:.2f} px, in {elapsed / 60:.1f} min")
     try:
-        from fkd.report import write_training_report
-        write_training_report(out_dir, recipe.name, final, card, val_set, pred, gt)
+        if report is not None:
+            report(out_dir, recipe.name, final, card, val_set, pred, gt)
     except Exception as e:  # the weights are safe; the pictures can be redone with `train.py report`
         print(f"warning: could not draw the training report: {e}", file=sys.stderr)
     return metrics

@@ -129,7 +129,7 @@ class OnnxRunner:
 
 class OpenVinoRunner:
     """The same graph compiled by OpenVINO, in bfloat16 where the CPU has it (validation NME of
-    ibug68_kd: 3.550 against 3.547 % in float32), else float32. Same call as OnnxRunner."""
+    face68_accurate: 3.550 against 3.547 % in float32), else float32. Same call as OnnxRunner."""
 
     def __init__(self, model: torch.nn.Module, cfg, weights_path: Path, threads: int | None = None):
         import openvino as ov

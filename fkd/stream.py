@@ -1,7 +1,7 @@
 """Video streams: faces followed from frame to frame, and when a frame is worth the search of turned copies.
 
 `Landmarker.predict` searches copies of the image turned by ±45° … 180° whenever no face it finds is
-sure (confidence < SEARCH_BELOW) or one lies tilted past ROLLED (`Landmarker.wants_search`). On a photo that
+sure (confidence < `Settings.search_below`) or one lies tilted past `rolled_above` (`Landmarker.wants_search`). On a photo that
 is cheap insurance. On a webcam stream it is the costliest thing the library does, seven detector
 runs plus model passes, with levelling, on all they find, and it would run on every frame: on one
 AVX2 core, 101 against 13 ms per frame for a defocused face that scores 0.85, and ~180 ms for a head

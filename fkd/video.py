@@ -1,6 +1,6 @@
 """Keypoints for a video file, frame by frame, through the webcam's pipeline (fkd.stream.Tracker).
 
-    python -m fkd.video clip.mp4 [--out clip_keypoints.mp4] [--json points.json] [--model ibug68_kd]
+    python -m fkd.video clip.mp4 [--out clip_keypoints.mp4] [--json points.json] [--model face68_accurate]
                         [--smoothing 0.5] [--flip-test auto|on|off] [--max-frames N]
 
 As on the webcam, faces are found once and then followed from frame to frame (the detector looks
@@ -27,11 +27,12 @@ import numpy as np
 
 from fkd.flags import bounded
 from fkd.io import ImageError
-from fkd.landmarker import DEFAULT_MODEL, MODELS, Face, Landmarker
+from fkd.landmarker import Face, Landmarker
 from fkd.media import first_line, read_video, write_mp4
 from fkd.predict import FLIP_CHOICES, add_flip_argument, open_checked, output_problem
 from fkd.stream import Tracker
 from fkd.viz import draw_faces
+from fkd.zoo import DEFAULT_MODEL, MODELS
 
 
 def track_video(lm: Landmarker, frames: Iterable[np.ndarray], fps: float, strength: float = 0.5,

@@ -16,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from fkd.models import ModelConfig, build_model
+from fkd.zoo import OLD_NAMES, TEACHERS_DIR
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -56,10 +57,13 @@ def save_weights(path: Path, model: torch.nn.Module, card: dict, dtype: torch.dt
 
 
 def resolve(name_or_path: str | Path) -> Path:
-    """'ibug68' → weights/ibug68.safetensors; a path is taken as given (suffix optional)."""
+    """'face68' → weights/face68.safetensors, a teacher's name → weights/teachers/<name>.safetensors, a
+    name from before the lineup → its new name; a path is taken as given (suffix optional)."""
     p = Path(name_or_path)
     if p.suffix not in (".safetensors", ".json") and not p.parent.parts:
-        p = WEIGHTS_DIR / p.name
+        name = OLD_NAMES.get(p.name, p.name)
+        teacher = WEIGHTS_DIR / TEACHERS_DIR / f"{name}.json"
+        p = teacher if teacher.exists() and not (WEIGHTS_DIR / f"{name}.json").exists() else WEIGHTS_DIR / name
     return p.with_suffix(".safetensors")
 
 

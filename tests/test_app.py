@@ -332,7 +332,7 @@ def test_filters_and_feature_maps_endpoints(client, app_module, faces):
     assert maps.ndim == 3 and maps.shape[0] > 100
 
 
-@pytest.mark.parametrize("model", ["nose", "imm58", "ibug68_resnet18"])
+@pytest.mark.parametrize("model", ["nose", "imm58", "face68_baseline"])
 def test_feature_maps_crop_holds_the_face_for_every_layout(app_module, faces, model):
     """The nose model has one point and so no landmark box: its crop must be its box's, not a few
     pixels around the nose tip blown up."""
@@ -523,17 +523,17 @@ def test_summary_marks_drawn_boxes_and_doubtful_faces(app_module, faces, tmp_pat
     on_face = dict(zip(("xmin", "ymin", "xmax", "ymax"), map(float, (*lo, *hi))))
     on_wall = {"xmin": w + 1.0, "ymin": 1.0, "xmax": w + 1.0 + side, "ymax": 1.0 + side}
     canvas = np.asarray(Image.open(photo))
-    _, summary, *_ = app_module.keypoints_ui(str(photo), "draw", "ibug68_kd", False, False,
+    _, summary, *_ = app_module.keypoints_ui(str(photo), "draw", "face68_accurate", False, False,
                                             {"image": canvas, "boxes": [on_face, on_wall]})
     rows = [line for line in summary.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
     assert len(rows) == 2 and all(" | drawn | " in line for line in rows), summary
     assert "⚠" not in rows[0] and rows[1].endswith(" ⚠ |"), summary
     assert "⚠ landmark confidence below 0.8: occluded, blurred or not a face?" in summary
     # drawn the other way round (the annotator gives the last drawn box first): numbered left to right
-    _, again, *_ = app_module.keypoints_ui(str(photo), "draw", "ibug68_kd", False, False,
+    _, again, *_ = app_module.keypoints_ui(str(photo), "draw", "face68_accurate", False, False,
                                           {"image": canvas, "boxes": [on_wall, on_face]})
     assert [line for line in again.splitlines() if line.startswith(("| 1 |", "| 2 |"))] == rows, again
-    _, summary, *_ = app_module.keypoints_ui(str(photo), "draw", "ibug68_resnet18", False, False,
+    _, summary, *_ = app_module.keypoints_ui(str(photo), "draw", "face68_baseline", False, False,
                                             {"image": canvas, "boxes": [on_face]})
     assert "this model gives none" in summary and "1.00" not in summary, summary
 
@@ -549,11 +549,11 @@ def test_point_numbers_only_on_faces_large_enough_to_read_them(app_module, faces
     canvas = Image.new("RGB", (1280, 960), (90, 90, 90))
     canvas.paste(im.resize((im.width // 3, im.height // 3), Image.BILINEAR), (600, 500))  # a small face
     canvas.save(group)
-    plain, *_ = app_module.keypoints_ui(str(big), "auto", "ibug68_kd", False, True)
-    numbered, summary, *_ = app_module.keypoints_ui(str(big), "auto", "ibug68_kd", True, True)
+    plain, *_ = app_module.keypoints_ui(str(big), "auto", "face68_accurate", False, True)
+    numbered, summary, *_ = app_module.keypoints_ui(str(big), "auto", "face68_accurate", True, True)
     assert "left out" not in summary and not np.array_equal(plain, numbered)
-    plain, *_ = app_module.keypoints_ui(str(group), "auto", "ibug68_kd", False, True)
-    numbered, summary, table, *_ = app_module.keypoints_ui(str(group), "auto", "ibug68_kd", True, True)
+    plain, *_ = app_module.keypoints_ui(str(group), "auto", "face68_accurate", False, True)
+    numbered, summary, table, *_ = app_module.keypoints_ui(str(group), "auto", "face68_accurate", True, True)
     assert "**1 face**" in summary and "Point numbers are left out on the face:" in summary, summary
     assert np.array_equal(plain, numbered) and len(table) == 68
 
@@ -565,12 +565,12 @@ def test_a_crowd_lists_its_first_faces_and_says_where_the_others_are(app_module,
                 keypoints=r.points.astype(np.float32), confidence=0.99)
     crowd = [replace(face, box=face.box + k, keypoints=face.keypoints + k) for k in range(20)]
     crowd[15] = replace(crowd[15], confidence=0.5)
-    summary = app_module.faces_summary(crowd, "ibug68_kd")
+    summary = app_module.faces_summary(crowd, "face68_accurate")
     rows = [line for line in summary.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert "**20 faces**" in summary and len(rows) == app_module.SUMMARY_ROWS
     assert f"Faces {app_module.SUMMARY_ROWS + 1}-20 are in the points table" in summary
     assert "⚠ 1 of them below 0.8" in summary
-    assert "Faces" not in app_module.faces_summary(crowd[:5], "ibug68_kd")
+    assert "Faces" not in app_module.faces_summary(crowd[:5], "face68_accurate")
 
 
 def test_each_face_is_numbered_on_the_picture_as_in_the_table(app_module, faces, monkeypatch):
@@ -584,9 +584,9 @@ def test_each_face_is_numbered_on_the_picture_as_in_the_table(app_module, faces,
     two = Face(box=one.box + 30, score=0.8, keypoints=one.keypoints + 30, confidence=0.98)
     calls = []
     monkeypatch.setattr(viz, "label", lambda image, text, corner, size, color: calls.append((text, tuple(corner))))
-    app_module.annotate(rgb, [one], rgb.shape[1], "ibug68_kd", False, False)
+    app_module.annotate(rgb, [one], rgb.shape[1], "face68_accurate", False, False)
     assert calls == []
-    app_module.annotate(rgb, [one, two], rgb.shape[1], "ibug68_kd", False, False)
+    app_module.annotate(rgb, [one, two], rgb.shape[1], "face68_accurate", False, False)
     assert [t for t, _ in calls] == ["1", "2"]
     assert np.allclose(calls[0][1], one.box[:2], atol=0.5) and np.allclose(calls[1][1], two.box[:2], atol=0.5)
     monkeypatch.undo()
@@ -600,7 +600,7 @@ def test_small_photos_are_drawn_enlarged_in_the_ui(app_module, faces):
     r = faces[0]
     w, h = Image.open(r.image).size
     assert max(w, h) < app_module.DISPLAY_MIN_SIDE
-    drawing, _, _, _, result = app_module.keypoints_ui(str(r.image), "auto", "ibug68_kd", False, False)
+    drawing, _, _, _, result = app_module.keypoints_ui(str(r.image), "auto", "face68_accurate", False, False)
     k = app_module.DISPLAY_MIN_SIDE / max(w, h)
     assert max(drawing.shape[:2]) == app_module.DISPLAY_MIN_SIDE
     assert abs(drawing.shape[1] - w * k) <= 1 and abs(drawing.shape[0] - h * k) <= 1
@@ -630,4 +630,4 @@ def test_small_photos_get_a_canvas_to_draw_on(app_module, faces, tmp_path):
 
 def test_filters_text_says_how_much_is_shown(app_module):
     assert "all shown" in app_module.filters_ui("nose")[2]                      # 20 × 12 kernels: all of them
-    assert "the first 32 × 16 shown" in app_module.filters_ui("ibug68_resnet18")[2]  # 32 × 32: a part
+    assert "the first 32 × 16 shown" in app_module.filters_ui("face68_baseline")[2]  # 32 × 32: a part

@@ -231,7 +231,7 @@ def test_small_faces_in_a_large_group_photo_are_found_in_tiles(landmarker, group
 def test_only_models_that_can_doubt_a_face_look_in_the_tiles(group_photo):
     """A tile's boxes are often weak (the full-range model down to 0.3): a model that says 1.0 for
     everything could not drop the false ones, so it does not look there."""
-    lm = fkd.Landmarker("ibug68_resnet18")
+    lm = fkd.Landmarker("face68_baseline")
     try:
         canvas, _ = group_photo
         assert len(lm.predict(canvas)) == len(lm.predict(canvas, small_faces=False))

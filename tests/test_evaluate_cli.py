@@ -84,7 +84,7 @@ def test_face_labelled_by_pts_and_xml_counts_once(tmp_path):
     assert np.array_equal(first_a.points, a)  # the .pts (sub-pixel) is the copy kept
 
 
-@pytest.mark.parametrize("folder, model, right", [(IMM, "ibug68_kd", "imm58"), (W300, "imm58", evaluate.DEFAULT_MODEL)])
+@pytest.mark.parametrize("folder, model, right", [(IMM, "face68_accurate", "imm58"), (W300, "imm58", evaluate.DEFAULT_MODEL)])
 def test_model_must_fit_the_points_before_inference(monkeypatch, capsys, folder, model, right):
     monkeypatch.setattr(evaluate, "evaluate_records", no_inference)
     rc = evaluate.main([str(folder), "--model", model, "--box", "landmarks"])

@@ -16,7 +16,7 @@ from fkd.geometry import landmark_box
 from fkd.metrics import nme
 
 
-@pytest.mark.parametrize("name", ["ibug68_kd", "ibug68", "ibug68_ctx", "ibug68_128"])
+@pytest.mark.parametrize("name", ["face68_accurate", "ibug68", "ibug68_ctx", "face68"])
 def test_committed_68_point_weights_are_accurate_on_fixture_faces(landmarker, name):
     lm = landmarker if name == landmarker.name else fkd.Landmarker(name)
     faces = val_faces()
@@ -261,21 +261,35 @@ def test_auto_backend_is_the_fastest_one_installed(monkeypatch):
         runtime.pick_backend("tensorrt", "cpu")
 
 
-def test_the_default_model_is_the_most_accurate_one_that_is_fast_on_this_cpu(monkeypatch):
-    """Where OpenVINO has no bfloat16 (ONNX Runtime in float32), the default is the 128² model: its
-    card is under the 3.5 % bar too, and it reads 0.64× the pixels of the 160² one."""
-    from fkd import landmarker as lm_module, runtime
+def test_the_default_model_is_the_fastest_within_a_hair_of_the_best():
+    """One default on every machine: of the 68-point models in the lineup, the one that reads the
+    fewest pixels among those within 0.05 % NME of the best card."""
     from fkd.weights import read_card
-    here = runtime.openvino_bf16()
-    monkeypatch.setattr(runtime, "openvino_bf16", lambda: True)
-    with_bf16 = lm_module.default_model()
-    monkeypatch.setattr(runtime, "openvino_bf16", lambda: False)
-    without = lm_module.default_model()
-    assert lm_module.DEFAULT_MODEL == (with_bf16 if here else without) and {with_bf16, without} <= set(lm_module.MODELS)
-    best, fast = read_card(with_bf16), read_card(without)
-    assert best["val_metrics"]["nme_mean"] < fast["val_metrics"]["nme_mean"] <= 3.5
-    pixels = lambda card: card["config"]["input_w"] * card["config"]["input_h"]  # noqa: E731
-    assert pixels(fast) / pixels(best) <= 0.65
+    cards = {m: read_card(m) for m in fkd.MODELS if read_card(m)["layout"] == "ibug68"}
+    nme_of = {m: c["val_metrics"]["nme_mean"] for m, c in cards.items()}
+    pixels = {m: c["config"]["input_w"] * c["config"]["input_h"] for m, c in cards.items()}
+    close = [m for m in cards if nme_of[m] <= min(nme_of.values()) + 0.05]
+    assert fkd.DEFAULT_MODEL == min(close, key=pixels.get)
+    assert fkd.Landmarker().name == fkd.DEFAULT_MODEL
+
+
+def test_importing_fkd_asks_nothing_of_the_hardware():
+    """The default does not depend on the CPU: no import of fkd loads OpenVINO or ONNX Runtime."""
+    code = ("import sys, fkd, fkd.predict, fkd.evaluate, fkd.video, fkd.stream; "
+            "print(sorted(m for m in ('openvino', 'onnxruntime') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_lineup_is_five_models_each_with_weights_and_teachers_apart():
+    from fkd.weights import WEIGHTS_DIR, read_card
+    assert len(fkd.MODELS) <= 5 and fkd.DEFAULT_MODEL in fkd.MODELS
+    for m in fkd.MODELS:
+        assert read_card(m)["name"] == m and (WEIGHTS_DIR / f"{m}.safetensors").exists()
+    teachers = sorted(p.stem for p in (WEIGHTS_DIR / "teachers").glob("*.json"))
+    assert teachers and not set(teachers) & set(fkd.MODELS)
+    assert all(read_card(t)["name"] == t for t in teachers)  # a bare name finds them in teachers/
 
 
 def test_flip_test_averages_two_passes(landmarker, face_image):
@@ -333,7 +347,7 @@ def test_the_shipped_label_shift_helps_faces_never_trained_on(landmarker, monkey
     them; the card's shift, measured on the training faces, brings the fixture validation faces closer."""
     from fkd.weights import read_card
     shipped = landmarker.label_shift.copy()
-    assert landmarker.name.startswith("ibug68") and read_card(landmarker.name)["label_shift"][0] > 0.3
+    assert landmarker.layout.name == "ibug68" and read_card(landmarker.name)["label_shift"][0] > 0.3
     faces = [(fkd.load_image(r.image), r.points) for r in val_faces()]
 
     def mean_nme() -> float:
@@ -358,7 +372,7 @@ def test_cli_flip_test_words():
 def test_detections_the_landmark_model_does_not_believe_are_dropped():
     # BlazeFace also fires on this man's ear (score 0.53); the 68-point model is unsure there
     path = FIXTURES / "afw_2060241469_1.jpg"  # from 300-W afw/ (research use, see ../shared/data/README.md)
-    lm = fkd.Landmarker(min_confidence=0.0)  # the default model
+    lm = fkd.Landmarker(settings=fkd.Settings(min_confidence=0.0))  # the default model
     every = lm.predict(path)
     lm.close()
     assert len(every) == 2
@@ -380,10 +394,10 @@ def test_fast_backends_serve_threads_at_once(backend):
     from concurrent.futures import ThreadPoolExecutor
     lm = fkd.Landmarker(backend=backend)
     rng = np.random.default_rng(0)
-    xs = [torch.from_numpy(rng.random((1, 3, lm.cfg.input_h, lm.cfg.input_w), dtype=np.float32) - 0.5) for _ in range(6)]
-    alone = [lm._run(x)[0] for x in xs]
+    xs = [rng.random((1, 3, lm.cfg.input_h, lm.cfg.input_w), dtype=np.float32) - 0.5 for _ in range(6)]
+    alone = [lm.run(x)[0] for x in xs]
     with ThreadPoolExecutor(4) as pool:
-        together = list(pool.map(lambda i: lm._run(xs[i % 6])[0], range(36)))
+        together = list(pool.map(lambda i: lm.run(xs[i % 6])[0], range(36)))
     assert all(np.array_equal(p, alone[i % 6]) for i, p in enumerate(together))
     assert not np.array_equal(alone[0], alone[1])
     lm.close()
@@ -403,34 +417,37 @@ def tilted_errors(lm, degrees: float, drawn_box: bool = False) -> list[float]:
     return out
 
 
-def test_a_loose_box_drawn_by_hand_gets_a_second_pass_on_the_crop_of_its_points(landmarker, monkeypatch):
+def test_a_loose_box_drawn_by_hand_gets_a_second_pass_on_the_crop_of_its_points(landmarker, one_pass):
     """Boxes a person draws are looser and off-centre next to the detector's, which the training crops
     were calibrated to: the first pass is off, a second on the crop of its points is not."""
-    from fkd import landmarker as lm_module
-    errors, default = {}, lm_module.REFINE
-    for refine in (default, None):
-        monkeypatch.setattr(lm_module, "REFINE", refine)
-        errors[refine] = []
+    errors = {}
+    for name, lm in (("recrop", landmarker), ("one pass", one_pass)):
+        errors[name] = []
         for r, (s, dx, dy) in zip(val_faces(), [(1.5, 0.1, -0.1), (1.6, -0.12, 0.08), (1.45, 0.12, 0.12)] * 4):
             b = landmark_box(r.points)
             c, side = (b[:2] + b[2:]) / 2 + np.array([dx, dy]) * (b[2] - b[0]), s * (b[2:] - b[:2]).max()
-            face = landmarker.predict(r.image, boxes=[np.r_[c - side / 2, c + side / 2]], flip_test=False)[0]
-            errors[refine].append(nme(face.keypoints[None], r.points[None])[0])
-    assert np.mean(errors[default]) < 0.85 * np.mean(errors[None]), errors
-    assert np.mean(errors[default]) < 0.045, errors
+            face = lm.predict(r.image, boxes=[np.r_[c - side / 2, c + side / 2]], flip_test=False)[0]
+            errors[name].append(nme(face.keypoints[None], r.points[None])[0])
+    assert np.mean(errors["recrop"]) < 0.85 * np.mean(errors["one pass"]), errors
+    assert np.mean(errors["recrop"]) < 0.045, errors
 
 
-def test_the_second_pass_skips_crops_the_caller_will_drop(landmarker, monkeypatch):
+@pytest.fixture(scope="module")
+def one_pass(landmarker):
+    """The default model without the re-crop of boxes off the training crop."""
+    lm = fkd.Landmarker(landmarker.name, settings=fkd.Settings(recrop_above=None))
+    yield lm
+    lm.close()
+
+
+def test_the_second_pass_skips_crops_the_caller_will_drop(landmarker, one_pass):
     """A detection the model does not believe is dropped: a second pass on it would be wasted time."""
-    from fkd import landmarker as lm_module
     r = val_faces()[0]
     rgb = fkd.load_image(r.image)
     b = landmark_box(r.points)
     loose = [np.r_[b[:2] - 0.3 * (b[2:] - b[:2]), b[2:] + 0.1 * (b[2:] - b[:2])]]
     refined, _ = landmarker.predict_boxes(rgb, loose, "face", flip_test=False)
-    monkeypatch.setattr(lm_module, "REFINE", None)
-    one, _ = landmarker.predict_boxes(rgb, loose, "face", flip_test=False)
-    monkeypatch.undo()
+    one, _ = one_pass.predict_boxes(rgb, loose, "face", flip_test=False)
     dropped, _ = landmarker.predict_boxes(rgb, loose, "face", flip_test=False, min_confidence=1.01)
     assert not np.allclose(refined[0], one[0], atol=0.5)      # the loose box got its second pass
     np.testing.assert_allclose(dropped[0], one[0], atol=1e-4)  # not when the caller drops the face
@@ -449,29 +466,26 @@ def test_tilted_and_upside_down_heads_are_found_and_levelled(landmarker, degrees
 def test_auto_flip_threshold_comes_from_each_models_card():
     from fkd.landmarker import FLIP_BELOW
     from fkd.weights import read_card
-    for name in ("ibug68", "ibug68_kd"):
+    for name in ("ibug68", "face68_accurate"):
         lm = fkd.Landmarker(name, backend="torch")
         assert lm.flip_below == read_card(name)["flip_below"] != FLIP_BELOW
         lm.close()
 
 
-def test_the_flip_test_skips_crops_the_caller_will_drop(landmarker, face_image, monkeypatch):
+def test_the_flip_test_skips_crops_the_caller_will_drop(one_pass, face_image):
     """A detection the model does not believe is dropped anyway: mirroring it is wasted time."""
-    from fkd import landmarker as lm_module
-    monkeypatch.setattr(lm_module, "REFINE", None)  # one pass each (the second pass skips them too: below)
-    rgb, gt = face_image
+    rgb, gt = face_image  # one pass each (the second pass skips them too: above)
     box = [landmark_box(gt)]
-    one, c = landmarker.predict_boxes(rgb, box, "face", flip_test=False)
-    two, _ = landmarker.predict_boxes(rgb, box, "face", flip_test=True)
-    kept_only, _ = landmarker.predict_boxes(rgb, box, "face", flip_test=True, min_confidence=c[0] + 1e-3)
+    one, c = one_pass.predict_boxes(rgb, box, "face", flip_test=False)
+    two, _ = one_pass.predict_boxes(rgb, box, "face", flip_test=True)
+    kept_only, _ = one_pass.predict_boxes(rgb, box, "face", flip_test=True, min_confidence=c[0] + 1e-3)
     assert not np.allclose(one[0], two[0], atol=1e-2)
     np.testing.assert_allclose(kept_only[0], one[0], atol=1e-4)
 
 
-def test_an_upside_down_answer_the_model_half_believes_still_starts_the_search(monkeypatch):
+def test_an_upside_down_answer_the_model_half_believes_still_starts_the_search():
     """This photo turned 180°: the upright pass reads the face upside down (NME > 100 %) and scores
-    it 0.9507. The search of turned copies starts below SEARCH_BELOW (0.97), not below SURE (0.95)."""
-    from fkd import landmarker as lm_module
+    it 0.9507. The search of turned copies starts below search_below (0.97), not below 0.95."""
     from fkd.data import read_pts
     from fkd.geometry import apply_affine, turned_image
     path = FIXTURES / "helen_2010631499_1.jpg"  # from 300-W helen/trainset, a validation face
@@ -480,14 +494,17 @@ def test_an_upside_down_answer_the_model_half_believes_still_starts_the_search(m
     lm = fkd.Landmarker(backend="torch")  # float32 everywhere (bfloat16 moves the score a little)
     try:
         (upright,) = lm.predict(img, search=False)
-        assert 0.9 < upright.confidence < lm_module.SEARCH_BELOW  # 0.9507: above the old trigger, SURE
+        assert 0.9 < upright.confidence < lm.settings.search_below  # 0.9507: above the old trigger, 0.95
         assert nme(upright.keypoints[None], gt[None])[0] > 0.5
         assert min(nme(f.keypoints[None], gt[None])[0] for f in lm.predict(img)) < 0.05
-        # a trigger at or under the wrong answer's score (as SURE, 0.95, was) keeps the wrong answer
-        monkeypatch.setattr(lm_module, "SEARCH_BELOW", upright.confidence)
-        assert min(nme(f.keypoints[None], gt[None])[0] for f in lm.predict(img)) > 0.5
     finally:
         lm.close()
+    # a trigger at or under the wrong answer's score (as 0.95 was) keeps the wrong answer
+    low = fkd.Landmarker(backend="torch", settings=fkd.Settings(search_below=upright.confidence))
+    try:
+        assert min(nme(f.keypoints[None], gt[None])[0] for f in low.predict(img)) > 0.5
+    finally:
+        low.close()
 
 
 def test_faces_found_only_in_a_turned_copy_say_so_and_search_false_skips_them(landmarker):
@@ -506,11 +523,10 @@ def test_faces_found_only_in_a_turned_copy_say_so_and_search_false_skips_them(la
     assert not alone or min(nme(f.keypoints[None], gt[None])[0] for f in alone) > 0.08
 
 
-def test_a_photo_turned_90_degrees_gives_all_its_faces(landmarker, monkeypatch):
+def test_a_photo_turned_90_degrees_gives_all_its_faces(landmarker):
     """breakingbad.jpg turned a quarter (a phone photo without its EXIF tag): the upright detector sees
     one head, lying at 64°, and the model is sure of it; the other, at 95°, shows only in a turned copy."""
     import cv2
-    from fkd import landmarker as lm_module
     rgb = fkd.load_image(ROOT / "examples" / "breakingbad.jpg")
     upright = landmarker.predict(rgb)
     assert len(upright) == 2
@@ -522,9 +538,8 @@ def test_a_photo_turned_90_degrees_gives_all_its_faces(landmarker, monkeypatch):
     for f in upright:
         moved = np.stack([h - 1 - f.keypoints[:, 1], f.keypoints[:, 0]], 1)
         assert min(nme(g.keypoints[None], moved[None])[0] for g in faces) < 0.05
-    # only "no face is sure" calls the search: ibug68_kd is sure of the lying head (0.975), so one face
-    monkeypatch.setattr(lm_module, "ROLLED", 180.0)
-    sure = fkd.Landmarker("ibug68_kd")
+    # only "no face is sure" calls the search: face68_accurate is sure of the lying head (0.975), so one face
+    sure = fkd.Landmarker("face68_accurate", settings=fkd.Settings(rolled_above=180.0))
     try:
         assert len(sure.predict(turned)) == 1
     finally:
@@ -562,9 +577,8 @@ def test_weak_detections_need_a_model_that_can_doubt_them(face_image):
     rgb, gt = face_image
     face = landmark_box(gt)
     found = [(face, 0.9), (face + [40, 0, 40, 0], 0.35)]
-    for name, kept in (("ibug68_resnet18", [0.9]), ("ibug68_kd", [0.9, 0.35])):
-        lm = fkd.Landmarker(name)
-        lm._detector = FixedDetector(found)
+    for name, kept in (("face68_baseline", [0.9]), ("face68_accurate", [0.9, 0.35])):
+        lm = fkd.Landmarker(name, detector=FixedDetector(found))
         assert [s for _, s in lm.detect(rgb)] == kept
 
 
@@ -573,21 +587,19 @@ def test_one_face_found_twice_is_given_once(face_image):
     the detector to merge them) give one face, the surer one."""
     rgb, gt = face_image
     box = landmark_box(gt)
-    lm = fkd.Landmarker()
-    lm._detector = FixedDetector([(box, 0.9), (box * [0.97, 0.95, 1.03, 1.05], 0.6)])
+    lm = fkd.Landmarker(detector=FixedDetector([(box, 0.9), (box * [0.97, 0.95, 1.03, 1.05], 0.6)]))
     faces = lm.predict(rgb, search=False)
     assert len(faces) == 1 and nme(faces[0].keypoints[None], gt[None])[0] < 0.1
 
 
-@pytest.mark.parametrize("model", ["ibug68_resnet18", "nose"])
+@pytest.mark.parametrize("model", ["face68_baseline", "nose"])
 def test_a_model_without_a_confidence_keeps_the_surer_box_of_one_face(face_image, model):
     """Its faces all say 1.0, so two boxes on one face kept the leftmost (a loose full-range box over
     a short-range one); the nose, one point, never counted two boxes as one face."""
     rgb, gt = face_image
     box = landmark_box(gt)
     loose = box * [0.9, 0.9, 1.02, 1.02]  # starts further left
-    lm = fkd.Landmarker(model)
-    lm._detector = FixedDetector([(loose, 0.55), (box, 0.9)])
+    lm = fkd.Landmarker(model, detector=FixedDetector([(loose, 0.55), (box, 0.9)]))
     faces = lm.predict(rgb, search=False)
     assert len(faces) == 1 and faces[0].score == 0.9
 
@@ -609,3 +621,18 @@ def app_module_lm(face_image, monkeypatch):
     import app
     monkeypatch.setattr(app, "load_image", lambda path: face_image[0])
     return app, face_image[0], face_image[1]
+
+
+def test_faces_come_in_reading_order_rows_then_left_to_right():
+    """A group photo's faces are numbered as a reader meets them: the back row first, each row left
+    to right, though a face in the front row lies further left than any in the back."""
+    from fkd.landmarker import reading_order
+
+    def face(x, y, side=40.0):
+        pts = np.array([[x, y], [x + side, y + side]], np.float32)  # two points span the face
+        return fkd.Face(box=np.r_[pts[0], pts[1]], score=0.9, keypoints=pts, confidence=0.99)
+
+    back_right, back_left, front_left = face(300, 52), face(120, 40), face(10, 200)
+    back_middle = face(200, 56)  # lower than back_left by less than half a face: the same row
+    order = reading_order([front_left, back_right, back_middle, back_left])
+    assert [f.box[0] for f in order] == [120, 200, 300, 10]

@@ -4,8 +4,10 @@ import cv2
 import numpy as np
 import pytest
 
-from fkd.landmarker import SEARCH_BELOW, Face
+from fkd.landmarker import Face, Settings
 from fkd.stream import SearchPacer, Tracker
+
+SEARCH_BELOW = Settings().search_below
 
 
 def face(confidence: float, turn: float = 0.0) -> Face:
@@ -129,7 +131,7 @@ def test_a_face_that_leaves_is_dropped_at_once_and_a_newcomer_found_at_the_next_
 def test_a_model_without_a_confidence_is_never_followed(small_face, monkeypatch):
     from fkd.landmarker import Landmarker
     img, _ = small_face
-    lm = Landmarker("ibug68_resnet18")
+    lm = Landmarker("face68_baseline")
     assert not lm.has_confidence
     calls = counted(monkeypatch, lm)
     tr = Tracker()

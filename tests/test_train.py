@@ -25,7 +25,7 @@ def train(*args, tmp, procs: int = 1):
 
 
 @pytest.mark.parametrize("recipe,name,n", [("nose", "nose", 1), ("imm58", "imm58", 58),
-                                           ("resnet18", "ibug68_resnet18", 68), ("ibug68", "ibug68", 68)])
+                                           ("resnet18", "face68_baseline", 68), ("ibug68", "ibug68", 68)])
 def test_one_epoch_smoke_run_writes_loadable_weights(tmp_path, recipe, name, n):
     p = train(recipe, "--epochs", "1", "--batch", "2", tmp=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
@@ -74,7 +74,7 @@ def test_label_shift_is_the_mean_of_label_minus_prediction():
 
 def test_loss_axis_is_log_only_where_the_losses_span_a_decade():
     from fkd.viz import loss_curves, loss_scale
-    fine_tune = json.loads((ROOT / "weights" / "ibug68_kd.json").read_text())["history"]  # the shipped card: 0.9-1.6
+    fine_tune = json.loads((ROOT / "weights" / "face68_accurate.json").read_text())["history"]  # the shipped card: 0.9-1.6
     assert loss_scale(fine_tune) == "linear"
     assert loss_scale([{"epoch": 0, "train_loss": 40.0}, {"epoch": 1, "train_loss": 2.0, "val_loss": 1.5}]) == "log"
     assert loss_scale([]) == "linear" and loss_curves(fine_tune, "x").ndim == 3
@@ -151,10 +151,10 @@ def test_fine_tune_from_trained_weights(tmp_path):
 
 
 def test_distillation_recipe_starts_from_its_init_and_learns_from_its_teachers(tmp_path):
-    p = train("ibug68_kd", "--epochs", "1", "--batch", "2", "--distil", "0.25", tmp=tmp_path)
+    p = train("face68_accurate", "--epochs", "1", "--batch", "2", "--distil", "0.25", tmp=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "starting from ibug68" in p.stdout and "distilling from ibug68, ibug68_ctx, ibug68_slim" in p.stdout
-    model, card = load_model(tmp_path / "w" / "ibug68_kd")
+    model, card = load_model(tmp_path / "w" / "face68_accurate")
     t = card["training"]
     assert t["init"] == "ibug68" and t["teachers"] == ["ibug68", "ibug68_ctx", "ibug68_slim"] and t["distil"] == 0.25
     assert model(torch.zeros(1, 3, 160, 160))[0].shape == (1, 68, 2)
@@ -163,10 +163,10 @@ def test_distillation_recipe_starts_from_its_init_and_learns_from_its_teachers(t
 
 
 def test_a_smaller_input_starts_from_and_learns_from_a_larger_grid_model(tmp_path):
-    """ibug68_128_base starts from ibug68_kd's 160² weights (all convolutions) and distils from it at 160²."""
+    """ibug68_128_base starts from face68_accurate's 160² weights (all convolutions) and distils from it at 160²."""
     p = train("ibug68_128_base", "--epochs", "1", "--batch", "2", tmp=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
-    assert "starting from ibug68_kd" in p.stdout and "distilling from ibug68_kd (flip-averaged)" in p.stdout
+    assert "starting from face68_accurate" in p.stdout and "distilling from face68_accurate (flip-averaged)" in p.stdout
     model, card = load_model(tmp_path / "w" / "ibug68_128_base")
     assert (card["config"]["input_w"], card["config"]["input_h"]) == (128, 128)
     assert model(torch.zeros(1, 3, 128, 128))[0].shape == (1, 68, 2)
@@ -201,8 +201,8 @@ def test_fine_tune_from_a_card_older_than_a_config_key(tmp_path):
     assert "starting from" in again.stdout
 
 
-@pytest.mark.parametrize("key", ["nose", "imm58", "resnet18", "ibug68", "ibug68_ctx", "ibug68_slim", "ibug68_kd",
-                                 "ibug68_128_base", "ibug68_128", "ibug68_quick"])
+@pytest.mark.parametrize("key", ["nose", "imm58", "resnet18", "ibug68", "ibug68_ctx", "ibug68_slim", "face68_accurate",
+                                 "ibug68_128_base", "face68", "ibug68_quick"])
 def test_shipped_weights_are_what_their_recipe_trains(key):
     """`python train.py KEY` must rebuild the network in weights/: same config, epochs, crop and augmentation,
     from the same start and teachers."""

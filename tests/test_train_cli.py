@@ -38,10 +38,10 @@ def test_out_of_range_numbers_are_refused(capsys, flag, value):
 
 
 def test_numbers_at_the_edge_of_their_range_are_accepted():
-    args = train.parse_args(["ibug68_kd", "--epochs", "1", "--batch", "1", "--lr", "1e-6", "--distil", "0",
+    args = train.parse_args(["face68_accurate", "--epochs", "1", "--batch", "1", "--lr", "1e-6", "--distil", "0",
                              "--eval-every", "1", "--stop-after", "0", "--limit", "0", "--workers", "0"])
     assert (args.epochs, args.batch, args.lr, args.distil, args.limit) == (1, 1, 1e-6, 0.0, 0)
-    assert train.parse_args(["ibug68_kd", "--distil", "1"]).distil == 1.0
+    assert train.parse_args(["face68_accurate", "--distil", "1"]).distil == 1.0
 
 
 def test_zero_epochs_trains_and_writes_nothing(tmp_path):
@@ -55,7 +55,7 @@ def test_zero_epochs_trains_and_writes_nothing(tmp_path):
                                         (["nose", "--sweep", "--epochs", "3"], "--sweep picks its own"),
                                         (["nose", "--sweep", "--resume"], "--sweep picks its own"),
                                         (["imm58", "--blurpool"], "--blurpool is for resnet18 only"),
-                                        (["ibug68_kd", "--blurpool"], "--blurpool is for resnet18 only"),
+                                        (["face68_accurate", "--blurpool"], "--blurpool is for resnet18 only"),
                                         (["report", "--epochs", "3"], "--epochs do(es) not apply"),
                                         (["report", "--resume", "--name", "x"], "--name --resume do(es) not apply")])
 def test_flags_that_do_not_apply_are_refused(capsys, argv, words):
@@ -80,7 +80,7 @@ def test_unwritable_output_folder_is_one_line_before_training(tmp_path, flag):
     assert "validation faces" not in p.stdout  # refused before the data was read
 
 
-@pytest.mark.parametrize("argv", [["ibug68_kd", "--teachers", "weights/nosuch"],
+@pytest.mark.parametrize("argv", [["face68_accurate", "--teachers", "weights/nosuch"],
                                   ["ibug68", "--init", "weights/nosuch"]])
 def test_missing_init_or_teacher_weights_are_one_line_before_the_data(tmp_path, argv):
     p = cli(*argv, "--epochs", "1", tmp=tmp_path)
@@ -108,8 +108,8 @@ def started(argv: list[str], world: int = 1) -> dict:
     (["nose", "--seed", "1"], ["nose"], "--seed 1 (this command: 0)"),
     (["nose", "--limit", "4"], ["nose"], "--limit 4 (this command: 0)"),
     (["nose", "--data", str(DATA)], ["nose", "--data", str(DATA / "imm_face_db")], "--data"),
-    (["ibug68_kd"], ["ibug68_kd", "--distil", "0.25"], "--distil 0.5 (this command: 0.25)"),
-    (["ibug68_kd", "--teachers", "a", "b"], ["ibug68_kd"],
+    (["face68_accurate"], ["face68_accurate", "--distil", "0.25"], "--distil 0.5 (this command: 0.25)"),
+    (["face68_accurate", "--teachers", "a", "b"], ["face68_accurate"],
      "--teachers a b (this command: ibug68 ibug68_ctx ibug68_slim)"),
     (["ibug68", "--init", "w/x"], ["ibug68"], "--init w/x (this command: none)"),
     (["resnet18", "--blurpool", "--name", "r"], ["resnet18", "--name", "r"], "--blurpool on (this command: off)"),
@@ -132,8 +132,8 @@ def test_resume_accepts_the_same_settings_however_spelled():
     now = train.parse_args(["imm58", "--resume", "--threads", "1", "--quiet", "--stop-after", "5"])
     recipes.check_resume(started(["imm58", "--epochs", "60", "--lr", "1e-3"]), now, world=1)
     # the same weights named two ways are the same teacher / starting point
-    now = train.parse_args(["ibug68_kd", "--resume", "--init", "./weights/ibug68", "--teachers", str(ROOT / "weights" / "ibug68")])
-    recipes.check_resume(started(["ibug68_kd", "--init", "weights/ibug68", "--teachers", "weights/ibug68.safetensors"]),
+    now = train.parse_args(["face68_accurate", "--resume", "--init", "./weights/ibug68", "--teachers", str(ROOT / "weights" / "ibug68")])
+    recipes.check_resume(started(["face68_accurate", "--init", "weights/ibug68", "--teachers", "weights/ibug68.safetensors"]),
                          now, world=1)
 
 
@@ -208,7 +208,7 @@ def test_ctrl_c_in_a_sweep_does_not_suggest_resume(tmp_path):
 def test_help_names_the_default_model_and_the_imm58_time():
     lines = train.get_args_parser().format_help().splitlines()
     line = lambda start: next(l for l in lines if l.strip().startswith(start))
-    assert "default" in line("python train.py ibug68_kd ")
+    assert "default" in line("python train.py face68_accurate ")
     assert "default" not in line("python train.py ibug68 ") and "from-scratch" in line("python train.py ibug68 ")
     assert "about 2 minutes" in line("python train.py imm58 ")
 

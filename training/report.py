@@ -1,13 +1,19 @@
-"""The pictures a training run leaves beside its weights: curves, galleries, filters, per-point error."""
+"""The pictures a training run leaves beside its weights: curves, galleries, filters, per-point error.
+train.py draws them after a run and redraws them (`python train.py report --report-name NAME`)."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from fkd import viz
+from fkd import engine, viz
+from fkd.geometry import CropSpec
 from fkd.metrics import nme
 from fkd.models import first_conv
+from fkd.recipes import RECIPES, build_datasets, card_numbers, eyes_of, load_records
+from fkd.weights import load_model, resolve, save_json
 
 
 def report_paths(out_dir: Path, name: str) -> dict[str, Path]:
@@ -41,16 +47,8 @@ def redraw_report(args) -> None:
     and refresh what the card learns from the training faces (`flip_below`, `label_shift`; older cards
     lack them) and its validation numbers, for the points Landmarker gives now (the history's
     per-epoch numbers stay as they were measured)."""
-    import dataclasses
-
-    from fkd import engine
-    from fkd.recipes import RECIPES, build_datasets, card_numbers, eyes_of, load_records
-    from fkd.weights import load_model, resolve, save_json
-    import torch
-
     model, card = load_model(Path(args.out) / args.report_name)
     recipe = next(r for r in RECIPES.values() if r.layout == card["layout"] and r.model.arch == card["config"]["arch"])
-    from fkd.geometry import CropSpec
     recipe = dataclasses.replace(recipe, crop=CropSpec(**card["crop"]), model=dataclasses.replace(recipe.model, **card["config"]))
     train_recs, val_recs, _ = load_records(recipe, Path(args.data))
     _, val_set = build_datasets(recipe, [], val_recs)
