@@ -99,15 +99,19 @@ def read_dlib_xml(path: str | Path) -> list[FaceRecord]:
     out = []
     for img in root.iter("image"):
         for k, box in enumerate(img.iter("box")):
-            parts = sorted(box.iter("part"), key=lambda p: int(p.get("name")))
-            if not parts:
-                continue
-            pts = np.array([[float(p.get("x")), float(p.get("y"))] for p in parts], dtype=np.float64)
+            try:  # a missing attribute is None: TypeError
+                parts = sorted(box.iter("part"), key=lambda p: int(p.get("name")))
+                if not parts:
+                    continue
+                pts = np.array([[float(p.get("x")), float(p.get("y"))] for p in parts], dtype=np.float64)
+                t, l, w, h = (float(box.get(a)) for a in ("top", "left", "width", "height"))
+                image = path.parent / img.get("file")
+            except (ValueError, TypeError):
+                raise ValueError(f"{path}: face {k + 1} of <image file='{img.get('file')}'>: expected numbers in "
+                                 "<box top left width height> and <part name x y>") from None
             if not nonfinite(pts):  # a face with one is named by find_300w, kept as read
                 pts = pts.astype(np.float32)
-            t, l, w, h = (float(box.get(a)) for a in ("top", "left", "width", "height"))
-            out.append(FaceRecord(path.parent / img.get("file"), pts, np.array([l, t, l + w, t + h], np.float32),
-                                  meta={"face": k}))
+            out.append(FaceRecord(image, pts, np.array([l, t, l + w, t + h], np.float32), meta={"face": k}))
     return out
 
 
@@ -143,6 +147,9 @@ def find_300w(root: str | Path, n_points: int = 68) -> tuple[list[FaceRecord], l
             recs = read_dlib_xml(xml)
         except ET.ParseError as e:
             problems.append(f"{xml}: not readable XML ({e})")
+            continue
+        except ValueError as e:  # read_dlib_xml names the file and the face
+            problems.append(str(e))
             continue
         for r in recs:
             if len(r.points) != n_points:

@@ -162,3 +162,15 @@ def test_find_300w_skips_a_face_with_a_nan_and_keeps_the_rest(tmp_path):
                                 f"{tmp_path / 'c.pts'}: point 68 is not a finite number (inf 1)",
                                 f"{tmp_path / 'labels.xml'}: face 1 of b.jpg: point 6 is not a finite number"
                                 f" ({good[5, 0]:g} nan)"]
+
+
+@pytest.mark.parametrize("part", ["<part name='00' x='abc' y='2'/>", "<part name='00' y='2'/>", "<part x='1' y='2'/>"])
+def test_dlib_xml_without_numbers_is_skipped_by_name(tmp_path, part):
+    (tmp_path / "labels.xml").write_text("<dataset><images><image file='a.jpg'><box top='1' left='2' width='3' "
+                                         f"height='4'>{part}</box></image></images></dataset>")
+    message = (f"{tmp_path / 'labels.xml'}: face 1 of <image file='a.jpg'>: expected numbers in "
+               "<box top left width height> and <part name x y>")
+    with pytest.raises(ValueError) as e:
+        read_dlib_xml(tmp_path / "labels.xml")
+    assert str(e.value) == message
+    assert find_300w(tmp_path) == ([], [message])
