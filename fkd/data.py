@@ -1,7 +1,8 @@
 """Data sets on disk → `FaceRecord`s: pure parsers for .pts, .asf and dlib XML, plus the splits.
 
 Points are always float32 (N, 2), 0-based pixel coordinates with pixel centres on integers,
-in the upright image. Parsers raise `ValueError` with the file name on malformed input.
+in the upright image. Parsers raise `ValueError` with the file name on malformed input, including a
+coordinate that is not a finite number (a NaN label would turn every metric and loss into NaN).
 """
 from __future__ import annotations
 
@@ -39,14 +40,28 @@ def read_pts(path: str | Path) -> np.ndarray:
     body = text.split("{", 1)[1].split("}", 1)[0] if "{" in text else text
     rows = [ln.split() for ln in body.strip().splitlines() if ln.strip()]
     try:
-        pts = np.array([[float(r[0]), float(r[1])] for r in rows], dtype=np.float32)
+        pts = np.array([[float(r[0]), float(r[1])] for r in rows], dtype=np.float64).reshape(-1, 2)
     except (ValueError, IndexError):
         raise ValueError(f"{path}: not a .pts file (expected lines of 'x y')") from None
     if n_decl and int(n_decl.group(1)) != len(pts):
         raise ValueError(f"{path}: header says {n_decl.group(1)} points, file has {len(pts)}")
     if len(pts) == 0:
         raise ValueError(f"{path}: no points")
-    return pts - 1.0
+    problem = nonfinite(pts)
+    if problem:
+        raise ValueError(f"{path}: {problem}")
+    return pts.astype(np.float32) - np.float32(1)
+
+
+def nonfinite(points: np.ndarray) -> str | None:
+    """Which point (1-based, in the file's order) has a coordinate that is not a finite number (nan,
+    inf, or past float32's ±3.4e38), as a sentence; None if every one is finite."""
+    p = np.asarray(points, np.float64)
+    bad = np.flatnonzero(~(np.abs(p) <= np.finfo(np.float32).max).all(axis=1))  # False for nan too
+    if not len(bad):
+        return None
+    x, y = points[bad[0]]
+    return f"point {bad[0] + 1} is not a finite number ({x:g} {y:g})"
 
 
 def write_pts(path: str | Path, points: np.ndarray) -> None:
@@ -64,11 +79,15 @@ def read_asf(path: str | Path) -> tuple[np.ndarray, str]:
     try:
         n = int(lines[0])
         rows = [ln.split() for ln in lines[1:1 + n]]
-        rel = np.array([[float(r[2]), float(r[3])] for r in rows], dtype=np.float32)
+        rel = np.array([[float(r[2]), float(r[3])] for r in rows], dtype=np.float64).reshape(-1, 2)
     except (ValueError, IndexError):
         raise ValueError(f"{path}: not an IMM .asf file") from None
     if len(rel) != n:
         raise ValueError(f"{path}: declares {n} points, has {len(rel)}")
+    problem = nonfinite(rel)
+    if problem:
+        raise ValueError(f"{path}: {problem}")
+    rel = rel.astype(np.float32)
     host = lines[1 + n] if len(lines) > 1 + n else ""
     return rel, host
 
@@ -80,13 +99,19 @@ def read_dlib_xml(path: str | Path) -> list[FaceRecord]:
     out = []
     for img in root.iter("image"):
         for k, box in enumerate(img.iter("box")):
-            parts = sorted(box.iter("part"), key=lambda p: int(p.get("name")))
-            if not parts:
-                continue
-            pts = np.array([[float(p.get("x")), float(p.get("y"))] for p in parts], dtype=np.float32)
-            t, l, w, h = (float(box.get(a)) for a in ("top", "left", "width", "height"))
-            out.append(FaceRecord(path.parent / img.get("file"), pts, np.array([l, t, l + w, t + h], np.float32),
-                                  meta={"face": k}))
+            try:  # a missing attribute is None: TypeError
+                parts = sorted(box.iter("part"), key=lambda p: int(p.get("name")))
+                if not parts:
+                    continue
+                pts = np.array([[float(p.get("x")), float(p.get("y"))] for p in parts], dtype=np.float64)
+                t, l, w, h = (float(box.get(a)) for a in ("top", "left", "width", "height"))
+                image = path.parent / img.get("file")
+            except (ValueError, TypeError):
+                raise ValueError(f"{path}: face {k + 1} of <image file='{img.get('file')}'>: expected numbers in "
+                                 "<box top left width height> and <part name x y>") from None
+            if not nonfinite(pts):  # a face with one is named by find_300w, kept as read
+                pts = pts.astype(np.float32)
+            out.append(FaceRecord(image, pts, np.array([l, t, l + w, t + h], np.float32), meta={"face": k}))
     return out
 
 
@@ -123,9 +148,14 @@ def find_300w(root: str | Path, n_points: int = 68) -> tuple[list[FaceRecord], l
         except ET.ParseError as e:
             problems.append(f"{xml}: not readable XML ({e})")
             continue
+        except ValueError as e:  # read_dlib_xml names the file and the face
+            problems.append(str(e))
+            continue
         for r in recs:
             if len(r.points) != n_points:
                 problems.append(f"{xml}: a face with {len(r.points)} points, expected {n_points}")
+            elif nonfinite(r.points):  # that face only: the file's other faces are fine
+                problems.append(f"{xml}: face {r.meta['face'] + 1} of {r.image.name}: {nonfinite(r.points)}")
             elif not r.image.exists():
                 problems.append(f"{xml}: image {r.image} is missing")
             else:

@@ -83,6 +83,18 @@ def cosine_lr(step: int, total: int, base: float, warmup: int = 200, floor: floa
 # ---------------------------------------------------------------------------------------------
 # loops
 
+BAR_SECONDS = 1.0      # the progress bar is redrawn at most this often
+
+
+def duration(seconds: float) -> str:
+    """A run's length in the unit that reads best: "4.6 s", "12.3 min", "1.3 h"."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def train_one_epoch(model, optimizer, loader, device, *, step: int, total_steps: int, base_lr: float,
                     ema: EMA | None = None, raw_model=None, epoch: int = 0, progress: bool = True,
                     teacher=None) -> tuple[float, int]:
@@ -90,7 +102,7 @@ def train_one_epoch(model, optimizer, loader, device, *, step: int, total_steps:
     `teacher(x)` (fkd/distil.py), if given, answers each batch and the model's loss learns from it too."""
     model.train()
     losses = []
-    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress, mininterval=5)
+    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress, mininterval=BAR_SECONDS)
     for x, y in bar:
         lr = cosine_lr(step, total_steps, base_lr, warmup=min(200, total_steps // 10))
         for g in optimizer.param_groups:
@@ -107,7 +119,9 @@ def train_one_epoch(model, optimizer, loader, device, *, step: int, total_steps:
             ema.update(raw_model if raw_model is not None else model, step)
         losses.append(loss.item())  # .item() syncs; fine on CPU, cheap relative to a step
         step += 1
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{lr:.2e}")
+        # drawn with the count at tqdm's next redraw: a redraw from here would show the count of the
+        # last one (tqdm updates it only then), 0/3 through a short epoch
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{lr:.2e}", refresh=False)
     return float(np.mean(losses)), step
 
 

@@ -13,6 +13,10 @@ the face is, and a hard face the model doubts is scored, not dropped. `--box lan
 true landmark box (no levelled pass). `--flip-test` (auto by default, as in `Landmarker`) applies to
 both.
 The Kaggle-style score is the mean absolute error per coordinate in original-image pixels.
+The metrics (printed, and written by `--json`) name their unit: `nme_mean_percent`,
+`nme_median_percent`, `fr8_percent` (faces with NME over 8 %), `auc8_percent` (area under the CED
+to 8 %, of its maximum), `mae_px`; floats to 4 decimals. A label that cannot be read, or with a
+coordinate that is not a finite number (nan, inf), is skipped and named, and counted in `skipped_files`.
 A face labelled twice (a .pts and a dlib XML, or two XMLs, as in 300-W's "large" layout) is scored
 once. `--pts` mirrors the folder's subfolders and names a file `<image stem>.pts`, or
 `<image stem>_face<k>.pts` (k = 1, 2, ...) for each face of an image holding several;
@@ -41,6 +45,7 @@ SAME_FACE_PX = 2.0     # mean point distance under which two labels are one face
                        # rounded 0-based XML differ by up to ~1.5 px; distinct faces by far more)
 NO_PTS = ": no .pts beside it"  # fkd.data.find_300w's problem for an image without a .pts
 CED_EXTS = (".png", ".jpg", ".jpeg")
+SHOWN_PROBLEMS = 10    # skipped files named one per line; past this, a count
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -211,10 +216,16 @@ def overwrites_data(args, records: list) -> str | None:
     return None
 
 
+def skipped_message(problems: list[str], shown: int = SHOWN_PROBLEMS) -> str:
+    """The files left out and why, the first `shown` of them one per line."""
+    more = f"\n  ... and {len(problems) - shown} more" if len(problems) > shown else ""
+    return f"skipped {len(problems)} file(s):\n  " + "\n  ".join(problems[:shown]) + more
+
+
 def main(argv=None) -> int:
     args = get_args_parser().parse_args(argv)
     from fkd.predict import open_checked
-    from fkd.metrics import nme, summary
+    from fkd.metrics import nme, summary, with_units
 
     d = Path(args.dir)
     if not d.is_dir():
@@ -234,7 +245,7 @@ def main(argv=None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     if problems:
-        print(f"skipped {len(problems)} file(s): e.g. {problems[0]}", file=sys.stderr)
+        print(skipped_message(problems), file=sys.stderr)
     if args.limit:
         records = records[: args.limit]
         number_faces(records)  # a face whose image-mates were cut off is the image's only one now
@@ -252,9 +263,13 @@ def main(argv=None) -> int:
         return 1
     P, G = np.stack(preds), np.stack(gts)
     eyes = lm.layout.eyes
-    m = {"model": lm.name, "box": args.box, "flip_test": args.flip_test, **summary(P, G, eyes),
-         "not_found": len(missed), "skipped_files": len(problems)}
-    print(json.dumps(m, indent=1))
+    try:
+        m = {"model": lm.name, "box": args.box, "flip_test": args.flip_test, **with_units(summary(P, G, eyes)),
+             "not_found": len(missed), "skipped_files": len(problems)}
+    except ValueError as e:  # the labels are checked as they are read: the model's own points are not finite
+        print(f"error: {lm.name} gave points that are not finite numbers: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(m, indent=1, allow_nan=False))
     try:  # checked before the run, but a disk can still fill up: say so in one line
         write_outputs(args, m, kept, preds, nme(P, G, eyes), f"{lm.name} ({args.box} box)")
     except OSError as e:
@@ -268,7 +283,7 @@ def write_outputs(args, metrics: dict, kept: list, preds: list, errors: np.ndarr
     named by their path under the evaluated folder)."""
     root = Path(args.dir)
     if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=1) + "\n")
+        Path(args.json).write_text(json.dumps(metrics, indent=1, allow_nan=False) + "\n")
     if args.ced:
         from fkd.viz import ced_plot, save_png
         save_png(args.ced, ced_plot({label: errors}))

@@ -17,6 +17,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_FILE_BYTES = 50 * 1024 * 1024      # refuse files over 50 MB before decoding anything
 MAX_PIXELS = 16_000 * 16_000           # PIL's bomb guard: above this we refuse
 MAX_SIDE = 4096                        # sane but huge photos are downscaled to this longest side
+MAX_ASPECT = 100                       # long side / short side: a thinner strip cannot hold a face, and
+                                       # shrunk for the detectors (long side a few hundred px) it has 0 rows
 
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS    # PIL raises past twice this; open_image refuses past it, with the size
@@ -120,13 +122,22 @@ def open_image(src: ImageLike) -> Image.Image:
     if im.width * im.height > MAX_PIXELS:
         raise ImageError(f"{name}the image is too large ({im.width}×{im.height} pixels; at most "
                          f"{MAX_PIXELS / 1e6:.0f} megapixels)")
+    check_shape(im.width, im.height, name)
     return im
+
+
+def check_shape(w: int, h: int, name: str = "") -> None:
+    """An ImageError for a picture too thin to hold a face: one side over MAX_ASPECT times the other."""
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise ImageError(f"{name}the image is {w}×{h} pixels: too thin to hold a face (one side is over "
+                         f"{MAX_ASPECT} times the other)")
 
 
 def load_image_sized(src: ImageLike, max_side: int = MAX_SIDE) -> tuple[np.ndarray, tuple[int, int]]:
     """`load_image` plus the upright (width, height) of the original, to map points back to it."""
     if isinstance(src, np.ndarray):
         a = array_to_rgb(src)
+        check_shape(a.shape[1], a.shape[0])
         return _limit_side(a, max_side), (a.shape[1], a.shape[0])
     name = f"{src}: " if isinstance(src, (str, os.PathLike)) else ""
     im = open_image(src)  # its size checked from the header

@@ -1,7 +1,14 @@
 """Accuracy metrics of the field, as pure functions on arrays of points (M faces, N points, 2)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+# `summary`'s keys (the model cards' "val_metrics") → the names reports give them, saying their unit
+UNIT_NAMES = {"nme_mean": "nme_mean_percent", "nme_median": "nme_median_percent",
+              "fr8": "fr8_percent", "auc8": "auc8_percent"}
+REPORT_DIGITS = 4      # decimals of a reported float: 0.0001 % of NME, 0.0001 px
 
 
 def normaliser(gt: np.ndarray, eyes: tuple[int, int] | None) -> np.ndarray:
@@ -56,3 +63,13 @@ def summary(pred: np.ndarray, gt: np.ndarray, eyes: tuple[int, int] | None = (36
     e = nme(pred, gt, eyes)
     return {"faces": int(len(e)), "nme_mean": 100 * float(e.mean()), "nme_median": 100 * float(np.median(e)),
             "fr8": 100 * failure_rate(e), "auc8": 100 * auc(e), "mae_px": mae(pred, gt)}
+
+
+def with_units(metrics: dict, digits: int = REPORT_DIGITS) -> dict:
+    """`metrics` for a report: keys that say their unit (`UNIT_NAMES`; `_px` and counts already do),
+    floats rounded to `digits` decimals. A ValueError names any value that is not a finite number:
+    JSON has no NaN, and a NaN score says the input was broken, not how good the model is."""
+    bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"{', '.join(bad)} not a finite number")
+    return {UNIT_NAMES.get(k, k): round(v, digits) if isinstance(v, float) else v for k, v in metrics.items()}

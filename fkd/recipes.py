@@ -329,9 +329,8 @@ def run(args, report=None) -> dict:
             loss, step = engine.train_one_epoch(model, optimizer, train_loader, device, step=step, total_steps=total,
                                                 base_lr=recipe.lr, ema=ema, raw_model=raw_model, epoch=epoch,
                                                 progress=d.master and not args.quiet, teacher=teacher)
-            elapsed += time.time() - t_ep
             if d.master:
-                row = {"epoch": epoch, "train_loss": round(loss, 6), "elapsed_s": round(elapsed, 1)}
+                row = {"epoch": epoch, "train_loss": round(loss, 6), "elapsed_s": 0.0}
                 if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
                     pred, gt = engine.predict(raw_model, val_loader, device)
                     val_loss = float(np.mean([l for l in _val_losses(raw_model, val_loader, device)]))
@@ -342,6 +341,8 @@ def run(args, report=None) -> dict:
                     if ema is not None and "nme_mean" in s:
                         p2, _ = engine.predict(_ema_model(raw_model, ema, recipe.model, device), val_loader, device)
                         row["val_nme_ema"] = round(summary(p2, gt, eyes)["nme_mean"], 3)
+                elapsed += time.time() - t_ep  # the epoch's training and validation
+                row["elapsed_s"] = round(elapsed, 1)
                 history.add(**row)
                 print(json.dumps(row), flush=True)
                 engine.save_checkpoint(ckpt, raw_model, optimizer, ema,
@@ -372,6 +373,7 @@ def run(args, report=None) -> dict:
         m2 = summary(p2, gt, eyes)
         if m2.get("nme_mean", m2["mae_px"]) <= metrics.get("nme_mean", metrics["mae_px"]):
             final, which, pred, metrics = ema_model, "ema", p2, m2
+    as_trained = metrics  # what the epoch rows measure: no label shift
     numbers, pred = card_numbers(final, as_eval(train_set, recipe), pred, gt, eyes, device)
     metrics = numbers["val_metrics"]
     card = {
@@ -388,14 +390,29 @@ def run(args, report=None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     save_weights(out_dir / recipe.name, final, card)
     history.write_csv(run_dir / "history.csv")
-    nme_txt = f"val NME {metrics['nme_mean']:.2f} % (median {metrics['nme_median']:.2f}), " if "nme_mean" in metrics else ""
-    print(f"saved {out_dir / recipe.name}.safetensors: {nme_txt}MAE {metrics['mae_px']:.2f} px, in {elapsed / 60:.1f} min")
+    print(final_report(f"{out_dir / recipe.name}.safetensors", which, metrics, as_trained, numbers["label_shift"], elapsed))
     try:
         if report is not None:
             report(out_dir, recipe.name, final, card, val_set, pred, gt)
     except Exception as e:  # the weights are safe; the pictures can be redone with `train.py report`
         print(f"warning: could not draw the training report: {e}", file=sys.stderr)
     return metrics
+
+
+def final_report(path: str, which: str, shipped: dict, as_trained: dict, shift, elapsed: float) -> str:
+    """The end of a run's log: the validation numbers of the weights saved (`which`: "raw" or "ema"),
+    for the points Landmarker gives (`shipped`, the card's val_metrics: the label shift added) and as
+    the epoch rows measure them (`as_trained`: no shift). MAE in the model's input pixels."""
+    def scores(m: dict) -> str:
+        nme = f"NME {m['nme_mean']:.3f} % (median {m['nme_median']:.3f}), " if "nme_mean" in m else ""
+        return f"{nme}MAE {m['mae_px']:.3f} px"
+    if which == "raw":
+        rows = "the last epoch's " + ("val_nme and val_mae_px" if "nme_mean" in as_trained else "val_mae_px")
+    else:  # the rows' val_nme and val_mae_px score the raw weights
+        rows = "the last epoch's val_nme_ema" if "nme_mean" in as_trained else "no epoch row (they score the raw weights)"
+    return (f"saved {path} ({which} weights), {engine.duration(elapsed)} of training and validation\n"
+            f"validation: {scores(shipped)} with the label shift ({shift[0]:+.3f}, {shift[1]:+.3f} px) added, "
+            f"as Landmarker gives points;\n  {scores(as_trained)} without it, as {rows}")
 
 
 def as_eval(ds: PatchDataset, recipe: Recipe) -> PatchDataset:

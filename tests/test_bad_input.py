@@ -1,5 +1,6 @@
 """The bad-input corpus: every case gets a clear message or a correct answer, never a crash."""
 import io
+import json
 import struct
 import subprocess
 import sys
@@ -96,8 +97,41 @@ def test_unusual_formats_give_the_right_face(landmarker, face, tmp_path, fmt):
 
 
 def test_tiny_images_have_no_face(landmarker):
-    for shape in [(1, 1, 3), (1, 1), (3, 7, 3), (1, 5, 3), (2, 400, 3), (64, 4096, 3)]:  # strips: no tiles to fail on
-        assert landmarker.predict(np.zeros(shape, np.uint8)) == []
+    # strips up to MAX_ASPECT (1×100, 40×4000): no tiles or turned copies to fail on
+    for shape in [(1, 1, 3), (1, 1), (3, 7, 3), (1, 5, 3), (2, 200, 3), (1, 100, 3), (100, 1, 3), (40, 4000, 3),
+                  (4000, 40, 3), (64, 4096, 3)]:
+        assert landmarker.predict(np.zeros(shape, np.uint8)) == [], shape
+
+
+THIN = [(4000, 3), (3, 4000), (10000, 2), (2, 10000), (202, 2), (1, 101)]  # (width, height): past MAX_ASPECT
+
+
+@pytest.mark.parametrize("w, h", THIN)
+def test_thin_strips_are_refused_with_their_size(landmarker, tmp_path, w, h):
+    """Shrunk for the detectors, a 4000×3 strip had 0 rows: an OpenCV assertion, "Something went wrong"."""
+    message = f"the image is {w}×{h} pixels: too thin to hold a face (one side is over 100 times the other)"
+    path = tmp_path / f"strip_{w}x{h}.png"
+    Image.new("RGB", (w, h), (120, 100, 90)).save(path)
+    with pytest.raises(ImageError) as e:
+        load_image(path)
+    assert str(e.value) == f"{path}: {message}"
+    with pytest.raises(ImageError) as e:
+        landmarker.predict(np.full((h, w, 3), 120, np.uint8))
+    assert str(e.value) == message
+
+
+def test_predict_cli_answers_thin_strips_in_its_json(tmp_path):
+    paths = []
+    for w, h in THIN[:4] + [(1, 1)]:
+        paths.append(tmp_path / f"s{w}x{h}.png")
+        Image.new("RGB", (w, h), (120, 100, 90)).save(paths[-1])
+    p = subprocess.run([sys.executable, "-m", "fkd.predict", *map(str, paths)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr  # 1: some images could not be done
+    res = json.loads(p.stdout, parse_constant=no_constant)
+    assert [r.get("error") for r in res[:4]] == [f"{q}: the image is {w}×{h} pixels: too thin to hold a face "
+                                                  "(one side is over 100 times the other)" for q, (w, h) in zip(paths, THIN[:4])]
+    assert res[4] == {"image": str(paths[4]), "faces": []}  # 1×1: nothing to refuse, no face in it
 
 
 def test_bad_arrays_are_explained(landmarker):
@@ -148,6 +182,15 @@ def test_missing_or_damaged_weights_name_the_file(tmp_path):
         fkd.Landmarker(tmp_path / "nose")
 
 
+def no_constant(name):
+    raise AssertionError(f"{name} in the JSON: not valid JSON")
+
+
+def evaluate_cli(*args):
+    return subprocess.run([sys.executable, "-m", "fkd.evaluate", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
 def test_evaluate_skips_bad_labels_with_a_count(tmp_path):
     import shutil
     src = sorted(W300.rglob("*.pts"))[:2]
@@ -156,11 +199,37 @@ def test_evaluate_skips_bad_labels_with_a_count(tmp_path):
     shutil.copy(src[0], tmp_path / "f0.pts")
     (tmp_path / "f1.pts").write_text("version: 1\nn_points: 3\n{\n1 1\n2 2\n3 3\n}\n")
     shutil.copy(src[0].with_suffix(".jpg"), tmp_path / "unlabelled.jpg")
-    p = subprocess.run([sys.executable, "-m", "fkd.evaluate", str(tmp_path), "--box", "landmarks"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
+    p = evaluate_cli(tmp_path, "--box", "landmarks")
     assert p.returncode == 0, p.stderr
     assert "skipped 2 file(s)" in p.stderr
     assert '"faces": 1' in p.stdout and '"skipped_files": 2' in p.stdout
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e39"])
+def test_evaluate_skips_a_label_that_is_not_a_finite_number_by_name(tmp_path, value):
+    """A NaN in one .pts made every metric NaN and the JSON invalid (NaN is not JSON), with exit code 0.
+    The parser refuses the label, as any malformed one: the face is skipped, named and counted, and
+    the others are scored (as train.py trains on what it can read)."""
+    import shutil
+    src = sorted(W300.rglob("*.pts"))[:2]
+    for i, s in enumerate(src):
+        shutil.copy(s.with_suffix(".jpg"), tmp_path / f"f{i}.jpg")
+        shutil.copy(s, tmp_path / f"f{i}.pts")
+    lines = (tmp_path / "f1.pts").read_text().splitlines()
+    lines[3 + 29] = f"{value} {lines[3 + 29].split()[1]}"  # point 30, the nose bridge
+    (tmp_path / "f1.pts").write_text("\n".join(lines) + "\n")
+    out = tmp_path.parent / f"{tmp_path.name}_m.json"
+    p = evaluate_cli(tmp_path, "--box", "landmarks", "--json", out)
+    assert p.returncode == 0, p.stderr
+    shown = "1e+39" if value == "1e39" else value
+    assert f"skipped 1 file(s):\n  {tmp_path / 'f1.pts'}: point 30 is not a finite number ({shown} " in p.stderr
+    for text in (p.stdout, out.read_text()):
+        m = json.loads(text, parse_constant=no_constant)
+        assert m["faces"] == 1 and m["skipped_files"] == 1 and 0 < m["nme_mean_percent"] < 8
+    (tmp_path / "f0.pts").write_text((tmp_path / "f1.pts").read_text())
+    p = evaluate_cli(tmp_path, "--box", "landmarks", "--json", out)  # no face left to score
+    assert p.returncode == 1 and p.stdout == "", p.stderr
+    assert "skipped 2 file(s)" in p.stderr and f"error: no labelled faces with 68 points under {tmp_path}" in p.stderr
 
 
 def test_a_small_distant_face_is_found_by_the_full_range_model(landmarker, face):

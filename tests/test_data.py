@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 from conftest import IMM, W300
@@ -119,3 +121,56 @@ def test_300w_split_uses_committed_list_and_never_shares_an_image():
     train, val = split_300w(recs, W300)
     assert len(train) >= 3 and len(val) >= 4
     assert not ({r.person for r in train} & {r.person for r in val})
+
+
+@pytest.mark.parametrize("value, shown", [("nan", "nan"), ("inf", "inf"), ("-Infinity", "-inf"), ("1e39", "1e+39")])
+def test_a_coordinate_that_is_not_a_finite_number_names_the_file_and_point(tmp_path, value, shown):
+    """1e39 is finite in the file but not in float32, where points are kept."""
+    pts = tmp_path / "face.pts"
+    pts.write_text(f"version: 1\nn_points: 3\n{{\n1 2\n3 {value}\n5 6\n}}\n")
+    with pytest.raises(ValueError, match=re.escape(f"face.pts: point 2 is not a finite number (3 {shown})")):
+        read_pts(pts)
+    lines = (IMM / "04-1m.asf").read_text().splitlines()
+    first = next(i for i, ln in enumerate(lines) if len(ln.split()) == 7)  # the first point's line
+    cols = lines[first].split()
+    lines[first] = " ".join(cols[:2] + [value] + cols[3:])
+    (tmp_path / "04-1m.asf").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=re.escape(f"04-1m.asf: point 1 is not a finite number ({shown} ")):
+        read_asf(tmp_path / "04-1m.asf")
+
+
+def test_find_300w_skips_a_face_with_a_nan_and_keeps_the_rest(tmp_path):
+    import shutil
+    src = first_pts()
+    for name in ("a", "b"):
+        shutil.copy(src.with_suffix(".jpg"), tmp_path / f"{name}.jpg")
+    shutil.copy(src, tmp_path / "a.pts")
+    good = read_pts(src)
+    parts = lambda pts: "".join(f"<part name='{i:02d}' x='{x}' y='{y}'/>" for i, (x, y) in enumerate(pts))  # noqa: E731
+    bad = good.astype(object)
+    bad[5, 1] = "nan"
+    (tmp_path / "labels.xml").write_text(
+        "<dataset><images><image file='b.jpg'>"
+        f"<box top='10' left='20' width='100' height='90'>{parts(bad)}</box>"
+        f"<box top='10' left='20' width='100' height='90'>{parts(good + 30)}</box></image></images></dataset>")
+    (tmp_path / "c.pts").write_text("{\n" + "\n".join("inf 1" if i == 67 else "1 1" for i in range(68)) + "\n}\n")
+    shutil.copy(src.with_suffix(".jpg"), tmp_path / "c.jpg")
+    recs, problems = find_300w(tmp_path)
+    assert sorted(r.image.name for r in recs) == ["a.jpg", "b.jpg"]  # b's second face stays
+    assert all(np.isfinite(r.points).all() for r in recs)
+    assert sorted(problems) == [f"{tmp_path / 'b.jpg'}: no .pts beside it",  # only the XML labels it
+                                f"{tmp_path / 'c.pts'}: point 68 is not a finite number (inf 1)",
+                                f"{tmp_path / 'labels.xml'}: face 1 of b.jpg: point 6 is not a finite number"
+                                f" ({good[5, 0]:g} nan)"]
+
+
+@pytest.mark.parametrize("part", ["<part name='00' x='abc' y='2'/>", "<part name='00' y='2'/>", "<part x='1' y='2'/>"])
+def test_dlib_xml_without_numbers_is_skipped_by_name(tmp_path, part):
+    (tmp_path / "labels.xml").write_text("<dataset><images><image file='a.jpg'><box top='1' left='2' width='3' "
+                                         f"height='4'>{part}</box></image></images></dataset>")
+    message = (f"{tmp_path / 'labels.xml'}: face 1 of <image file='a.jpg'>: expected numbers in "
+               "<box top left width height> and <part name x y>")
+    with pytest.raises(ValueError) as e:
+        read_dlib_xml(tmp_path / "labels.xml")
+    assert str(e.value) == message
+    assert find_300w(tmp_path) == ([], [message])

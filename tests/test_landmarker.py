@@ -215,7 +215,7 @@ def test_evaluate_cli_scores_a_folder(tmp_path):
     assert p.returncode == 0, p.stderr
     m = json.loads((tmp_path / "m.json").read_text())
     n = len(list(W300.rglob("*.pts")))
-    assert m["faces"] == n and m["nme_mean"] < 8 and 0 <= m["auc8"] <= 100
+    assert m["faces"] == n and m["nme_mean_percent"] < 8 and 0 <= m["auc8_percent"] <= 100
     assert (tmp_path / "ced.png").stat().st_size > 1000
     rows = (tmp_path / "sub.csv").read_text().splitlines()
     assert len(rows) == n + 1 and rows[0].startswith("image,face,x0,y0") and len(rows[0].split(",")) == 2 + 136

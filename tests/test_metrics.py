@@ -36,3 +36,14 @@ def test_summary_in_percent():
     assert s["nme_mean"] == pytest.approx(10.0) and s["fr8"] == 100.0 and s["faces"] == 3
     one = summary(np.zeros((2, 1, 2)), np.ones((2, 1, 2)))
     assert "nme_mean" not in one and one["mae_px"] == 1.0
+
+
+def test_reported_metrics_name_their_unit_and_are_rounded():
+    from fkd.metrics import with_units
+    g = shape68()
+    s = with_units(summary(g + [3, 4.001], g))
+    assert set(s) == {"faces", "nme_mean_percent", "nme_median_percent", "fr8_percent", "auc8_percent", "mae_px"}
+    assert s["nme_mean_percent"] == 10.0016 and s["fr8_percent"] == 100.0 and s["mae_px"] == 3.5005
+    assert with_units({"faces": 2, "mae_px": 1 / 3}) == {"faces": 2, "mae_px": 0.3333}
+    with pytest.raises(ValueError, match="nme_mean, mae_px not a finite number"):
+        with_units({"faces": 1, "nme_mean": float("nan"), "mae_px": float("inf")})
