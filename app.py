@@ -87,10 +87,10 @@ def model_info(model: str) -> str:
     return MODELS.get(model, "")
 
 
-def model_dropdown() -> gr.Dropdown:
+def model_dropdown(elem_id: str | None = None) -> gr.Dropdown:
     """The model picker of every tab: short names in the list, the chosen one's description under it."""
     model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model", info=model_info(DEFAULT_MODEL),
-                        min_width=200)
+                        min_width=200, elem_id=elem_id)
     model.change(lambda m: gr.update(info=model_info(m)), model, model, queue=False, show_progress="hidden",
                  api_visibility="private")
     return model
@@ -469,7 +469,7 @@ def create_live_tab(fn, video_fn=None, video_api_fn=None):
         cam = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy", height=360)
         out = ResultImage(label="Keypoints", type="numpy", interactive=False, height=360)
     with gr.Row():
-        model = model_dropdown()
+        model = model_dropdown("live-model")
         strength = gr.Slider(0, 1, value=0.5, step=0.05, label="Smoothing (0 = raw)")
         contours = gr.Checkbox(value=True, label="connecting contours")
     fps = gr.Markdown(elem_id="live-status")
