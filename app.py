@@ -17,7 +17,6 @@ everything a user sends or gets back lives in per-request temporary folders or p
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import re
@@ -26,8 +25,7 @@ import signal
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
 
@@ -38,8 +36,7 @@ import torch
 from gradio_image_annotation import image_annotator
 from PIL import Image, UnidentifiedImageError
 
-from fkd import media, morph, video, viz
-from fkd.data import write_pts
+from fkd import media, morph, results, video, viz
 from fkd.io import ImageError, load_image, load_image_sized, open_image
 from fkd.landmarker import DEFAULT_MODEL, MODELS, Face, Landmarker, WeightsError, check_box, face_side
 from fkd.models import conv_layers, describe_conv, first_conv
@@ -79,11 +76,24 @@ log = logging.getLogger("fkd.app")
 
 
 def model_choices() -> list[tuple[str, str]]:
-    """(label, name) per model in MODELS, in its order; the default on this CPU says so, and ones
-    whose weights are not there yet too."""
-    return [(label + (" · default here" if m == DEFAULT_MODEL else "")
-             + ("" if (WEIGHTS_DIR / f"{m}.safetensors").exists() else " (no weights yet)"), m)
-            for m, label in MODELS.items()]
+    """(label, name) per model in MODELS, in its order: the short name (a description of 60
+    characters was cut at "…the most accurc" in the webcam tab's row, and on a phone), with the
+    default on this CPU and models whose weights are not there yet marked."""
+    return [(m + (" (default here)" if m == DEFAULT_MODEL else "")
+             + ("" if (WEIGHTS_DIR / f"{m}.safetensors").exists() else " (no weights yet)"), m) for m in MODELS]
+
+
+def model_info(model: str) -> str:
+    return MODELS.get(model, "")
+
+
+def model_dropdown(elem_id: str | None = None) -> gr.Dropdown:
+    """The model picker of every tab: short names in the list, the chosen one's description under it."""
+    model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model", info=model_info(DEFAULT_MODEL),
+                        min_width=200, elem_id=elem_id)
+    model.change(lambda m: gr.update(info=model_info(m)), model, model, queue=False, show_progress="hidden",
+                 api_visibility="private")
+    return model
 
 
 # -----------------------------------------------------------------------------------------------
@@ -199,28 +209,21 @@ def request_dir() -> Path:
     return fresh
 
 
-def _resize(rgb: np.ndarray, k: float) -> np.ndarray:
-    """The image scaled by k: area-averaged down, blocky up (a small photo's pixels stay visible)."""
-    if k == 1.0:
-        return rgb
-    return cv2.resize(rgb, (max(1, round(rgb.shape[1] * k)), max(1, round(rgb.shape[0] * k))),
-                      interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_NEAREST)
-
-
-def _shrink(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    """(image with longest side ≤ max_side, factor applied)."""
-    s = min(1.0, max_side / max(rgb.shape[:2]))
-    return _resize(rgb, s), s
-
-
-def _scaled(face: Face, s: float, shift: float = 0.0) -> Face:
-    return replace(face, box=face.box * s + shift, keypoints=face.keypoints * s + shift)
-
-
 # -----------------------------------------------------------------------------------------------
 # 1. keypoints on a photo
 
 NO_PHOTO = "Add a photo first: upload one, paste it, take one with the webcam or click an example."
+
+
+@dataclass
+class PhotoResult:
+    """The photo on show and its faces, kept per session (gr.State) so that the checkboxes redraw it
+    without running the model again."""
+    shown: np.ndarray          # the display copy (≤ DISPLAY_SIDE, ≥ DISPLAY_MIN_SIDE)
+    faces: list[Face]          # in the original photo's pixels
+    size: tuple[int, int]      # the original photo's (W, H)
+    model: str
+    drawn: bool                # the boxes are the user's
 
 
 def detect_keypoints(path: str | None, model: str, boxes=None, boxes_width: int | None = None
@@ -239,136 +242,76 @@ def detect_keypoints(path: str | None, model: str, boxes=None, boxes_width: int 
     faces = lm.predict(rgb, boxes=boxes, flip_test=PHOTO_FLIP_TEST)
     if s != 1.0:
         gr.Info(f"Large photo ({W}×{H}): worked on a copy {rgb.shape[1]}×{rgb.shape[0]}; points are in full-size pixels.")
-    return rgb, [_scaled(f, s) for f in faces], (W, H)
+    return rgb, [viz.scaled(f, s) for f in faces], (W, H)
 
 
-def annotate(rgb: np.ndarray, faces: list[Face], full_w: int, model: str, numbers: bool, contours: bool,
-             min_side: int = 0) -> tuple[np.ndarray, int]:
-    """The photo (browser-sized: shrunk to DISPLAY_SIDE, enlarged to `min_side`) with boxes, points,
-    contours and numbers sized to the faces, not the photo; and how many faces were too small on it
-    for their numbers (a group photo's 68-point faces of 50 px came out as yellow blots)."""
-    small = _shrink(rgb, DISPLAY_SIDE)[0]
-    if max(small.shape[:2]) < min_side:  # a small photo: drawn on an enlarged copy, not shown as a stamp
-        small = _resize(small, min_side / max(small.shape[:2]))
-    s = max(small.shape[:2]) / max(rgb.shape[:2]) * rgb.shape[1] / full_w  # original pixels → display pixels
-    shown = [_scaled(f, s, (s - 1) / 2) for f in faces]  # pixel centres sit on integers in both: x → (x + 0.5) s - 0.5
-    sides = [face_side(f) for f in shown]  # by the points: a full-range box can be twice the face
-    out = viz.draw_faces(small, shown, contours=get_landmarker(model).layout.contours if contours else ())
-    if len(shown) > 1:  # the faces table's numbers, by each box in its colour
-        for k, (f, side) in enumerate(zip(shown, sides)):
-            viz.label(out, str(k + 1), (f.box[0], f.box[1]), float(np.clip(side / 120, 0.45, 1.4)), viz.COLORS[k % len(viz.COLORS)])
-    unnumbered = 0
-    for f, side in zip(shown, sides) if numbers else ():
-        if side < NUMBERS_MIN_SIDE and len(f.keypoints) > 1:
-            unnumbered += 1
-            continue
-        viz.number_points(out, f.keypoints, float(np.clip(side / 750, 0.22, 0.9)), 2)
-    return out, unnumbered
-
-
-def keypoints_json(faces: list[Face], size: tuple[int, int], model: str, name: str = "") -> dict:
-    return {"image": name, "width": size[0], "height": size[1], "model": model,
-            "faces": [f.to_dict() for f in faces]}
-
-
-def write_downloads(faces: list[Face], result: dict, stem: str) -> list[str]:
-    """One .pts per face (300-W convention), plus the JSON and a CSV of every point."""
-    d = request_dir()
-    files = []
-    for k, f in enumerate(faces, 1):
-        write_pts(d / f"{stem}_face{k}.pts", f.keypoints)
-        files.append(str(d / f"{stem}_face{k}.pts"))
-    (d / f"{stem}_keypoints.json").write_text(json.dumps(result, indent=1))
-    rows = ["face,point,x,y,face_confidence"] + [f"{k},{i},{x:.2f},{y:.2f},{f.confidence:.4f}"
-                                                  for k, f in enumerate(faces, 1) for i, (x, y) in enumerate(f.keypoints)]
-    (d / f"{stem}_keypoints.csv").write_text("\n".join(rows) + "\n")
-    return files + [str(d / f"{stem}_keypoints.json"), str(d / f"{stem}_keypoints.csv")]
+def draw_result(res: PhotoResult, numbers: bool, contours: bool) -> tuple[np.ndarray, str]:
+    """(the drawing, the faces table under it) for the checkboxes' settings."""
+    lm = get_landmarker(res.model)
+    drawing, unnumbered = viz.annotate_photo(res.shown, res.faces, res.size[0], numbers=numbers,
+                                             contours=lm.layout.contours if contours else (),
+                                             numbers_min_side=NUMBERS_MIN_SIDE)
+    summary = faces_summary(res.faces, res.model, res.drawn)
+    if unnumbered:
+        n = len(res.faces)
+        which = "the face" if n == 1 else f"all {n} faces" if unnumbered == n else f"{unnumbered} of the {n} faces"
+        summary += (f"\n\nPoint numbers are left out on {which}: under {NUMBERS_MIN_SIDE} px in the picture, they "
+                    "would hide the face. The points table (under *Points table, JSON and downloads*) numbers every point.")
+    return drawing, summary
 
 
 def faces_summary(faces: list[Face], model: str, drawn: bool = False) -> str:
-    """The table under the photo. `drawn`: the boxes are the user's (no detector ran). A confidence
-    below the one that drops detector boxes (0.8: labelled faces score 0.97 or more, boxes beside a
-    face 0.36 at the median) is flagged, since a drawn box is kept whatever it holds."""
-    if not faces:
-        return "**No face found.** Try *draw* mode and mark the face with a box."
+    """The table under the photo. A confidence below the one that drops detector boxes (0.8:
+    labelled faces score 0.97 or more, boxes beside a face 0.36 at the median) is flagged."""
     lm = get_landmarker(model)
-    lines = [f"**{len(faces)} face{'s' * (len(faces) > 1)}**, model *{MODELS.get(model, model)}*",
-             "", "| face | box (x0, y0, x1, y1) | detector score | landmark confidence |", "|---|---|---|---|"]
-    for k, f in enumerate(faces[:SUMMARY_ROWS], 1):
-        if not lm.has_confidence:
-            conf = "— (this model gives none)"
-        else:  # the ⚠ is explained under the table: in the cell, it pushed the table past a phone's width
-            conf = f"{f.confidence:.2f}{' ⚠' if f.confidence < lm.min_confidence else ''}"
-        lines.append(f"| {k} | {', '.join(f'{v:.0f}' for v in f.box)} | {'drawn' if drawn else f'{f.score:.2f}'} | {conf} |")
-    if lm.has_confidence and any(f.confidence < lm.min_confidence for f in faces[:SUMMARY_ROWS]):
-        lines += ["", f"⚠ landmark confidence below {lm.min_confidence:g}: occluded, blurred or not a face?"]
-    if len(faces) > SUMMARY_ROWS:  # a crowd's 77 rows pushed everything under them off the screen
-        low = sum(f.confidence < lm.min_confidence for f in faces[SUMMARY_ROWS:]) if lm.has_confidence else 0
-        lines += ["", f"Faces {SUMMARY_ROWS + 1}-{len(faces)} are in the points table and the JSON (under *Points "
-                      f"table, JSON and downloads*)" + (f"; ⚠ {low} of them below {lm.min_confidence:g}." if low else ".")]
-    return "\n".join(lines)
-
-
-def parse_boxes(text: str | None) -> list[list[float]] | None:
-    """API boxes: JSON [[x0, y0, x1, y1], ...] (or one box [x0, y0, x1, y1]) in original pixels."""
-    if not text or not str(text).strip():
-        return None
-    try:
-        boxes = json.loads(text)
-    except json.JSONDecodeError:
-        raise ValueError(f"boxes must be JSON like [[x0, y0, x1, y1], ...], got {text!r}") from None
-    if isinstance(boxes, list) and boxes and all(isinstance(v, (int, float)) for v in boxes):
-        boxes = [boxes]  # one box given flat
-    for b in boxes if isinstance(boxes, list) else []:
-        if not isinstance(b, list) or len(b) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b):
-            raise ValueError(f"a box needs four numbers [x0, y0, x1, y1], got {json.dumps(b)}")
-    if not isinstance(boxes, list) or not boxes:
-        raise ValueError("boxes must be a non-empty JSON list of [x0, y0, x1, y1]")
-    return boxes
+    return results.faces_table(faces, MODELS.get(model, model), has_confidence=lm.has_confidence,
+                               min_confidence=lm.min_confidence, drawn=drawn, max_rows=SUMMARY_ROWS)
 
 
 @user_errors
 def keypoints_api(image: str | None, box_mode: str = "auto", model: str = DEFAULT_MODEL, boxes: str = ""):
     """Keypoints of every face (box_mode "auto": MediaPipe finds them) or of the given boxes ("draw":
     `boxes` = JSON [[x0, y0, x1, y1], ...] in image pixels). Returns the annotated image and the JSON."""
-    given = parse_boxes(boxes) if box_mode == "draw" else None
+    given = results.parse_boxes(boxes) if box_mode == "draw" else None
     if box_mode == "draw" and given is None:
         raise UserError("Box mode 'draw' needs boxes: JSON [[x0, y0, x1, y1], ...] in image pixels.")
     rgb, faces, size = detect_keypoints(image, model, given)
     if not faces:
         gr.Warning("No face found in this photo.")
-    return annotate(rgb, faces, size[0], model, False, True)[0], keypoints_json(faces, size, model, Path(image).name)
+    contours = get_landmarker(model).layout.contours
+    drawing = viz.annotate_photo(viz.display_copy(rgb, DISPLAY_SIDE), faces, size[0], contours=contours)[0]
+    return drawing, results.image_record(faces, Path(image).name, size, model)
 
 
 @user_errors
 def keypoints_ui(image, box_mode, model, numbers, contours, annotation=None):
+    """(drawing, faces table, points table, downloads, JSON, the PhotoResult for redrawing)."""
     if not image:
         raise UserError(NO_PHOTO)  # before the boxes: there is nothing to draw on yet
-    boxes, canvas_w = boxes_from_annotation(annotation) if box_mode == "draw" else (None, None)
+    boxes, canvas_w = results.annotation_boxes(annotation) if box_mode == "draw" else (None, None)
     rgb, faces, size = detect_keypoints(image, model, boxes, canvas_w)
     if not faces:
         gr.Warning("No face found. Try 'draw' mode and mark the face with a box.")
-    stem = Path(image).stem[:40] or "photo"
-    result = keypoints_json(faces, size, model, Path(image).name)
-    table = [[k, i, round(float(x), 1), round(float(y), 1)] for k, f in enumerate(faces, 1) for i, (x, y) in enumerate(f.keypoints)]
-    drawing, unnumbered = annotate(rgb, faces, size[0], model, numbers, contours, DISPLAY_MIN_SIDE)
-    summary = faces_summary(faces, model, boxes is not None)
-    if unnumbered:
-        which = ("the face" if len(faces) == 1 else f"all {len(faces)} faces" if unnumbered == len(faces)
-                 else f"{unnumbered} of the {len(faces)} faces")
-        summary += (f"\n\nPoint numbers are left out on {which}: under {NUMBERS_MIN_SIDE} px in the picture, they "
-                    "would hide the face. The points table (under *Points table, JSON and downloads*) numbers every point.")
-    return (drawing, summary, table,
-            write_downloads(faces, result, stem) if faces else None, result)
+    res = PhotoResult(viz.display_copy(rgb, DISPLAY_SIDE, DISPLAY_MIN_SIDE), faces, size, model, boxes is not None)
+    record = results.image_record(faces, Path(image).name, size, model)
+    files = results.write_downloads(request_dir(), Path(image).stem[:40] or "photo", faces, record) if faces else None
+    return (*draw_result(res, numbers, contours), results.points_table(faces),
+            [str(f) for f in files] if files else None, record, res)
 
 
-def boxes_from_annotation(annotation) -> tuple[list[np.ndarray], int]:
-    """The boxes drawn on the annotator canvas, in its pixels, left to right as the detector's faces are
-    numbered (the annotator gives the last drawn first), and its width (the photo resized)."""
-    if not annotation or annotation.get("image") is None or not annotation.get("boxes"):
-        raise UserError("Draw at least one box around a face (drag on the picture under 'Face boxes'), or switch to 'auto'.")
-    boxes = [np.array([b["xmin"], b["ymin"], b["xmax"], b["ymax"]], np.float32) for b in annotation["boxes"]]
-    return sorted(boxes, key=lambda b: min(b[0], b[2])), annotation["image"].shape[1]
+@user_errors
+def redraw_ui(res: PhotoResult | None, numbers: bool, contours: bool):
+    """The checkboxes changed: the last result drawn again (no model run); nothing on show, nothing to do."""
+    if not isinstance(res, PhotoResult):
+        return gr.skip(), gr.skip()
+    return draw_result(res, numbers, contours)
+
+
+def rerun_ui(res: PhotoResult | None, image, box_mode, model, numbers, contours, annotation=None):
+    """The model changed: run it again on the photo on show; before a first run, nothing happens."""
+    if not isinstance(res, PhotoResult) or res.model == model or not image:
+        return (gr.skip(),) * 6
+    return keypoints_ui(image, box_mode, model, numbers, contours, annotation)
 
 
 @user_errors
@@ -380,10 +323,11 @@ def show_annotator(box_mode, image):
         return gr.update(visible=True, value=None)
     rgb = load_image(image)
     k = min(ANNOTATOR_SIDE / max(rgb.shape[:2]), max(1.0, ANNOTATOR_HEIGHT / rgb.shape[0]))
-    return gr.update(visible=True, value={"image": _resize(rgb, k), "boxes": []})
+    return gr.update(visible=True, value={"image": viz.resize(rgb, k), "boxes": []})
 
 
-def create_keypoints_tab(ui_fn, api_fn, annotator_fn, examples: list[str]):
+def create_keypoints_tab(ui_fn, api_fn, annotator_fn, redraw_fn, rerun_fn, examples: list[str]):
+    last = gr.State(None)  # per session: the result on show, redrawn when a checkbox changes
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
             image = CheckedImage(label="Photo", type="filepath", image_mode=None, height=360,
@@ -393,29 +337,34 @@ def create_keypoints_tab(ui_fn, api_fn, annotator_fn, examples: list[str]):
             annotation = image_annotator(label="Drag to draw one box per face", visible=False, sources=[], elem_id="kp-canvas",
                                          label_list=["face"], label_colors=[(0, 160, 140)], image_type="numpy",
                                          use_default_label=True, show_clear_button=False, height=ANNOTATOR_HEIGHT)
-            model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model")
+            model = model_dropdown()
             with gr.Row():
-                numbers = gr.Checkbox(value=True, label="point numbers")
-                contours = gr.Checkbox(value=True, label="connecting contours")
+                # numbers off by default: 68 of them pile up over the eyes and the mouth
+                numbers = gr.Checkbox(value=False, label="point numbers", elem_id="kp-numbers")
+                contours = gr.Checkbox(value=True, label="connecting contours", elem_id="kp-contours")
             run = gr.Button("Find keypoints", variant="primary")
             boxes = gr.Textbox(value="", visible=False, label="boxes (JSON, for draw mode over the API)")
         with gr.Column(scale=6):
             out = ResultImage(label="Keypoints", type="numpy", format="png", interactive=False, height=480, elem_id="kp-out")
             summary = gr.Markdown(elem_id="kp-summary")
             with gr.Accordion("Points table, JSON and downloads", open=False):
-                files = gr.File(label="Downloads: .pts per face, JSON, CSV", file_count="multiple", interactive=False)
+                files = gr.File(label="Downloads: .pts per face, JSON, CSV (one row per face)", file_count="multiple",
+                                interactive=False)
                 table = gr.Dataframe(headers=["face", "point", "x", "y"], datatype=["number"] * 4, interactive=False,
                                      max_height=300, label="Points (original-image pixels, 0-based)")
                 result = gr.JSON(label="Keypoints JSON")
-    gr.Examples([[p, "auto", DEFAULT_MODEL, True, True] for p in examples], [image, box_mode, model, numbers, contours],
-                [out, summary, table, files, result], fn=ui_fn, run_on_click=True, cache_examples=False,
-                visible_columns=[0], label="Examples (click one)")
+    outputs = [out, summary, table, files, result, last]
+    gr.Examples([[p, "auto", DEFAULT_MODEL, numbers.value, contours.value] for p in examples], [image, box_mode, model, numbers, contours],
+                outputs, fn=ui_fn, run_on_click=True, cache_examples=False, visible_columns=[0], label="Examples (click one)")
 
     for trigger in (box_mode.change, image.change):
         # a photo that is no image fails before annotator_fn runs: empty the canvas, not keep the last photo
         trigger(annotator_fn, [box_mode, image], annotation, api_visibility="private", show_progress="hidden").failure(
             lambda: None, None, annotation, api_visibility="private", show_progress="hidden", queue=False)
-    on_run(run, ui_fn, [image, box_mode, model, numbers, contours, annotation], [out, summary, table, files, result])
+    on_run(run, ui_fn, [image, box_mode, model, numbers, contours, annotation], outputs)
+    for box in (numbers, contours):  # a drawing, no model run: at once
+        box.change(redraw_fn, [last, numbers, contours], [out, summary], api_visibility="private", show_progress="hidden")
+    model.change(rerun_fn, [last, image, box_mode, model, numbers, contours, annotation], outputs, api_visibility="private")
     gr.Button(visible=False).click(api_fn, [image, box_mode, model, boxes], [out, result], api_name="keypoints")
 
 
@@ -479,8 +428,8 @@ def annotate_video(path: str | None, model: str, strength: float, contours: bool
     first = next(frames, None)
     if first is None:
         raise UserError("The video has no frames.")
-    k = _shrink(first, DISPLAY_SIDE)[1]   # the same for every frame
-    frames = (_shrink(f, DISPLAY_SIDE)[0] for f in islice(chain([first], frames), n))
+    k = viz.shrink(first, DISPLAY_SIDE)[1]   # the same for every frame
+    frames = (viz.shrink(f, DISPLAY_SIDE)[0] for f in islice(chain([first], frames), n))
     d = request_dir()
     t0 = time.perf_counter()
     tick = (lambda i: progress((i + 1, n), desc="frames")) if progress is not None else None
@@ -489,8 +438,8 @@ def annotate_video(path: str | None, model: str, strength: float, contours: bool
     if not records:
         raise UserError(error or "The video has no frames.")
     h, w = first.shape[:2]  # the points are in the video's own pixels; the drawn video is shrunk by k
-    (d / "keypoints.json").write_text(json.dumps({"video": Path(path).name, "fps": fps, "width": w, "height": h,
-                                                  "frames": records}))
+    (d / "keypoints.json").write_text(results.dumps({"video": Path(path).name, "fps": fps, "width": w, "height": h,
+                                                     "frames": records}, indent=None))
     faces = sum(bool(r["faces"]) for r in records)
     text = (f"**{len(records)} frames** ({len(records) / fps:.1f} s at {fps:g} fps), {faces} with a face, "
             f"in {time.perf_counter() - t0:.1f} s")
@@ -520,7 +469,7 @@ def create_live_tab(fn, video_fn=None, video_api_fn=None):
         cam = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy", height=360)
         out = ResultImage(label="Keypoints", type="numpy", interactive=False, height=360)
     with gr.Row():
-        model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model")
+        model = model_dropdown("live-model")
         strength = gr.Slider(0, 1, value=0.5, step=0.05, label="Smoothing (0 = raw)")
         contours = gr.Checkbox(value=True, label="connecting contours")
     fps = gr.Markdown(elem_id="live-status")
@@ -552,14 +501,29 @@ def filters_api(model: str = DEFAULT_MODEL):
     return viz.kernel_grid(first_conv(get_landmarker(model).model).weight.detach().numpy(), cell=48)
 
 
+FILTERS_MAX = 16          # layer 2: the first 16 filters × 16 input channels (a square, readable at 300 px)
+SMOOTH_BELOW = 0.3       # neighbour correlation under which the text says the tiles look like noise
+
+
 @user_errors
 def filters_ui(model):
+    """(layer 1 grid, layer 2 grid, what they show): also why tiles that look like noise do."""
     convs = conv_layers(get_landmarker(model).model)
-    grids = [viz.kernel_grid(c.weight.detach().numpy(), cell=48 if c.weight.shape[1] <= 3 else 20) for c in convs[:2]]
+    grids = [viz.kernel_grid(c.weight.detach().numpy(), cell=48 if c.weight.shape[1] <= 3 else 20,
+                             max_out=FILTERS_MAX, max_in=FILTERS_MAX) for c in convs[:2]]
     o, i = convs[1].weight.shape[:2]
-    shown = "all shown" if o <= 32 and i <= 16 else f"the first {min(o, 32)} × {min(i, 16)} shown"
+    shown = "all shown" if o <= FILTERS_MAX and i <= FILTERS_MAX else \
+        f"the first {min(o, FILTERS_MAX)} × {min(i, FILTERS_MAX)} of {o} × {i} shown"
     text = f"**Layer 1:** {describe_conv(convs[0])}. **Layer 2:** {describe_conv(convs[1])}" + (
         f" (rows: filters, columns: input channels; {shown})." if i > 3 else ".")
+    text += " One scale per layer: grey is 0, lighter positive, darker negative, so a faint tile is a weak filter."
+    r = viz.neighbour_correlation(convs[0].weight.detach().numpy())
+    if r < SMOOTH_BELOW:
+        k = convs[0].weight.shape[-1]
+        text += (f"\n\nLayer 1's tiles look like noise, and that is what they hold: neighbouring weights correlate "
+                 f"r = {r:.2f} (0 for noise; smooth edge or blob detectors, as big networks trained on millions of photos "
+                 f"grow, come near 1). {k}×{k} filters this model learned from scratch on a few thousand faces did not "
+                 "settle into smooth patterns; the feature maps below show what they respond to all the same.")
     return grids[0], grids[1], text
 
 
@@ -594,9 +558,9 @@ def feature_maps(image, model) -> tuple[np.ndarray, np.ndarray]:
 
 def create_filters_tab(filters_fn, filters_api_fn, maps_fn, maps_api_fn, examples: list[str]):
     gr.Markdown("What the network learned to look for first: each small tile is one convolution filter "
-                "(bright = positive weights). Below, the first layer's responses to the face in your photo that the "
+                "(light = positive weights, dark = negative). Below, the first layer's responses to the face in your photo that the "
                 "model is surest of, cropped as following it in a video would (its landmark box, levelled).")
-    model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model")
+    model = model_dropdown()
     info = gr.Markdown()
     with gr.Row():
         conv1 = ResultImage(label="Layer 1 filters", type="numpy", interactive=False, height=300)
@@ -619,6 +583,10 @@ def create_filters_tab(filters_fn, filters_api_fn, maps_fn, maps_api_fn, example
 # -----------------------------------------------------------------------------------------------
 # 4. morph
 
+NO_MORPH_FACE = ("No face found in {which}. Use a photo in which one face looks into the camera, whole and not too "
+                 "small (a portrait or passport-style photo works best), then press Morph again.")
+
+
 def largest_face(path: str | None, which: str) -> tuple[np.ndarray, np.ndarray]:
     """(RGB as loaded, 68 keypoints in its pixels) of the largest face in a photo; clear errors otherwise."""
     if not path:
@@ -627,7 +595,7 @@ def largest_face(path: str | None, which: str) -> tuple[np.ndarray, np.ndarray]:
     # the largest face: the whole picture's pass finds it; tiles (small_faces) would only add small ones
     faces = get_landmarker(MORPH_MODEL).predict(rgb, flip_test=PHOTO_FLIP_TEST, small_faces=False)
     if not faces:
-        raise UserError(f"No face found in {which}.")
+        raise UserError(NO_MORPH_FACE.format(which=which))
     if len(faces) > 1:
         gr.Info(f"{which.capitalize()} has {len(faces)} faces: morphing the largest.")
     f = max(faces, key=face_side)  # by its points: a full-range detector box can be twice the face
@@ -635,7 +603,8 @@ def largest_face(path: str | None, which: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_morph(path_a, path_b, n_frames, fps, back, gif: bool = True):
-    """(triangulation of photo 1, of photo 2, mp4 path, GIF path or None when `gif` is False)."""
+    """(triangulation of photo 1, of photo 2, mp4 path, GIF path or None when `gif` is False, what
+    the two files hold)."""
     n_frames, fps = int(np.clip(n_frames, 2, 240)), float(np.clip(fps, 1, 60))
     img_a, pts_a = largest_face(path_a, "photo 1")
     img_b, pts_b = largest_face(path_b, "photo 2")
@@ -644,18 +613,20 @@ def make_morph(path_a, path_b, n_frames, fps, back, gif: bool = True):
     frames = morph.morph_frames(a, pa, b, pb, n_frames, tris)
     if back:
         frames = morph.there_and_back(frames)
-    d = request_dir()
-    # Pillow encodes the GIF in this process while ffmpeg encodes the mp4 in its own (2 cores)
-    with ThreadPoolExecutor(1) as pool:
-        gif_file = pool.submit(media.write_gif, d / "morph.gif", frames, fps) if gif else None
-        try:
-            video = media.write_mp4(d / "morph.mp4", frames, fps)
-        except Exception:  # user_errors logs this one; the GIF's own error would be lost with it
-            if gif_file is not None and gif_file.exception() is not None:
-                log.error("the morph's GIF failed too", exc_info=gif_file.exception())
-            raise
+    video, gif_file = media.write_mp4_and_gif(request_dir(), "morph", frames, fps, gif, log)
     return (morph.draw_triangulation(a, pa, tris), morph.draw_triangulation(b, pb, tris), str(video),
-            str(gif_file.result()) if gif_file else None)
+            str(gif_file) if gif_file else None, morph_text(len(frames), fps, back))
+
+
+def morph_text(n: int, fps: float, back: bool) -> str:
+    """What the mp4 and the GIF hold: the GIF is smaller, and thinned only past what a GIF can play."""
+    step, delays = media.gif_plan(n, fps)
+    text = f"**{n} frames at {fps:g} fps** ({n / fps:.1f} s{', there and back' if back else ''}). "
+    side = min(MORPH_SIZE, media.GIF_SIDE)
+    if step == 1:
+        return text + f"The GIF holds the same {n} frames at the same speed, at {side}×{side} px (a smaller copy)."
+    return text + (f"The GIF is a smaller preview, {side}×{side} px: one frame in {step} ({len(delays)} frames), "
+                   "as long as the video (a GIF plays at most 50 frames a second).")
 
 
 @user_errors
@@ -664,9 +635,12 @@ def morph_api(image_1: str | None, image_2: str | None, frames: float = 48, fps:
     return make_morph(image_1, image_2, frames, fps, there_and_back, gif=False)[2]  # the API returns the video only
 
 
-@user_errors
 def morph_ui(image_1, image_2, frames, fps, there_and_back):
-    return make_morph(image_1, image_2, frames, fps, there_and_back)
+    """The tab's outputs; a problem is one message in the status line, not an error on each output."""
+    try:
+        return user_errors(make_morph)(image_1, image_2, frames, fps, there_and_back)
+    except gr.Error as e:
+        return None, None, None, None, f"⚠ **{e.message}**"
 
 
 def create_morph_tab(ui_fn, api_fn, examples: list[list[str]]):
@@ -688,9 +662,11 @@ def create_morph_tab(ui_fn, api_fn, examples: list[list[str]]):
         tri_b = ResultImage(label="Photo 2, aligned onto photo 1", type="numpy", interactive=False, height=320)
         video = gr.Video(label="Morph (mp4)", format=None, autoplay=True, loop=True, height=320, interactive=False,
                          elem_id="morph-video")
-    gif = gr.File(label="Download the GIF", interactive=False)
+    status = gr.Markdown(elem_id="morph-status")
+    gif = gr.File(label=f"Download the GIF (a {media.GIF_SIDE}×{media.GIF_SIDE} copy of the video)", interactive=False)
     gr.Examples(examples, [a, b], label="Example pairs (click one, then Morph)")
-    on_run(run, ui_fn, [a, b, frames, fps, back], [tri_a, tri_b, video, gif], concurrency_limit=1, concurrency_id="morph")
+    on_run(run, ui_fn, [a, b, frames, fps, back], [tri_a, tri_b, video, gif, status], concurrency_limit=1,
+           concurrency_id="morph")
     gr.Button(visible=False).click(api_fn, [a, b, frames, fps, back], video, api_name="morph",
                                    concurrency_limit=1, concurrency_id="morph")
 
@@ -756,7 +732,7 @@ def _png(name: str) -> np.ndarray | None:
 def create_training_tab(fn):
     gr.Markdown("How each model was trained, read from its model card (weights/*.json) and the report "
                 "pictures written at the end of training (weights/reports/).")
-    model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model")
+    model = model_dropdown()
     with gr.Row(equal_height=False):
         summary = gr.Markdown()
         curves = ResultImage(label="Loss curves", type="numpy", interactive=False, height=320)
@@ -795,7 +771,7 @@ def build_demo() -> gr.Blocks:
         gr.Markdown(INTRO, elem_classes="fkd-intro")
         with gr.Tabs():
             with gr.Tab("Keypoints"):
-                create_keypoints_tab(keypoints_ui, keypoints_api, show_annotator, examples)
+                create_keypoints_tab(keypoints_ui, keypoints_api, show_annotator, redraw_ui, rerun_ui, examples)
             with gr.Tab("Webcam & video"):
                 create_live_tab(live_ui, video_ui, video_api)
             with gr.Tab("Filters"):

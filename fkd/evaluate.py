@@ -287,14 +287,11 @@ def write_outputs(args, metrics: dict, kept: list, preds: list, errors: np.ndarr
     if args.ced:
         from fkd.viz import ced_plot, save_png
         save_png(args.ced, ced_plot({label: errors}))
-    if args.export_csv:
-        n = len(preds[0])
-        header = "image,face," + ",".join(f"x{i},y{i}" for i in range(n))
-        rows = [f"{image_name(r, root).as_posix()},{r.meta['nth_face']}," + ",".join(f"{v:.2f}" for v in p.reshape(-1))
-                for r, p in zip(kept, preds)]
-        Path(args.export_csv).write_text("\n".join([header] + rows) + "\n")
+    if args.export_csv:  # the app's and fkd.predict's CSV layout (fkd.results)
+        from fkd.results import write_csv
+        write_csv(args.export_csv, [(image_name(r, root).as_posix(), r.meta["nth_face"], p) for r, p in zip(kept, preds)])
     if args.pts:
-        from fkd.data import write_pts
+        from fkd.results import write_pts
         for r, p in zip(kept, preds):
             f = Path(args.pts) / pts_name(r, root)
             f.parent.mkdir(parents=True, exist_ok=True)

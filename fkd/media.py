@@ -108,15 +108,32 @@ def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float) -> Pat
     return Path(path)
 
 
-def write_gif(path: str | Path, frames: list[np.ndarray], fps: float, max_side: int = 256, max_frames: int = 60) -> Path:
-    """Looping GIF, downscaled to `max_side` and thinned to ≤ `max_frames` at the same speed (GIFs get big).
+GIF_SIDE = 256         # pixels: a GIF's longer side (a 512² morph GIF of 94 frames would be ~10 MB)
+GIF_MIN_DELAY_CS = 2   # browsers play a GIF frame shorter than 2/100 s for 1/10 s: 60 fps came out 6× slow
+
+
+def gif_plan(n_frames: int, fps: float, max_frames: int = 240) -> tuple[int, list[int]]:
+    """(step, delay of each kept frame in ms) for a GIF of `n_frames` at `fps`: every frame while
+    there are at most `max_frames` and fps ≤ 50, else every step-th. GIF delays are whole 1/100 s,
+    so 24 fps cannot be 41.7 ms a frame: delays of 40 and 50 ms alternate so that each frame shows
+    at its own time (rounded), and the GIF lasts as long as the video (one delay for all frames
+    made 24 fps into 25, or with every 2nd frame kept, 12.5)."""
+    step = max(1, int(np.ceil(n_frames / max_frames)), int(np.ceil(GIF_MIN_DELAY_CS * fps / 100 - 1e-9)))
+    kept = len(range(0, n_frames, step))
+    ends = [round((i + 1) * step * 100 / fps) for i in range(kept)]   # in 1/100 s
+    return step, [10 * (e - b) for b, e in zip([0] + ends[:-1], ends)]
+
+
+def write_gif(path: str | Path, frames: list[np.ndarray], fps: float, max_side: int = GIF_SIDE, max_frames: int = 240) -> Path:
+    """Looping GIF, downscaled to `max_side`, of every frame in order at the video's speed (thinned
+    only past `max_frames` or 50 fps, see `gif_plan`; GIFs get big).
 
     One palette for the whole clip, fitted on a few frames spread over it: ~10× faster than a palette
     per frame, smaller, and the colours do not flicker from frame to frame.
     """
     from PIL import Image
 
-    step = max(1, int(np.ceil(len(frames) / max_frames)))
+    step, delays = gif_plan(len(frames), fps, max_frames)
     frames = frames[::step]
     h, w = frames[0].shape[:2]
     s = min(1.0, max_side / max(h, w))
@@ -125,5 +142,25 @@ def write_gif(path: str | Path, frames: list[np.ndarray], fps: float, max_side: 
     picks = sorted({round(i) for i in np.linspace(0, len(small) - 1, min(5, len(small)))})
     palette = Image.fromarray(np.concatenate([small[i] for i in picks], 1)).quantize(256, method=Image.Quantize.MEDIANCUT)
     ims = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG) for f in small]
-    ims[0].save(str(path), save_all=True, append_images=ims[1:], duration=max(20, round(1000 * step / fps)), loop=0)
+    # disposal 1 and no optimisation: Pillow would merge identical frames (a there-and-back's ends)
+    # into one longer frame, and the GIF would hold fewer frames than the video
+    ims[0].save(str(path), save_all=True, append_images=ims[1:], duration=delays, loop=0, optimize=False, disposal=1)
     return Path(path)
+
+
+def write_mp4_and_gif(folder: Path, stem: str, frames: list[np.ndarray], fps: float, gif: bool = True,
+                      log: logging.Logger | None = None) -> tuple[Path, Path | None]:
+    """`<stem>.mp4` and (with `gif`) `<stem>.gif` of the same frames, encoded side by side: Pillow
+    makes the GIF in this process while ffmpeg makes the mp4 in its own (2 cores). When the mp4
+    fails, a GIF error is logged too (the caller sees the mp4's), not lost with it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        gif_file = pool.submit(write_gif, folder / f"{stem}.gif", frames, fps) if gif else None
+        try:
+            video = write_mp4(folder / f"{stem}.mp4", frames, fps)
+        except Exception:
+            if gif_file is not None and gif_file.exception() is not None:
+                (log or logging.getLogger(__name__)).error("the GIF failed too", exc_info=gif_file.exception())
+            raise
+    return video, gif_file.result() if gif_file is not None else None

@@ -69,22 +69,79 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def align_pair(img_a: np.ndarray, pts_a: np.ndarray, img_b: np.ndarray, pts_b: np.ndarray, size: int = 512):
-    """Both faces in one size×size frame: A by its eyes and mouth, B fitted onto A's points.
-
-    Returns (a, pa, b, pb): the aligned RGB images and their points in the new frame.
+    """Both faces in one size×size frame: A by its eyes and mouth, B fitted onto A's points
+    (`align_matrices`). Returns (a, pa, b, pb): the aligned RGB images and their points in the new frame.
     """
-    Ma = quad_matrix(face_quad(pts_a), size)
-    pa = apply_affine(Ma, pts_a)
-    Mb = similarity(pts_b, pa)
-    pb = apply_affine(Mb, pts_b)
+    Ma, Mb = align_matrices(img_a, pts_a, img_b, pts_b, size)
+    pa, pb = apply_affine(Ma, pts_a), apply_affine(Mb, pts_b)
     return warp_reflect(img_a, Ma, (size, size)), pa, warp_reflect(img_b, Mb, (size, size)), pb
 
 
-def warp_reflect(image: np.ndarray, M: np.ndarray, out_wh: tuple[int, int]) -> np.ndarray:
-    """Affine warp; where the frame reaches past the photo, a blurred mirror of it fills in.
+def align_matrices(img_a: np.ndarray, pts_a: np.ndarray, img_b: np.ndarray, pts_b: np.ndarray, size: int = 512):
+    """(Ma, Mb): 2×3 maps of photo A and photo B into the size×size frame.
 
-    (A tight photo would otherwise give streaks (replicated edge) or sharp mirrored heads.) Like
-    fkd.geometry.warp, a big shrink first area-averages the source, so no aliasing.
+    Where the FFHQ frame reaches past either photo (a tightly cropped portrait), it is cropped to the
+    largest square both photos fill that still holds both faces with a margin, zoomed in at most
+    MAX_ZOOM×, so no frame shows made-up border; what is left over (a face at a photo's edge) gets
+    the photo's edge drawn out (`warp_reflect`).
+    """
+    Ma = quad_matrix(face_quad(pts_a), size)
+    Mb = similarity(pts_b, apply_affine(Ma, pts_a))
+    cover = _inside(img_a, Ma, size) & _inside(img_b, Mb, size)
+    if not cover.all():
+        # a pixel in hand: zoomed in, the square's edge pixels fall between those checked here
+        cover = cv2.erode(cover.astype(np.uint8), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE) > 0
+        both = np.concatenate([apply_affine(Ma, pts_a), apply_affine(Mb, pts_b)])
+        lo, hi = both.min(0), both.max(0)
+        margin = FACE_MARGIN * (hi - lo).max()
+        keep = np.clip(np.r_[lo - margin, hi + margin], 0, size - 1)  # the margin as far as the frame goes
+        square = covered_square(cover, keep, size / MAX_ZOOM)
+        if square is not None:
+            x0, y0, side = square
+            k = size / side  # frame pixel x in [x0, x0 + side) → (x - x0 + 0.5) k - 0.5
+            S = np.array([[k, 0, (0.5 - x0) * k - 0.5], [0, k, (0.5 - y0) * k - 0.5], [0, 0, 1]])
+            Ma, Mb = ((S @ np.vstack([M, [0, 0, 1]]))[:2] for M in (Ma, Mb))
+    return Ma, Mb
+
+
+MAX_ZOOM = 1.6      # the frame cropped to the photos is at least 1/1.6 of the FFHQ square (faces stay whole)
+FACE_MARGIN = 0.1   # of the faces' side: room kept around both faces' points when cropping
+
+
+def _inside(image: np.ndarray, M: np.ndarray, size: int) -> np.ndarray:
+    """(size, size) bool: the frame pixels that M takes from inside the photo."""
+    ones = np.ones(image.shape[:2], np.float32)
+    return cv2.warpAffine(ones, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=0) >= 0.999
+
+
+def covered_square(cover: np.ndarray, keep, min_side: float) -> tuple[int, int, int] | None:
+    """(x0, y0, side) of the largest square all True in `cover` (h, w) that holds the box `keep`
+    (x0, y0, x1, y1) and is at least `min_side`, placed nearest the middle; None if there is none."""
+    h, w = cover.shape
+    I = cv2.integral(cover.astype(np.uint8)).astype(np.int64)  # (h + 1, w + 1)
+    kx0, ky0, kx1, ky1 = keep
+    for side in range(min(h, w), int(np.ceil(min_side)) - 1, -2):
+        xs = np.arange(max(0, int(np.ceil(kx1)) + 1 - side), min(int(np.floor(kx0)), w - side) + 1)
+        ys = np.arange(max(0, int(np.ceil(ky1)) + 1 - side), min(int(np.floor(ky0)), h - side) + 1)
+        if not len(xs) or not len(ys):
+            continue
+        Y, X = np.meshgrid(ys, xs, indexing="ij")
+        full = (I[Y + side, X + side] - I[Y, X + side] - I[Y + side, X] + I[Y, X]) == side * side
+        if full.any():
+            d = np.where(full, np.hypot(X + side / 2 - w / 2, Y + side / 2 - h / 2), np.inf)
+            i, j = np.unravel_index(np.argmin(d), d.shape)
+            return int(X[i, j]), int(Y[i, j]), side
+    return None
+
+
+def warp_reflect(image: np.ndarray, M: np.ndarray, out_wh: tuple[int, int]) -> np.ndarray:
+    """Affine warp; where the frame reaches past the photo, the photo's edge is drawn out and blurred.
+
+    The edge pixels carried outwards (not a mirror of the photo: a mirrored head of dark hair
+    became a dark blurred blob above every frame), softened so they read as an out-of-focus
+    background rather than streaks. Like fkd.geometry.warp, a big shrink first area-averages the
+    source, so no aliasing.
     """
     scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))
     if scale < 0.5:
@@ -93,14 +150,14 @@ def warp_reflect(image: np.ndarray, M: np.ndarray, out_wh: tuple[int, int]) -> n
         xs, ys = image.shape[1] / small.shape[1], image.shape[0] / small.shape[0]
         M = M @ np.array([[xs, 0, (xs - 1) / 2], [0, ys, (ys - 1) / 2], [0, 0, 1]])  # small px → original px → out
         image = small
-    out = cv2.warpAffine(image, M, out_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    out = cv2.warpAffine(image, M, out_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inside = cv2.warpAffine(np.ones(image.shape[:2], np.float32), M, out_wh, flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     if inside.min() >= 1.0:
         return out
     side = max(out_wh)
     inside = cv2.GaussianBlur(cv2.erode(inside, np.ones((3, 3), np.uint8)), (0, 0), side / 200)[..., None]
-    soft = cv2.GaussianBlur(out, (0, 0), side / 40)
+    soft = cv2.GaussianBlur(out, (0, 0), side / 40, borderType=cv2.BORDER_REPLICATE)
     return (out * inside + soft * (1 - inside)).round().astype(np.uint8)
 
 

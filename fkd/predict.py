@@ -1,18 +1,19 @@
 """Keypoints for photos from the command line.
 
     python -m fkd.predict photo.jpg [more.jpg folder/ ...] [--model face68_accurate|ibug68|ibug68_ctx|ibug68_slim|face68|ibug68_quick|face68_baseline|imm58|nose]
-                          [--box x0,y0,x1,y1] [--flip-test auto|on|off] [--json out.json] [--draw out_dir]
+                          [--box x0,y0,x1,y1] [--flip-test auto|on|off] [--json out.json] [--csv out.csv] [--draw out_dir]
 
 A folder stands for the images in it and its subfolders (links to folders too; hidden files and
-folders left out), in sorted order. Prints (or writes) JSON: [{"image": path, "faces": [{"box": [...],
-"score": s, "confidence": c, "turn": t, "keypoints": [[x, y], ...]}]}] in 0-based pixels of the
-original image. An image that cannot be read gets an "error" entry; the others are still processed;
-the exit code is 1 if any failed.
+folders left out), in sorted order. Prints (or writes) JSON: [{"image": path, "width": W, "height": H,
+"model": name, "faces": [{"box": [...], "score": s, "confidence": c, "turn": t, "keypoints": [[x, y],
+...]}]}] in 0-based pixels of the original image (the app's JSON, fkd.results). `--csv` also writes one
+row per face, image,face,x0,y0,...,xN,yN, as the app's download and `python -m fkd.evaluate
+--export-csv` do. An image that cannot be read gets an "error" entry; the others are still
+processed; the exit code is 1 if any failed.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -48,6 +49,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="skip the tiles in which the detector looks for faces small in a large picture "
                         "(group photos): faster, by ~8 ms per tile (15 tiles, ~0.12 s, for a 4:3 portrait)")
     p.add_argument("--json", help="write the results here instead of printing them")
+    p.add_argument("--csv", help="also write every face's points here: image,face,x0,y0,...,xN,yN (one row per face)")
     p.add_argument("--draw", help="also save each image with its points drawn into this folder")
     return p
 
@@ -88,14 +90,17 @@ def main(argv=None) -> int:
     if args.box_kind != "face" and not args.box:
         parser.error("--box-kind describes the boxes given with --box; without --box the detector finds the faces")
     from fkd.io import ImageError, load_image
+    from fkd.results import dumps, image_record, write_csv
 
     images = expand(args.images)
-    problem = (output_problem(Path(args.json), images) if args.json else None) or (
+    problem = next((output_problem(Path(f), images) for f in (args.json, args.csv) if f and output_problem(Path(f), images)),
+                   None) or (args.json and args.csv and Path(args.json).resolve() == Path(args.csv).resolve()
+                             and "--json and --csv name the same file") or (
         args.draw and not writable(Path(args.draw)) and f"{args.draw}: cannot write there")
     lm = open_checked(problem, args.model, args.flip_test)
     if lm is None:
         return 2
-    results, failed = [], 0
+    results, rows, failed = [], [], 0
     # a drawing must not overwrite another, nor an input that is in the drawings' folder
     drawn = {Path(p).name for p in images if args.draw and Path(p).parent.resolve() == Path(args.draw).resolve()}
     for path in images:
@@ -103,7 +108,8 @@ def main(argv=None) -> int:
             if Path(path).is_dir():
                 raise ImageError(f"{path}: no images in this folder (looked for {' '.join(PHOTO_EXTS)})")
             faces = lm.predict(path, boxes=args.box, box_kind=args.box_kind, small_faces=args.small_faces)
-            entry = {"image": path, "faces": [f.to_dict() for f in faces]}
+            entry = image_record(faces, path, upright_size(path), lm.name)
+            rows += [(path, k, f.keypoints) for k, f in enumerate(faces, 1)]
             if not faces:
                 print(f"{path}: no face found", file=sys.stderr)
             if args.draw:
@@ -118,7 +124,9 @@ def main(argv=None) -> int:
             entry = {"image": path, "error": f"{e}{hint}"}
             print(f"error: {'' if str(path) in str(e) else f'{path}: '}{entry['error']}", file=sys.stderr)
         results.append(entry)
-    text = json.dumps(results, indent=1)
+    text = dumps(results)
+    if args.csv:
+        write_csv(args.csv, rows)
     if args.json:
         Path(args.json).write_text(text + "\n")
         print(f"wrote {args.json} ({len(results)} image(s), {failed} failed)", file=sys.stderr)
@@ -126,6 +134,15 @@ def main(argv=None) -> int:
         print(text)
     lm.close()
     return 1 if failed else 0
+
+
+def upright_size(path) -> tuple[int, int]:
+    """(width, height) of the image as the points see it (a phone photo's EXIF turn applied), from its header."""
+    from fkd.io import open_image
+
+    with open_image(path) as im:
+        turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+        return im.size[::-1] if turned else im.size
 
 
 def expand(paths: list[str]) -> list[str]:

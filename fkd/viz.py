@@ -6,6 +6,7 @@ backend and return RGB arrays, so callers decide whether to save or show them.
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -51,6 +52,57 @@ def draw_faces(image: np.ndarray, faces: list, *, contours=(), numbers: bool = F
         if numbers:
             number_points(out, pts, 0.3 * scale + 0.1, r)
     return out
+
+
+def resize(rgb: np.ndarray, k: float) -> np.ndarray:
+    """The image scaled by k: area-averaged down, blocky up (a small photo's pixels stay visible)."""
+    if k == 1.0:
+        return rgb
+    return cv2.resize(rgb, (max(1, round(rgb.shape[1] * k)), max(1, round(rgb.shape[0] * k))),
+                      interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_NEAREST)
+
+
+def shrink(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """(image with longest side ≤ max_side, factor applied)."""
+    s = min(1.0, max_side / max(rgb.shape[:2]))
+    return resize(rgb, s), s
+
+
+def scaled(face, s: float, shift: float = 0.0):
+    """The face (a dataclass with `.box`, `.keypoints`) with its box and points scaled by s and shifted."""
+    return replace(face, box=face.box * s + shift, keypoints=face.keypoints * s + shift)
+
+
+def display_copy(rgb: np.ndarray, max_side: int, min_side: int = 0) -> np.ndarray:
+    """The picture the browser shows: shrunk to `max_side`, and a small one enlarged to `min_side`
+    (drawn on an enlarged copy, not shown as a stamp)."""
+    small = shrink(rgb, max_side)[0]
+    if max(small.shape[:2]) < min_side:
+        small = resize(small, min_side / max(small.shape[:2]))
+    return small
+
+
+def annotate_photo(shown: np.ndarray, faces: list, full_w: int, *, contours=(), numbers: bool = False,
+                   numbers_min_side: float = 150) -> tuple[np.ndarray, int]:
+    """`shown` (a display copy of a photo `full_w` pixels wide) with each face's box, points,
+    contours and, with `numbers`, point numbers, all sized to the faces, not the photo; with several
+    faces, each box gets its number (as in `fkd.results.faces_table`). Faces are in the photo's
+    pixels. Returns the drawing and how many faces were too small on it (< `numbers_min_side`
+    display pixels) for their numbers: a group photo's 50-px faces came out as yellow blots."""
+    s = shown.shape[1] / full_w  # photo pixels → display pixels
+    drawn = [scaled(f, s, (s - 1) / 2) for f in faces]  # pixel centres sit on integers in both: x → (x + 0.5) s - 0.5
+    sides = [face_side(f) for f in drawn]  # by the points: a full-range box can be twice the face
+    out = draw_faces(shown, drawn, contours=contours)
+    if len(drawn) > 1:  # the faces table's numbers, by each box in its colour
+        for k, (f, side) in enumerate(zip(drawn, sides)):
+            label(out, str(k + 1), (f.box[0], f.box[1]), float(np.clip(side / 120, 0.45, 1.4)), COLORS[k % len(COLORS)])
+    unnumbered = 0
+    for f, side in zip(drawn, sides) if numbers else ():
+        if side < numbers_min_side and len(f.keypoints) > 1:
+            unnumbered += 1
+            continue
+        number_points(out, f.keypoints, float(np.clip(side / 750, 0.22, 0.9)), 2)
+    return out, unnumbered
 
 
 def point_radius(faces) -> int:
@@ -140,23 +192,40 @@ def input_picture(x) -> np.ndarray:
     return np.repeat(a, 3, 2) if a.shape[2] == 1 else a
 
 
-def kernel_grid(weight: np.ndarray, cell: int = 24, max_out: int = 32, max_in: int = 16) -> np.ndarray:
-    """Filters (O, I, k, k) as a picture: colour tiles when I is 1 or 3 (`filter_grid`), else one row
-    per filter, one column per input channel (first `max_out` × `max_in`), each tile normalised on its own."""
+def kernel_grid(weight: np.ndarray, cell: int = 24, max_out: int = 16, max_in: int = 16) -> np.ndarray:
+    """Filters (O, I, k, k) as a picture on one scale for the whole layer: mid-grey is 0, brighter
+    positive, darker negative (so a faint tile is a weak filter, not stretched to full contrast).
+    Colour tiles when I is 3, grey when 1 (up to 64 filters, in a square grid); else one row per
+    filter and one column per input channel, the first `max_out` × `max_in` (square: 32 × 16
+    tiles of 3×3 came out as a tall strip that the app showed 100 px wide)."""
     w = np.asarray(weight, np.float32)
+    w = 0.5 + 0.5 * w / (np.abs(w).max() + 1e-8)                   # [-max, max] → [0, 1]
     if w.shape[1] in (1, 3):
-        return filter_grid(w[:64], cell=cell)
-    w = w[:max_out, :max_in]
-    O, I = w.shape[:2]
-    grid = np.full((O * (cell + 2) + 2, I * (cell + 2) + 2, 3), 255, np.uint8)
-    lo, hi = w.min(axis=(2, 3), keepdims=True), w.max(axis=(2, 3), keepdims=True)
-    tiles = ((w - lo) / (hi - lo + 1e-8) * 255).astype(np.uint8)
-    for o in range(O):
-        for i in range(I):
-            t = cv2.resize(tiles[o, i], (cell, cell), interpolation=cv2.INTER_NEAREST)
-            y, x = 2 + o * (cell + 2), 2 + i * (cell + 2)
-            grid[y:y + cell, x:x + cell] = t[..., None]
+        tiles = w[:64].transpose(0, 2, 3, 1).repeat(3 // w.shape[1], axis=3)   # (O, k, k, 3)
+        cols = int(np.ceil(np.sqrt(len(tiles))))
+        rows = int(np.ceil(len(tiles) / cols))
+        cells = [(divmod(i, cols), t) for i, t in enumerate(tiles)]
+    else:
+        w = w[:max_out, :max_in]
+        rows, cols = w.shape[:2]
+        cells = [((o, i), w[o, i][..., None].repeat(3, axis=2)) for o in range(rows) for i in range(cols)]
+    grid = np.full((rows * (cell + 2) + 2, cols * (cell + 2) + 2, 3), 255, np.uint8)
+    for (r, c), t in cells:
+        y, x = 2 + r * (cell + 2), 2 + c * (cell + 2)
+        grid[y:y + cell, x:x + cell] = cv2.resize((t * 255).round().astype(np.uint8), (cell, cell),
+                                                  interpolation=cv2.INTER_NEAREST).reshape(cell, cell, 3)
     return grid
+
+
+def neighbour_correlation(weight: np.ndarray) -> float:
+    """How smooth filters (..., k, k) are: the correlation of each weight with its right and lower
+    neighbours. About 0 for noise; edge and blob detectors (smooth patterns) score far higher."""
+    w = np.asarray(weight, np.float64)
+    a = np.concatenate([w[..., :, :-1].ravel(), w[..., :-1, :].ravel()])
+    b = np.concatenate([w[..., :, 1:].ravel(), w[..., 1:, :].ravel()])
+    if a.size < 2 or a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def feature_grid(maps: np.ndarray, cell: int = 64) -> np.ndarray:

@@ -246,9 +246,10 @@ def test_morph_endpoint_gives_a_playable_video(client, app_module, faces):
 
 def test_morph_tab_gives_the_video_and_its_gif_and_the_api_the_video_only(app_module, faces):
     pa, pb = str(faces[0].image), str(faces[1].image)
-    tri_a, tri_b, video, gif = app_module.make_morph(pa, pb, 5, 10, False)
+    tri_a, tri_b, video, gif, text = app_module.make_morph(pa, pb, 5, 10, False)
     frames, small = iio.imread(video), np.stack([f[..., :3] for f in iio.imiter(gif)])
     assert len(frames) == len(small) == 5 and small.shape[1:3] == (256, 256)
+    assert "5 frames at 10 fps" in text and "same 5 frames" in text
     for f, g in zip(frames, small):  # the same frames, downscaled (encoded while the mp4 was)
         ref = cv2.resize(f, (256, 256), interpolation=cv2.INTER_AREA).astype(np.float32)
         assert np.abs(ref - g).mean() < 8
@@ -264,8 +265,8 @@ def test_morph_whose_encoders_both_fail_logs_both_errors(app_module, faces, monk
         return write
     monkeypatch.setattr(app_module.media, "write_mp4", broken("mp4"))
     monkeypatch.setattr(app_module.media, "write_gif", broken("gif"))
-    with pytest.raises(gr.Error, match="Something went wrong on our side"):
-        app_module.morph_ui(str(faces[0].image), str(faces[1].image), 3, 10, False)
+    *outputs, status = app_module.morph_ui(str(faces[0].image), str(faces[1].image), 3, 10, False)
+    assert outputs == [None] * 4 and "Something went wrong on our side" in status   # one message, not four errors
     logged = caplog.text
     assert "mp4 encoder broke" in logged and "gif encoder broke" in logged
 
@@ -369,13 +370,16 @@ def test_ui_downloads_are_per_request_and_correct(app_module, faces):
     r = faces[0]
     out1 = app_module.keypoints_ui(str(r.image), "auto", "ibug68", True, True, None)
     out2 = app_module.keypoints_ui(str(r.image), "auto", "ibug68", False, False, None)
-    image, summary, table, files, result = out1
+    image, summary, table, files, result, _ = out1
     assert "1 face" in summary and len(table) == 68
     pts = [f for f in files if f.endswith(".pts")]
     assert len(pts) == 1
     np.testing.assert_allclose(read_pts(pts[0]), np.array(result["faces"][0]["keypoints"]), atol=0.01)
-    csv = [f for f in files if f.endswith(".csv")][0]
-    assert len(open(csv).read().strip().splitlines()) == 1 + 68
+    csv = open([f for f in files if f.endswith(".csv")][0]).read().splitlines()
+    assert csv[0].startswith("image,face,x0,y0,") and len(csv) == 2     # one row per face, as fkd.evaluate's
+    row = csv[1].split(",")
+    assert row[:2] == [r.image.name, "1"] and len(row) == 2 + 2 * 68
+    np.testing.assert_allclose(np.array(row[2:], float).reshape(68, 2), result["faces"][0]["keypoints"], atol=0.006)
     assert json.load(open([f for f in files if f.endswith(".json")][0])) == result
     dirs1, dirs2 = {str(p).rsplit("/", 1)[0] for p in files}, {str(p).rsplit("/", 1)[0] for p in out2[3]}
     assert len(dirs1) == 1 and dirs1.isdisjoint(dirs2), "two requests shared a folder"
@@ -393,7 +397,7 @@ def test_drawn_boxes_are_scaled_back_to_the_photo(app_module, faces, tmp_path):
     d = shown.shape[1] / (im.width * s)                    # photo → canvas
     lo, hi = r.points.min(0) * s, r.points.max(0) * s
     box = dict(zip(("xmin", "ymin", "xmax", "ymax"), (np.r_[lo - 40, hi + 40] * d).round()))
-    _, _, _, _, result = app_module.keypoints_ui(str(big), "draw", "ibug68", True, True,
+    _, _, _, _, result, _ = app_module.keypoints_ui(str(big), "draw", "ibug68", True, True,
                                                  {"image": shown, "boxes": [box]})
     check_faces(result, r.points * s + (s - 1) / 2)
     with pytest.raises(Exception, match="Draw at least one box"):
@@ -584,9 +588,9 @@ def test_each_face_is_numbered_on_the_picture_as_in_the_table(app_module, faces,
     two = Face(box=one.box + 30, score=0.8, keypoints=one.keypoints + 30, confidence=0.98)
     calls = []
     monkeypatch.setattr(viz, "label", lambda image, text, corner, size, color: calls.append((text, tuple(corner))))
-    app_module.annotate(rgb, [one], rgb.shape[1], "face68_accurate", False, False)
+    viz.annotate_photo(rgb, [one], rgb.shape[1])
     assert calls == []
-    app_module.annotate(rgb, [one, two], rgb.shape[1], "face68_accurate", False, False)
+    viz.annotate_photo(rgb, [one, two], rgb.shape[1])
     assert [t for t, _ in calls] == ["1", "2"]
     assert np.allclose(calls[0][1], one.box[:2], atol=0.5) and np.allclose(calls[1][1], two.box[:2], atol=0.5)
     monkeypatch.undo()
@@ -600,7 +604,7 @@ def test_small_photos_are_drawn_enlarged_in_the_ui(app_module, faces):
     r = faces[0]
     w, h = Image.open(r.image).size
     assert max(w, h) < app_module.DISPLAY_MIN_SIDE
-    drawing, _, _, _, result = app_module.keypoints_ui(str(r.image), "auto", "face68_accurate", False, False)
+    drawing, _, _, _, result, _ = app_module.keypoints_ui(str(r.image), "auto", "face68_accurate", False, False)
     k = app_module.DISPLAY_MIN_SIDE / max(w, h)
     assert max(drawing.shape[:2]) == app_module.DISPLAY_MIN_SIDE
     assert abs(drawing.shape[1] - w * k) <= 1 and abs(drawing.shape[0] - h * k) <= 1
@@ -624,10 +628,83 @@ def test_small_photos_get_a_canvas_to_draw_on(app_module, faces, tmp_path):
     assert canvas.shape[0] == app_module.ANNOTATOR_HEIGHT and canvas.shape[1] / canvas.shape[0] == 0.75
     k = canvas.shape[1] / 90
     box = {"xmin": 10 * k, "ymin": 20 * k, "xmax": 80 * k, "ymax": 100 * k}
-    *_, result = app_module.keypoints_ui(str(small), "draw", "ibug68", False, False, {"image": canvas, "boxes": [box]})
+    *_, result, _ = app_module.keypoints_ui(str(small), "draw", "ibug68", False, False, {"image": canvas, "boxes": [box]})
     assert np.allclose(result["faces"][0]["box"], [10, 20, 80, 100], atol=0.01)
 
 
 def test_filters_text_says_how_much_is_shown(app_module):
-    assert "all shown" in app_module.filters_ui("nose")[2]                      # 20 × 12 kernels: all of them
-    assert "the first 32 × 16 shown" in app_module.filters_ui("face68_baseline")[2]  # 32 × 32: a part
+    assert "all shown" in app_module.filters_ui("imm58")[2]                     # 16 × 16 kernels: all of them
+    assert "the first 16 × 12 of 20 × 12 shown" in app_module.filters_ui("nose")[2]
+    assert "the first 16 × 16 of 32 × 32 shown" in app_module.filters_ui("face68_baseline")[2]  # a square part
+
+
+# -----------------------------------------------------------------------------------------------
+# what a new user ran into (issue 30)
+
+def test_checkboxes_redraw_the_last_result_without_the_model(app_module, faces, monkeypatch):
+    path = str(faces[0].image)
+    plain, _, _, _, _, last = app_module.keypoints_ui(path, "auto", "ibug68", False, True)
+    numbered = app_module.keypoints_ui(path, "auto", "ibug68", True, False)[0]
+    lm = app_module.get_landmarker("ibug68")
+    monkeypatch.setattr(lm, "predict", lambda *a, **k: pytest.fail("a checkbox ran the model"))
+    drawing, summary = app_module.redraw_ui(last, True, False)
+    assert np.array_equal(drawing, numbered) and "1 face" in summary and not np.array_equal(drawing, plain)
+    assert np.array_equal(app_module.redraw_ui(last, False, True)[0], plain)
+    import gradio as gr
+    assert all(isinstance(x, type(gr.skip())) for x in app_module.redraw_ui(None, True, True))  # nothing on show yet
+    # the events: the checkboxes redraw from the session's last result, the model runs again
+    events = {(app_module.demo.blocks[t[0]].elem_id, t[1], f.fn.__name__) for f in app_module.demo.fns.values()
+              for t in f.targets if t[0] in app_module.demo.blocks}
+    assert {("kp-numbers", "change", "redraw_ui"), ("kp-contours", "change", "redraw_ui")} <= events
+
+
+def test_changing_the_model_runs_it_again_on_the_photo_on_show(app_module, faces):
+    path = str(faces[0].image)
+    *_, result, last = app_module.keypoints_ui(path, "auto", "ibug68", False, True)
+    *_, again, now = app_module.rerun_ui(last, path, "auto", "imm58", False, True, None)
+    assert now.model == "imm58" and again["model"] == "imm58" and len(again["faces"][0]["keypoints"]) == 58
+    import gradio as gr
+    skip = type(gr.skip())
+    assert all(isinstance(x, skip) for x in app_module.rerun_ui(None, path, "auto", "imm58", False, True))  # not run yet
+    assert all(isinstance(x, skip) for x in app_module.rerun_ui(last, path, "auto", "ibug68", False, True))
+
+
+def test_point_numbers_are_off_by_default(app_module):
+    numbers = [b for b in app_module.demo.blocks.values() if getattr(b, "elem_id", None) == "kp-numbers"]
+    assert len(numbers) == 1 and numbers[0].value is False   # the examples take the checkboxes' values
+
+
+def test_model_labels_are_short_and_described_apart(app_module):
+    """'300-W 68 points, distilled (Part 3; the most accurate) · default here' was cut in the webcam row."""
+    for label, m in app_module.model_choices():
+        assert label.startswith(m) and len(label) <= len(m) + len(" (default here)")
+        assert app_module.model_info(m) == app_module.MODELS[m]
+
+
+def test_morph_without_a_face_says_what_to_do_in_one_message(app_module, faces, tmp_path):
+    blank = tmp_path / "wall.png"
+    Image.new("RGB", (200, 200), (90, 90, 90)).save(blank)
+    *outputs, status = app_module.morph_ui(str(blank), str(faces[0].image), 4, 10, False)
+    assert outputs == [None] * 4                                  # no error badge on each output
+    assert "No face found in photo 1" in status and "looks into the camera" in status
+
+
+def test_filters_are_on_one_scale_and_noise_is_called_noise(app_module):
+    from fkd import viz
+    w = np.zeros((4, 3, 5, 5), np.float32)
+    w[1] = 1.0                               # a strong filter, a weak one, and zero ones
+    w[2] = 0.2
+    grid = viz.kernel_grid(w, cell=10)
+    tile = lambda k: grid[2 + (k // 2) * 12: 12 + (k // 2) * 12, 2 + (k % 2) * 12: 12 + (k % 2) * 12]  # noqa: E731
+    assert np.all(np.abs(tile(0).astype(int) - 128) <= 1)          # 0 is mid-grey, not stretched to noise
+    assert tile(1).min() == 255 and 128 < tile(2).mean() < 180     # the weak filter is faint
+    square = viz.kernel_grid(np.random.default_rng(0).normal(size=(32, 32, 3, 3)), cell=20)
+    assert square.shape[0] == square.shape[1]                      # 16 × 16, not a 32 × 16 strip
+    rng = np.random.default_rng(1)
+    assert abs(viz.neighbour_correlation(rng.normal(size=(32, 3, 7, 7)))) < 0.1
+    yy, xx = np.mgrid[-3:4, -3:4]
+    assert viz.neighbour_correlation(np.exp(-(xx ** 2 + yy ** 2) / 8.0)[None, None]) > 0.7
+    model = "face68_baseline"
+    r = viz.neighbour_correlation(app_module.conv_layers(app_module.get_landmarker(model).model)[0].weight.detach().numpy())
+    text = app_module.filters_ui(model)[2]
+    assert ("look like noise" in text) == (r < app_module.SMOOTH_BELOW) and "grey is 0" in text

@@ -153,3 +153,43 @@ def test_live_webcam_streams_keypoints(pw, app_url, tmp_path):
         page.screenshot(path=str(ARTIFACTS / "app_live.png"), full_page=True)
     finally:
         browser.close()
+
+
+def test_point_numbers_redraw_at_once(page):
+    """Ticking 'point numbers' changed nothing until the button was pressed again."""
+    from playwright.sync_api import expect
+    page.get_by_role("tab", name="Keypoints", exact=True).click()
+    out = page.locator("#kp-out img")
+    if not out.count():
+        page.locator(".gallery-item").first.click()
+    expect(out.first).to_be_visible(timeout=60_000)
+    expect(page.locator("#kp-numbers input")).not_to_be_checked()   # off by default
+    before = out.first.get_attribute("src")
+    page.locator("#kp-numbers input").check()
+    page.wait_for_function("before => { const i = document.querySelector('#kp-out img'); return i && i.src != before; }",
+                           arg=before, timeout=30_000)
+    assert not page.errors, page.errors
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_webcam_model_label_fits(pw, app_url, width):
+    """The webcam tab's model dropdown cut its label ('…the most accurc'), on a phone too."""
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    try:
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.goto(app_url, wait_until="domcontentloaded")
+        page.get_by_role("tab", name="Keypoints", exact=True).wait_for(timeout=30_000)
+        tab = page.get_by_role("tab", name="Webcam & video", exact=True)
+        if not tab.is_visible():  # a phone: the other tabs are under "More tabs"
+            page.get_by_role("button", name="More tabs", exact=True).click()
+            tab = page.locator(".overflow-dropdown button", has_text="Webcam & video")
+        tab.click()
+        box = page.locator("#live-model input")
+        box.wait_for(timeout=30_000)
+        assert box.input_value().startswith("ibug68")
+        assert box.evaluate("e => e.scrollWidth <= e.clientWidth"), box.evaluate("e => [e.scrollWidth, e.clientWidth]")
+        box.scroll_into_view_if_needed()
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTIFACTS / f"app_webcam_{width}.png"), full_page=False)
+    finally:
+        browser.close()

@@ -151,3 +151,60 @@ def test_triangulation_drawing():
     a, pa = textured(7, 128), random_shape(7, 12, 128)
     out = morph.draw_triangulation(a, pa)
     assert out.shape == a.shape and not np.array_equal(out, a) and np.array_equal(morph.draw_triangulation(a, pa), out)
+
+
+def test_frame_past_the_photo_is_filled_from_its_edge_not_a_mirror():
+    """A dark head near the top edge was mirrored above it and blurred: a dark blob on every frame."""
+    img = np.full((300, 300, 3), 200, np.uint8)
+    cv2.circle(img, (150, 45), 30, (20, 20, 20), -1)          # dark hair 15 px below the top edge
+    M = np.array([[1.0, 0, 0], [0, 1.0, 100]])                   # the frame starts 100 px above the photo
+    out = morph.warp_reflect(img, M, (300, 300))
+    assert out[:80].min() > 150, out[:80].min()                  # above the photo: the light edge drawn out
+    assert np.array_equal(out[160:], img[60:200])                # inside, far from the edge: the photo itself
+
+
+def test_covered_square_keeps_the_face_inside_the_photo():
+    cover = np.ones((100, 100), bool)
+    cover[:20] = False                                           # the photo ends 20 px below the frame's top
+    x0, y0, side = morph.covered_square(cover, (30, 40, 70, 90), 50)
+    assert cover[y0:y0 + side, x0:x0 + side].all() and side == 80
+    assert x0 <= 30 and y0 <= 40 and x0 + side > 70 and y0 + side > 90
+    assert morph.covered_square(cover, (30, 5, 70, 90), 50) is None      # the face itself runs past the photo
+
+
+def test_tightly_cropped_faces_are_aligned_inside_both_photos(face_image):
+    """A portrait cut just above the head: the frame is cropped so that every pixel comes from the photos."""
+    rgb, pts = face_image
+    top = max(0, int(pts[:, 1].min() - 0.25 * np.ptp(pts[:, 1])))  # cut just above the brows
+    tight, tight_pts = rgb[top:], pts - [0, top]
+    Ma, Mb = morph.align_matrices(tight, tight_pts, rgb, pts, 256)
+    assert not morph._inside(tight, morph.quad_matrix(morph.face_quad(tight_pts), 256), 256).all()  # FFHQ's frame runs past
+    assert morph._inside(tight, Ma, 256).all() and morph._inside(rgb, Mb, 256).all()
+    a, pa, b, pb = morph.align_pair(tight, tight_pts, rgb, pts, 256)
+    assert (pa >= 0).all() and (pa < 256).all() and np.abs(pa - pb).max() < 0.5   # the whole face, both aligned
+
+
+def test_gif_has_the_videos_frames_in_order_at_its_speed(tmp_path):
+    """48 frames there and back at 24 fps: the mp4 had 94 frames, the GIF 46 at 12.5 fps."""
+    import imageio.v3 as iio
+    from PIL import Image
+    def frame(k):  # a white bar at x = k: each frame tells where it is
+        f = np.zeros((64, 64, 3), np.uint8)
+        f[:, k] = 255
+        return f
+    frames = morph.there_and_back([frame(k) for k in range(48)])
+    gif = media.write_gif(tmp_path / "m.gif", frames, 24)
+    got = [int(np.argmax(f[32, :, 0])) for f in iio.imiter(gif)]
+    assert len(got) == len(frames) == 94
+    assert got == list(range(48)) + list(range(46, 0, -1))                             # same frames, same order
+    with Image.open(gif) as im:
+        delays = []
+        for i in range(im.n_frames):
+            im.seek(i)
+            delays.append(im.info["duration"])
+    assert abs(sum(delays) - 1000 * 94 / 24) <= 10 and set(delays) <= {40, 50}          # as long as the video
+    # past what a GIF plays (50 fps) or holds (max_frames), every step-th frame, still as long
+    step, d = media.gif_plan(94, 60)
+    assert step == 2 and len(d) == 47 and abs(sum(d) - 1000 * 94 / 60) <= 10 and min(d) >= 20
+    step, d = media.gif_plan(500, 24, max_frames=240)
+    assert step == 3 and len(d) == 167
