@@ -38,10 +38,11 @@ from PIL import Image, UnidentifiedImageError
 
 from fkd import media, morph, results, video, viz
 from fkd.io import ImageError, load_image, load_image_sized, open_image
-from fkd.landmarker import DEFAULT_MODEL, MODELS, Face, Landmarker, WeightsError, check_box, face_side
+from fkd.landmarker import Face, Landmarker, WeightsError, check_box, face_side
 from fkd.models import conv_layers, describe_conv, first_conv
 from fkd.stream import Tracker
 from fkd.weights import WEIGHTS_DIR, read_card
+from fkd.zoo import DEFAULT_MODEL, MODELS
 
 # -----------------------------------------------------------------------------------------------
 # settings (environment variables override them, e.g. on a bigger Space)
@@ -78,8 +79,8 @@ log = logging.getLogger("fkd.app")
 def model_choices() -> list[tuple[str, str]]:
     """(label, name) per model in MODELS, in its order: the short name (a description of 60
     characters was cut at "…the most accurc" in the webcam tab's row, and on a phone), with the
-    default on this CPU and models whose weights are not there yet marked."""
-    return [(m + (" (default here)" if m == DEFAULT_MODEL else "")
+    default and models whose weights are not there yet marked."""
+    return [(m + (" (default)" if m == DEFAULT_MODEL else "")
              + ("" if (WEIGHTS_DIR / f"{m}.safetensors").exists() else " (no weights yet)"), m) for m in MODELS]
 
 
@@ -550,7 +551,7 @@ def feature_maps(image, model) -> tuple[np.ndarray, np.ndarray]:
         raise UserError("No face found in this photo, so there is no model input to show.")
     x = lm.input_of(rgb, max(faces, key=lambda f: (f.confidence, f.score)))  # the surest face, not the leftmost
     with torch.inference_mode():
-        maps = first_conv(lm.model)(x)[0].numpy()                 # (C, h, w): before BN/activation
+        maps = first_conv(lm.model)(torch.from_numpy(x))[0].numpy()  # (C, h, w): before BN/activation
     crop = viz.input_picture(x[0])
     crop = cv2.resize(crop, (crop.shape[1] * 2, crop.shape[0] * 2), interpolation=cv2.INTER_NEAREST)
     return crop, viz.feature_grid(maps[:64], cell=64)

@@ -41,12 +41,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=bounded(float, 0, above=True), help="override the recipe's learning rate")
     p.add_argument("--distil", type=bounded(float, 0, 1), help="override the recipe's teacher share of the loss (0-1)")
     p.add_argument("--teachers", nargs="+", help="distil from these weights instead of the recipe's teachers "
-                   "(pipnet models with the same points, at any input size), e.g. --teachers weights/ibug68")
+                   "(pipnet models with the same points, at any input size), e.g. --teachers weights/teachers/ibug68")
     p.add_argument("--name", help="weights name (default: the recipe's)")
     p.add_argument("--blurpool", action="store_true", help="resnet18: anti-aliased (blur-pool) downsampling")
     p.add_argument("--resume", action="store_true",
                    help="continue from runs/<name>/checkpoint (pass the flags the run was started with)")
-    p.add_argument("--init", help="start from these trained weights (fine-tuning), e.g. weights/ibug68")
+    p.add_argument("--init", help="start from these trained weights (fine-tuning), e.g. weights/teachers/ibug68")
     p.add_argument("--sweep", action="store_true", help="nose: learning rate × epochs table")
     p.add_argument("--eval-every", type=bounded(int, 1), help="validate every N epochs (default: the recipe's)")
     p.add_argument("--stop-after", type=bounded(int, 0), default=0, help="stop after this many epochs (resume later)")

@@ -1,6 +1,6 @@
 """Score a model on any folder of labelled faces, in the field's metrics and the course's.
 
-    python -m fkd.evaluate DIR [--model face68_accurate] [--box detector|landmarks] [--flip-test auto|on|off]
+    python -m fkd.evaluate DIR [--model NAME] [--box detector|landmarks] [--flip-test auto|on|off]
                            [--ced ced.png] [--export-csv preds.csv] [--pts OUT_DIR] [--json metrics.json]
 
 DIR holds images with 300-W `.pts` (or a dlib XML, or IMM `.asf`). NME is normalised by the outer
@@ -37,8 +37,8 @@ import numpy as np
 
 from fkd.flags import bounded
 from fkd.io import writable
-from fkd.landmarker import DEFAULT_MODEL
 from fkd.predict import add_flip_argument, output_problem
+from fkd.zoo import DEFAULT_MODEL, MODELS
 
 MODEL_FOR_POINTS = {68: DEFAULT_MODEL, 58: "imm58"}  # the model to name for data with this many points
 SAME_FACE_PX = 2.0     # mean point distance under which two labels are one face (a 1-based .pts vs a
@@ -52,7 +52,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fkd.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", help="folder of images with .pts / .asf / dlib XML")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"a model name or a weights path (default {DEFAULT_MODEL})")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {', '.join(MODELS)} (default {DEFAULT_MODEL}), or a weights path")
     p.add_argument("--box", choices=("detector", "landmarks"), default="detector",
                    help="detector (default): the whole pipeline, MediaPipe and the calibration, as in use; "
                         "landmarks: crop on each labelled face's landmark box")

@@ -119,10 +119,10 @@ class Landmarker:
         self._detector = None if isinstance(detector, str) else detector
         self._detector_name = detector
         self.passes = 0  # faces read by the model so far (a mirrored or second pass counts again)
-        from fkd.runtime import OnnxRunner, OpenVinoRunner, pick_backend
+        from fkd.runtime import OnnxRunner, OpenVinoRunner, model_graph, pick_backend
         self.backend = pick_backend(backend, device)
         runner = {"openvino": OpenVinoRunner, "onnx": OnnxRunner}.get(self.backend)
-        self._runner = runner(self.model, self.cfg, resolve(model), threads) if runner else None
+        self._runner = runner(model_graph(resolve(model), lambda: self.model), threads) if runner else None
         if self._runner is None:
             import torch
             self.model = self.model.to(memory_format=torch.channels_last)

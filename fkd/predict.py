@@ -1,6 +1,6 @@
 """Keypoints for photos from the command line.
 
-    python -m fkd.predict photo.jpg [more.jpg folder/ ...] [--model face68_accurate|ibug68|ibug68_ctx|ibug68_slim|face68|ibug68_quick|face68_baseline|imm58|nose]
+    python -m fkd.predict photo.jpg [more.jpg folder/ ...] [--model NAME]
                           [--box x0,y0,x1,y1] [--flip-test auto|on|off] [--json out.json] [--csv out.csv] [--draw out_dir]
 
 A folder stands for the images in it and its subfolders (links to folders too; hidden files and
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fkd.data import IMAGE_EXTS
 from fkd.io import files_under, writable
-from fkd.landmarker import DEFAULT_MODEL, MODELS
+from fkd.zoo import DEFAULT_MODEL, MODELS
 
 PHOTO_EXTS = (*IMAGE_EXTS, ".gif")  # what a folder contributes (load_image reads more, by content)
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".y4m")  # a hint in the error
@@ -40,7 +40,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fkd.predict", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", help="image files, or folders of them")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {sorted(MODELS)} or a weights path")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {', '.join(MODELS)} (default {DEFAULT_MODEL}), or a weights path")
     p.add_argument("--box", type=parse_box, action="append", help="face box x0,y0,x1,y1 (repeatable); skips the detector")
     p.add_argument("--box-kind", choices=("face", "landmarks"), default="face",
                    help="face: a loose box around the face (like a detector's); landmarks: the tight landmark box")

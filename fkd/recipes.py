@@ -201,7 +201,7 @@ def run_settings(args, world: int = 1) -> dict[str, object]:
 
 def _compared(flag: str, value):
     """A setting as --resume compares it: the weights files --init / --teachers name, not how they are
-    spelled (weights/ibug68 and ./weights/ibug68 are one file)."""
+    spelled (weights/teachers/ibug68 and ./weights/teachers/ibug68 are one file)."""
     if flag == "--init" and value is not None:
         return resolve(value).resolve()
     if flag == "--teachers":

@@ -1,6 +1,6 @@
 """Keypoints for a video file, frame by frame, through the webcam's pipeline (fkd.stream.Tracker).
 
-    python -m fkd.video clip.mp4 [--out clip_keypoints.mp4] [--json points.json] [--model face68_accurate]
+    python -m fkd.video clip.mp4 [--out clip_keypoints.mp4] [--json points.json] [--model NAME]
                         [--smoothing 0.5] [--flip-test auto|on|off] [--max-frames N]
 
 As on the webcam, faces are found once and then followed from frame to frame (the detector looks
@@ -81,7 +81,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="the video with its points drawn (default: <video>_keypoints.mp4 beside it; "
                                  "'-' for none)")
     p.add_argument("--json", help="also write every frame's faces here")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {sorted(MODELS)} or a weights path")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {', '.join(MODELS)} (default {DEFAULT_MODEL}), or a weights path")
     p.add_argument("--smoothing", type=bounded(float, 0, 1), default=0.5, help="0 (raw points) to 1 (steadiest), as the app's slider")
     add_flip_argument(p)
     p.add_argument("--max-frames", type=bounded(int, 1), default=None, help="stop after this many frames")

@@ -91,7 +91,7 @@ def test_endpoints_are_named(client):
 
 def test_keypoints_endpoint_on_real_photos(client, faces):
     for r in faces:
-        image, result = client.predict(handle_file(str(r.image)), "auto", "ibug68", api_name="/keypoints")
+        image, result = client.predict(handle_file(str(r.image)), "auto", "face68_accurate", api_name="/keypoints")
         w, h = Image.open(r.image).size
         assert (result["width"], result["height"]) == (w, h)
         check_faces(result, r.points)
@@ -101,16 +101,16 @@ def test_keypoints_endpoint_on_real_photos(client, faces):
         assert "/tmp" not in json.dumps(result) and str(ROOT) not in json.dumps(result)
     # photos get the mirrored second pass (the library's default is one pass)
     import fkd
-    lm = fkd.Landmarker("ibug68", flip_test=True)
+    lm = fkd.Landmarker("face68_accurate", flip_test=True)
     want = lm.predict(str(faces[0].image))
     lm.close()
-    _, result = client.predict(handle_file(str(faces[0].image)), "auto", "ibug68", api_name="/keypoints")
+    _, result = client.predict(handle_file(str(faces[0].image)), "auto", "face68_accurate", api_name="/keypoints")
     assert np.abs(np.array(result["faces"][0]["keypoints"]) - want[0].keypoints).max() < 0.02
 
 
 def test_the_model_lists_name_the_default_on_this_cpu(app_module):
     labels = dict((m, label) for label, m in app_module.model_choices())
-    assert [m for m, label in labels.items() if "default here" in label] == [DEFAULT_MODEL]
+    assert [m for m, label in labels.items() if "(default)" in label] == [DEFAULT_MODEL]
     assert not any("no weights yet" in label for label in labels.values())
 
 
@@ -132,33 +132,33 @@ def test_keypoints_with_drawn_boxes(client, faces):
     lo, hi = r.points.min(0), r.points.max(0)
     pad = 0.15 * (hi - lo)
     box = [float(v) for v in (*(lo - pad), *(hi + pad))]
-    _, result = client.predict(handle_file(str(r.image)), "draw", "ibug68", json.dumps([box]), api_name="/keypoints")
+    _, result = client.predict(handle_file(str(r.image)), "draw", "face68_accurate", json.dumps([box]), api_name="/keypoints")
     assert len(result["faces"]) == 1 and result["faces"][0]["score"] == 1.0
     check_faces(result, r.points)
 
 
 def test_box_outside_the_image_is_a_clear_error(client, faces):
     with pytest.raises(AppError, match="outside"):
-        client.predict(handle_file(str(faces[0].image)), "draw", "ibug68", "[[5000, 5000, 6000, 6000]]",
+        client.predict(handle_file(str(faces[0].image)), "draw", "face68_accurate", "[[5000, 5000, 6000, 6000]]",
                        api_name="/keypoints")
     with pytest.raises(AppError, match="needs boxes"):
-        client.predict(handle_file(str(faces[0].image)), "draw", "ibug68", "", api_name="/keypoints")
+        client.predict(handle_file(str(faces[0].image)), "draw", "face68_accurate", "", api_name="/keypoints")
     with pytest.raises(AppError, match="JSON"):
-        client.predict(handle_file(str(faces[0].image)), "draw", "ibug68", "[[1, 2", api_name="/keypoints")
+        client.predict(handle_file(str(faces[0].image)), "draw", "face68_accurate", "[[1, 2", api_name="/keypoints")
     for bad in ("[0, 0, 100, 100, 5]", "[[true, 0, 100, 100]]", '[[0, 0, "100", 100]]'):
         with pytest.raises(AppError, match="a box needs four numbers"):
-            client.predict(handle_file(str(faces[0].image)), "draw", "ibug68", bad, api_name="/keypoints")
+            client.predict(handle_file(str(faces[0].image)), "draw", "face68_accurate", bad, api_name="/keypoints")
 
 
 def test_bad_image_is_a_message_not_a_crash(client, tmp_path):
     fake = tmp_path / "holiday.jpg"
     fake.write_text("this is not a photo\n" * 20)
     with pytest.raises(AppError, match="holiday.jpg: not an image"):
-        client.predict(handle_file(str(fake)), "auto", "ibug68", api_name="/keypoints")
+        client.predict(handle_file(str(fake)), "auto", "face68_accurate", api_name="/keypoints")
     truncated = tmp_path / "cut.jpg"
     truncated.write_bytes(open(W300 / "afw" / "2086996835_3.jpg", "rb").read()[:3000])
     with pytest.raises(AppError, match="cut.jpg"):
-        client.predict(handle_file(str(truncated)), "auto", "ibug68", api_name="/keypoints")
+        client.predict(handle_file(str(truncated)), "auto", "face68_accurate", api_name="/keypoints")
     # the server still works afterwards
     _, result = client.predict(handle_file(str(W300 / "afw" / "2086996835_3.jpg")), api_name="/keypoints")
     assert result["faces"]
@@ -211,10 +211,10 @@ def test_server_files_are_never_read(client, server):
     # raw HTTP naming server paths (outside the upload folder): refused, even for real images
     for path in ("/etc/passwd", str(W300 / "afw" / "2086996835_3.jpg"), str(ROOT / "examples" / "breakingbad.jpg")):
         job = httpx.post(f"{server}/gradio_api/call/keypoints",
-                         json={"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, "auto", "ibug68", ""]})
+                         json={"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, "auto", "face68_accurate", ""]})
         answer = httpx.get(f"{server}/gradio_api/call/keypoints/{job.json()['event_id']}", timeout=60).text
         assert "event: error" in answer and "faces" not in answer and "root:" not in answer, answer[:200]
-    for path in ("/etc/passwd", str(ROOT / "app.py"), str(ROOT / "weights" / "ibug68.json")):
+    for path in ("/etc/passwd", str(ROOT / "app.py"), str(ROOT / "weights" / "face68.json")):
         assert httpx.get(f"{server}/gradio_api/file={path}").status_code in (403, 404)
 
 
@@ -324,12 +324,12 @@ def test_morph_without_a_face_is_a_clear_error(client, faces, tmp_path):
 
 
 def test_filters_and_feature_maps_endpoints(client, app_module, faces):
-    grid = iio.imread(client.predict("ibug68", api_name="/filters"))
-    expected = app_module.filters_api("ibug68")
+    grid = iio.imread(client.predict("face68_accurate", api_name="/filters"))
+    expected = app_module.filters_api("face68_accurate")
     assert grid.shape[:2] == expected.shape[:2] and grid.std() > 5
     nose = iio.imread(client.predict("nose", api_name="/filters"))
     assert nose.shape != grid.shape                       # another model, other filters
-    maps = iio.imread(client.predict(handle_file(str(faces[0].image)), "ibug68", api_name="/feature_maps"))
+    maps = iio.imread(client.predict(handle_file(str(faces[0].image)), "face68_accurate", api_name="/feature_maps"))
     assert maps.ndim == 3 and maps.shape[0] > 100
 
 
@@ -368,8 +368,8 @@ def test_feature_maps_show_a_turned_face_as_the_model_sees_it(app_module, faces,
 def test_ui_downloads_are_per_request_and_correct(app_module, faces):
     from fkd.data import read_pts
     r = faces[0]
-    out1 = app_module.keypoints_ui(str(r.image), "auto", "ibug68", True, True, None)
-    out2 = app_module.keypoints_ui(str(r.image), "auto", "ibug68", False, False, None)
+    out1 = app_module.keypoints_ui(str(r.image), "auto", "face68_accurate", True, True, None)
+    out2 = app_module.keypoints_ui(str(r.image), "auto", "face68_accurate", False, False, None)
     image, summary, table, files, result, _ = out1
     assert "1 face" in summary and len(table) == 68
     pts = [f for f in files if f.endswith(".pts")]
@@ -397,11 +397,11 @@ def test_drawn_boxes_are_scaled_back_to_the_photo(app_module, faces, tmp_path):
     d = shown.shape[1] / (im.width * s)                    # photo → canvas
     lo, hi = r.points.min(0) * s, r.points.max(0) * s
     box = dict(zip(("xmin", "ymin", "xmax", "ymax"), (np.r_[lo - 40, hi + 40] * d).round()))
-    _, _, _, _, result, _ = app_module.keypoints_ui(str(big), "draw", "ibug68", True, True,
+    _, _, _, _, result, _ = app_module.keypoints_ui(str(big), "draw", "face68_accurate", True, True,
                                                  {"image": shown, "boxes": [box]})
     check_faces(result, r.points * s + (s - 1) / 2)
     with pytest.raises(Exception, match="Draw at least one box"):
-        app_module.keypoints_ui(str(big), "draw", "ibug68", True, True, {"image": shown, "boxes": []})
+        app_module.keypoints_ui(str(big), "draw", "face68_accurate", True, True, {"image": shown, "boxes": []})
 
 
 def test_missing_weights_are_a_clear_error(app_module, faces, monkeypatch):
@@ -421,15 +421,15 @@ def test_live_sessions_are_independent_and_smoothed(app_module, faces):
     s1 = None
     for _ in range(3):
         noisy = np.clip(frame.astype(np.int16) + rng.integers(-12, 13, frame.shape), 0, 255).astype(np.uint8)
-        out, text, s1 = app_module.live_step(noisy, "ibug68", 0.5, s1)
+        out, text, s1 = app_module.live_step(noisy, "face68_accurate", 0.5, s1)
     assert isinstance(s1, app_module.LiveSession) and s1.tracker.smoother.tracks and "frames/s" in text
     assert out.shape == frame.shape and not np.array_equal(out, noisy)
     # a new visitor starts from scratch: its first frame is the raw prediction, not session 1's average
-    raw = app_module.get_landmarker("ibug68").predict(frame)[0].keypoints
-    _, _, s2 = app_module.live_step(frame, "ibug68", 0.5, None)
+    raw = app_module.get_landmarker("face68_accurate").predict(frame)[0].keypoints
+    _, _, s2 = app_module.live_step(frame, "face68_accurate", 0.5, None)
     assert s2 is not s1 and len(s2.tracker.smoother.tracks) == 1
     np.testing.assert_allclose(s2.tracker.smoother.tracks[0][1].x[2:] * s2.tracker.smoother.tracks[0][2], raw, atol=1e-3)
-    assert app_module.live_step(None, "ibug68", 0.5, None)[0] is None
+    assert app_module.live_step(None, "face68_accurate", 0.5, None)[0] is None
 
 
 def test_the_webcam_paces_the_search_of_turned_copies(app_module, faces, monkeypatch):
@@ -439,21 +439,20 @@ def test_the_webcam_paces_the_search_of_turned_copies(app_module, faces, monkeyp
     import cv2
     from fkd.geometry import turned_image
     from fkd.io import load_image
-    from fkd.landmarker import SEARCH_BELOW
-    lm = app_module.get_landmarker("ibug68")
+    lm = app_module.get_landmarker("face68_accurate")
     frame = cv2.GaussianBlur(load_image(faces[1].image), (0, 0), 6.5)
     (doubted,) = lm.predict(frame, search=False)
-    assert lm.min_confidence <= doubted.confidence < SEARCH_BELOW  # found, kept, but not sure
+    assert lm.min_confidence <= doubted.confidence < lm.settings.search_below  # found, kept, but not sure
     calls = []
-    real = lm._turned_faces
-    monkeypatch.setattr(lm, "_turned_faces", lambda *a: calls.append(tuple(a[-1])) or real(*a))
+    real = lm.faces_in_turned_copies
+    monkeypatch.setattr(lm, "faces_in_turned_copies", lambda *a: calls.append(tuple(a[-1])) or real(*a))
     state = app_module.LiveSession()
     t = [0.0]
     state.clock = lambda: t[0]  # 10 frames per second
 
     def step(img):
         t[0] += 0.1
-        return app_module.live_step(img, "ibug68", 0.5, state)[1]
+        return app_module.live_step(img, "face68_accurate", 0.5, state)[1]
 
     texts = [step(frame) for _ in range(4)]
     assert all("1 face(s)" in x for x in texts) and len(calls) == 1   # then followed: no search
@@ -475,7 +474,7 @@ def test_training_tab_reads_cards_and_reports(app_module):
     _, _, gallery, no_gallery, points, no_points = app_module.training_ui("nose")
     assert not gallery["visible"] and "single point" in no_gallery["value"] and no_gallery["visible"]
     assert not points["visible"] and no_points["visible"]
-    summary, *_ = app_module.training_ui("ibug68")
+    summary, *_ = app_module.training_ui("face68_accurate")
     assert summary.startswith("###")
 
 
@@ -502,7 +501,7 @@ def test_stopping_the_server_deletes_users_photos(faces, tmp_path):
             except Exception:
                 time.sleep(1)
         assert c is not None, "the app did not start"
-        _, result = c.predict(handle_file(str(faces[0].image)), "auto", "ibug68", api_name="/keypoints")
+        _, result = c.predict(handle_file(str(faces[0].image)), "auto", "face68_accurate", api_name="/keypoints")
         assert result["faces"]
         stored = [p.name for p in cache.rglob("*") if p.is_file()]
         assert faces[0].image.name in stored and "keypoints.png" in stored
@@ -616,7 +615,7 @@ def test_small_photos_are_drawn_enlarged_in_the_ui(app_module, faces):
 def test_draw_mode_without_a_photo_asks_for_the_photo(app_module):
     import gradio as gr
     with pytest.raises(gr.Error, match="Add a photo first"):
-        app_module.keypoints_ui(None, "draw", "ibug68", True, True, None)
+        app_module.keypoints_ui(None, "draw", "face68_accurate", True, True, None)
 
 
 def test_small_photos_get_a_canvas_to_draw_on(app_module, faces, tmp_path):
@@ -628,7 +627,7 @@ def test_small_photos_get_a_canvas_to_draw_on(app_module, faces, tmp_path):
     assert canvas.shape[0] == app_module.ANNOTATOR_HEIGHT and canvas.shape[1] / canvas.shape[0] == 0.75
     k = canvas.shape[1] / 90
     box = {"xmin": 10 * k, "ymin": 20 * k, "xmax": 80 * k, "ymax": 100 * k}
-    *_, result, _ = app_module.keypoints_ui(str(small), "draw", "ibug68", False, False, {"image": canvas, "boxes": [box]})
+    *_, result, _ = app_module.keypoints_ui(str(small), "draw", "face68_accurate", False, False, {"image": canvas, "boxes": [box]})
     assert np.allclose(result["faces"][0]["box"], [10, 20, 80, 100], atol=0.01)
 
 
@@ -643,9 +642,9 @@ def test_filters_text_says_how_much_is_shown(app_module):
 
 def test_checkboxes_redraw_the_last_result_without_the_model(app_module, faces, monkeypatch):
     path = str(faces[0].image)
-    plain, _, _, _, _, last = app_module.keypoints_ui(path, "auto", "ibug68", False, True)
-    numbered = app_module.keypoints_ui(path, "auto", "ibug68", True, False)[0]
-    lm = app_module.get_landmarker("ibug68")
+    plain, _, _, _, _, last = app_module.keypoints_ui(path, "auto", "face68_accurate", False, True)
+    numbered = app_module.keypoints_ui(path, "auto", "face68_accurate", True, False)[0]
+    lm = app_module.get_landmarker("face68_accurate")
     monkeypatch.setattr(lm, "predict", lambda *a, **k: pytest.fail("a checkbox ran the model"))
     drawing, summary = app_module.redraw_ui(last, True, False)
     assert np.array_equal(drawing, numbered) and "1 face" in summary and not np.array_equal(drawing, plain)
@@ -660,13 +659,13 @@ def test_checkboxes_redraw_the_last_result_without_the_model(app_module, faces, 
 
 def test_changing_the_model_runs_it_again_on_the_photo_on_show(app_module, faces):
     path = str(faces[0].image)
-    *_, result, last = app_module.keypoints_ui(path, "auto", "ibug68", False, True)
+    *_, result, last = app_module.keypoints_ui(path, "auto", "face68_accurate", False, True)
     *_, again, now = app_module.rerun_ui(last, path, "auto", "imm58", False, True, None)
     assert now.model == "imm58" and again["model"] == "imm58" and len(again["faces"][0]["keypoints"]) == 58
     import gradio as gr
     skip = type(gr.skip())
     assert all(isinstance(x, skip) for x in app_module.rerun_ui(None, path, "auto", "imm58", False, True))  # not run yet
-    assert all(isinstance(x, skip) for x in app_module.rerun_ui(last, path, "auto", "ibug68", False, True))
+    assert all(isinstance(x, skip) for x in app_module.rerun_ui(last, path, "auto", "face68_accurate", False, True))
 
 
 def test_point_numbers_are_off_by_default(app_module):
@@ -677,7 +676,7 @@ def test_point_numbers_are_off_by_default(app_module):
 def test_model_labels_are_short_and_described_apart(app_module):
     """'300-W 68 points, distilled (Part 3; the most accurate) · default here' was cut in the webcam row."""
     for label, m in app_module.model_choices():
-        assert label.startswith(m) and len(label) <= len(m) + len(" (default here)")
+        assert label.startswith(m) and len(label) <= len(m) + len(" (default)")
         assert app_module.model_info(m) == app_module.MODELS[m]
 
 

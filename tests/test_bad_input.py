@@ -387,7 +387,7 @@ def test_calibration_refits_what_it_has_data_for_and_keeps_the_rest(tmp_path):
     from conftest import IMM
     out = tmp_path / "calibration.json"
     out.write_text(json.dumps({"ibug68": {"dx": 0.0, "dy": 0.06, "scale": 0.96}}))
-    cmd = [sys.executable, "-m", "fkd.calibration", "--out", str(out), "--data"]
+    cmd = [sys.executable, "-m", "training.calibrate", "--out", str(out), "--data"]
     p = subprocess.run(cmd + [str(tmp_path / "nowhere")], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode == 2 and "holds neither 300w/ nor imm_face_db/" in p.stderr, p.stderr
     assert "Traceback" not in p.stderr and "RuntimeWarning" not in p.stderr

@@ -186,7 +186,7 @@ def test_webcam_model_label_fits(pw, app_url, width):
         tab.click()
         box = page.locator("#live-model input")
         box.wait_for(timeout=30_000)
-        assert box.input_value().startswith("ibug68")
+        assert box.input_value().startswith("face68")
         assert box.evaluate("e => e.scrollWidth <= e.clientWidth"), box.evaluate("e => [e.scrollWidth, e.clientWidth]")
         box.scroll_into_view_if_needed()
         page.wait_for_timeout(500)

@@ -7,6 +7,8 @@ import sys
 import time
 
 import pytest
+
+import fkd
 import torch
 from conftest import DATA, ROOT
 from safetensors.torch import load_file
@@ -25,16 +27,17 @@ def train(*args, tmp, procs: int = 1):
 
 
 @pytest.mark.parametrize("recipe,name,n", [("nose", "nose", 1), ("imm58", "imm58", 58),
-                                           ("resnet18", "face68_baseline", 68), ("ibug68", "ibug68", 68)])
+                                           ("face68_baseline", "face68_baseline", 68), ("ibug68", "ibug68", 68)])
 def test_one_epoch_smoke_run_writes_loadable_weights(tmp_path, recipe, name, n):
     p = train(recipe, "--epochs", "1", "--batch", "2", tmp=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
-    model, card = load_model(tmp_path / "w" / name)
+    out = tmp_path / "w" if name in fkd.MODELS else tmp_path / "w" / "teachers"  # a teacher's recipe
+    model, card = load_model(out / name)
     assert card["config"]["n_points"] == n and card["training"]["epochs"] == 1
     assert len(card["history"]) == 1 and "mae_px" in card["val_metrics"]
     x = torch.zeros(1, card["config"]["in_channels"], card["config"]["input_h"], card["config"]["input_w"])
     assert model(x)[0].shape == (1, n, 2)
-    assert (tmp_path / "w" / "reports" / f"{name}_curves.png").exists()
+    assert (out / "reports" / f"{name}_curves.png").exists()
     assert (tmp_path / "r" / name / "history.csv").read_text().startswith("epoch,train_loss")
     # flip_test="auto" mirrors below the model's median confidence on its training faces; the
     # regression models have no confidence, so no threshold
@@ -167,7 +170,7 @@ def test_a_smaller_input_starts_from_and_learns_from_a_larger_grid_model(tmp_pat
     p = train("ibug68_128_base", "--epochs", "1", "--batch", "2", tmp=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "starting from face68_accurate" in p.stdout and "distilling from face68_accurate (flip-averaged)" in p.stdout
-    model, card = load_model(tmp_path / "w" / "ibug68_128_base")
+    model, card = load_model(tmp_path / "w" / "teachers" / "ibug68_128_base")
     assert (card["config"]["input_w"], card["config"]["input_h"]) == (128, 128)
     assert model(torch.zeros(1, 3, 128, 128))[0].shape == (1, 68, 2)
 
@@ -175,20 +178,20 @@ def test_a_smaller_input_starts_from_and_learns_from_a_larger_grid_model(tmp_pat
 def test_teachers_can_be_chosen_on_the_command_line(tmp_path):
     first = train("ibug68", "--epochs", "1", "--batch", "2", tmp=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
-    teacher = str(tmp_path / "w" / "ibug68")
+    teacher = str(tmp_path / "w" / "teachers" / "ibug68")
     p = train("ibug68", "--epochs", "1", "--batch", "2", "--name", "self_kd", "--init", teacher, "--teachers", teacher,
               tmp=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     assert f"distilling from {teacher} (flip-averaged), weight 0.5" in p.stdout
-    _, card = load_model(tmp_path / "w" / "self_kd")
+    _, card = load_model(tmp_path / "w" / "teachers" / "self_kd")
     assert card["training"]["teachers"] == [teacher] and card["training"]["distil"] == 0.5
     assert teacher in card["part"]
-    wrong = train("resnet18", "--epochs", "1", "--batch", "2", "--teachers", teacher, tmp=tmp_path)
+    wrong = train("face68_baseline", "--epochs", "1", "--batch", "2", "--teachers", teacher, tmp=tmp_path)
     assert wrong.returncode != 0 and "needs a pipnet student" in wrong.stderr
 
 
 def test_fine_tune_from_a_card_older_than_a_config_key(tmp_path):
-    """Cards written before a ModelConfig key existed (weights/ibug68.json has no mix_width) still
+    """Cards written before a ModelConfig key existed (weights/teachers/ibug68.json has no mix_width) still
     serve as --init: a missing key means its default, as when the app loads them."""
     first = train("nose", "--epochs", "1", tmp=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
@@ -201,7 +204,7 @@ def test_fine_tune_from_a_card_older_than_a_config_key(tmp_path):
     assert "starting from" in again.stdout
 
 
-@pytest.mark.parametrize("key", ["nose", "imm58", "resnet18", "ibug68", "ibug68_ctx", "ibug68_slim", "face68_accurate",
+@pytest.mark.parametrize("key", ["nose", "imm58", "face68_baseline", "ibug68", "ibug68_ctx", "ibug68_slim", "face68_accurate",
                                  "ibug68_128_base", "face68", "ibug68_quick"])
 def test_shipped_weights_are_what_their_recipe_trains(key):
     """`python train.py KEY` must rebuild the network in weights/: same config, epochs, crop and augmentation,

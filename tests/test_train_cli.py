@@ -64,7 +64,7 @@ def test_flags_that_do_not_apply_are_refused(capsys, argv, words):
 
 def test_flags_that_apply_are_accepted():
     assert train.parse_args(["nose", "--sweep", "--limit", "4"]).sweep
-    assert train.parse_args(["resnet18", "--blurpool"]).blurpool
+    assert train.parse_args(["face68_baseline", "--blurpool"]).blurpool
 
 
 @pytest.mark.parametrize("flag", ["--out", "--run-dir"])
@@ -112,7 +112,7 @@ def started(argv: list[str], world: int = 1) -> dict:
     (["face68_accurate", "--teachers", "a", "b"], ["face68_accurate"],
      "--teachers a b (this command: ibug68 ibug68_ctx ibug68_slim)"),
     (["ibug68", "--init", "w/x"], ["ibug68"], "--init w/x (this command: none)"),
-    (["resnet18", "--blurpool", "--name", "r"], ["resnet18", "--name", "r"], "--blurpool on (this command: off)"),
+    (["face68_baseline", "--blurpool", "--name", "r"], ["face68_baseline", "--name", "r"], "--blurpool on (this command: off)"),
     (["ibug68_ctx", "--name", "r"], ["ibug68", "--name", "r"], "recipe ibug68_ctx (this command: ibug68)"),
 ])
 def test_resume_refuses_a_changed_setting_and_names_both_values(first, then, named):
@@ -132,8 +132,8 @@ def test_resume_accepts_the_same_settings_however_spelled():
     now = train.parse_args(["imm58", "--resume", "--threads", "1", "--quiet", "--stop-after", "5"])
     recipes.check_resume(started(["imm58", "--epochs", "60", "--lr", "1e-3"]), now, world=1)
     # the same weights named two ways are the same teacher / starting point
-    now = train.parse_args(["face68_accurate", "--resume", "--init", "./weights/ibug68", "--teachers", str(ROOT / "weights" / "ibug68")])
-    recipes.check_resume(started(["face68_accurate", "--init", "weights/ibug68", "--teachers", "weights/ibug68.safetensors"]),
+    now = train.parse_args(["face68_accurate", "--resume", "--init", "./weights/teachers/ibug68", "--teachers", str(ROOT / "weights" / "teachers" / "ibug68")])
+    recipes.check_resume(started(["face68_accurate", "--init", "weights/teachers/ibug68", "--teachers", "weights/teachers/ibug68.safetensors"]),
                          now, world=1)
 
 
@@ -208,8 +208,8 @@ def test_ctrl_c_in_a_sweep_does_not_suggest_resume(tmp_path):
 def test_help_names_the_default_model_and_the_imm58_time():
     lines = train.get_args_parser().format_help().splitlines()
     line = lambda start: next(l for l in lines if l.strip().startswith(start))
-    assert "default" in line("python train.py face68_accurate ")
-    assert "default" not in line("python train.py ibug68 ") and "from-scratch" in line("python train.py ibug68 ")
+    assert "default" in line("python train.py face68 ") and "default" not in line("python train.py face68_accurate ")
+    assert "teacher" in line("python train.py ibug68 ") and "from scratch" in line("python train.py ibug68 ")
     assert "about 2 minutes" in line("python train.py imm58 ")
 
 
