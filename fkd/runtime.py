@@ -56,7 +56,7 @@ def pick_backend(backend: str, device: str) -> str:
 
 
 # bump when the exported graph changes, so that old cached exports are not reused
-EXPORT_VERSION = "b3"
+EXPORT_VERSION = "b4"
 
 
 def model_graph(weights_path: Path, load_model=None) -> bytes:
