@@ -32,14 +32,12 @@ from pathlib import Path
 import cv2
 import gradio as gr
 import numpy as np
-import torch
 from gradio_image_annotation import image_annotator
 from PIL import Image, UnidentifiedImageError
 
-from fkd import media, morph, results, video, viz
+from fkd import filters, media, morph, results, video, viz
 from fkd.io import ImageError, load_image, load_image_sized, open_image
 from fkd.landmarker import Face, Landmarker, WeightsError, check_box, face_side
-from fkd.models import conv_layers, describe_conv, first_conv
 from fkd.stream import Tracker
 from fkd.weights import WEIGHTS_DIR, read_card
 from fkd.zoo import DEFAULT_MODEL, MODELS
@@ -50,7 +48,6 @@ ROOT = Path(__file__).resolve().parent
 EXAMPLES = ROOT / "examples"
 REPORTS = WEIGHTS_DIR / "reports"
 CONCURRENCY = int(os.environ.get("FKD_CONCURRENCY", "2"))      # events of one kind at once (2 vCPU Space)
-TORCH_THREADS = int(os.environ.get("FKD_TORCH_THREADS", "1"))  # per request; requests run side by side
 DISPLAY_SIDE = 1280          # annotated photos bigger than this are shrunk for the browser (JSON stays full size)
 DISPLAY_MIN_SIDE = 720       # and in the UI smaller ones are drawn enlarged to this (the API draws them at their size)
 ANNOTATOR_SIDE = 1024        # the box-drawing canvas: bigger photos are shrunk to this
@@ -72,7 +69,6 @@ LAUNCH_KW = dict(max_file_size="20mb", theme=gr.themes.Soft(primary_hue="teal"),
                      "#kp-summary th, #kp-summary td {word-break: normal; overflow-wrap: normal; white-space: nowrap}",
                  footer_links=["api", "gradio"])
 
-torch.set_num_threads(TORCH_THREADS)
 log = logging.getLogger("fkd.app")
 
 
@@ -499,26 +495,35 @@ def create_live_tab(fn, video_fn=None, video_api_fn=None):
 @user_errors
 def filters_api(model: str = DEFAULT_MODEL):
     """The learned first-layer convolution filters of `model` as an image grid."""
-    return viz.kernel_grid(first_conv(get_landmarker(model).model).weight.detach().numpy(), cell=48)
+    return viz.kernel_grid(convs_of(model)[0].weight, cell=48)
 
 
 FILTERS_MAX = 16          # layer 2: the first 16 filters × 16 input channels (a square, readable at 300 px)
 SMOOTH_BELOW = 0.3       # neighbour correlation under which the text says the tiles look like noise
 
 
+def convs_of(model: str) -> list[filters.Conv]:
+    """The first two convolutions of a model of the lineup, read once (numpy, no torch)."""
+    get_landmarker(model)  # an unknown or damaged model says so here
+    return _convs(model)
+
+
+_convs = functools.cache(filters.first_convs)
+
+
 @user_errors
 def filters_ui(model):
     """(layer 1 grid, layer 2 grid, what they show): also why tiles that look like noise do."""
-    convs = conv_layers(get_landmarker(model).model)
-    grids = [viz.kernel_grid(c.weight.detach().numpy(), cell=48 if c.weight.shape[1] <= 3 else 20,
+    convs = convs_of(model)
+    grids = [viz.kernel_grid(c.weight, cell=48 if c.weight.shape[1] <= 3 else 20,
                              max_out=FILTERS_MAX, max_in=FILTERS_MAX) for c in convs[:2]]
     o, i = convs[1].weight.shape[:2]
     shown = "all shown" if o <= FILTERS_MAX and i <= FILTERS_MAX else \
         f"the first {min(o, FILTERS_MAX)} × {min(i, FILTERS_MAX)} of {o} × {i} shown"
-    text = f"**Layer 1:** {describe_conv(convs[0])}. **Layer 2:** {describe_conv(convs[1])}" + (
+    text = f"**Layer 1:** {convs[0].describe()}. **Layer 2:** {convs[1].describe()}" + (
         f" (rows: filters, columns: input channels; {shown})." if i > 3 else ".")
     text += " One scale per layer: grey is 0, lighter positive, darker negative, so a faint tile is a weak filter."
-    r = viz.neighbour_correlation(convs[0].weight.detach().numpy())
+    r = viz.neighbour_correlation(convs[0].weight)
     if r < SMOOTH_BELOW:
         k = convs[0].weight.shape[-1]
         text += (f"\n\nLayer 1's tiles look like noise, and that is what they hold: neighbouring weights correlate "
@@ -550,8 +555,7 @@ def feature_maps(image, model) -> tuple[np.ndarray, np.ndarray]:
     if not faces:
         raise UserError("No face found in this photo, so there is no model input to show.")
     x = lm.input_of(rgb, max(faces, key=lambda f: (f.confidence, f.score)))  # the surest face, not the leftmost
-    with torch.inference_mode():
-        maps = first_conv(lm.model)(torch.from_numpy(x))[0].numpy()  # (C, h, w): before BN/activation
+    maps = filters.conv2d(x[0], convs_of(model)[0])  # (C, h, w): before BN/activation
     crop = viz.input_picture(x[0])
     crop = cv2.resize(crop, (crop.shape[1] * 2, crop.shape[0] * 2), interpolation=cv2.INTER_NEAREST)
     return crop, viz.feature_grid(maps[:64], cell=64)

@@ -24,6 +24,7 @@ import torch
 
 from fkd.calibration import load_calibration
 from fkd.layouts import LAYOUTS
+from fkd.models import conv_layers
 from fkd.weights import WeightsError, atomic_write, load_model, resolve, save_json
 from fkd.zoo import DEFAULT_MODEL, MODELS
 
@@ -86,7 +87,14 @@ def weights_digest(weights_path: Path) -> str:
     return hashlib.sha256(Path(weights_path).read_bytes()).hexdigest()
 
 
-def sidecar(card: dict, weights_path: Path, onnx_name: str) -> dict:
+def first_convs(model: torch.nn.Module) -> list[dict]:
+    """The first two convolutions by their weights' names, for fkd.filters to read without torch."""
+    names = {m: n for n, m in model.named_modules()}
+    return [{"weight": f"{names[c]}.weight", "bias": f"{names[c]}.bias" if c.bias is not None else None,
+             "stride": c.stride[0], "padding": c.padding[0], "groups": c.groups} for c in conv_layers(model)[:2]]
+
+
+def sidecar(card: dict, weights_path: Path, onnx_name: str, model: torch.nn.Module) -> dict:
     """What a caller needs beside the graph: the input, the crop, the points' layout and shift."""
     cfg, layout = card["config"], LAYOUTS[card["layout"]]
     face_map = load_calibration("imm58" if card["layout"] in ("imm58", "nose") else "ibug68")
@@ -110,6 +118,7 @@ def sidecar(card: dict, weights_path: Path, onnx_name: str) -> dict:
         "flip_pairs": list(layout.flip), "eye_corners": list(layout.eyes) if layout.eyes else None,
         "flip_below": card.get("flip_below"),
         "val_nme_percent": card.get("val_metrics", {}).get("nme_mean"),
+        "first_convs": first_convs(model),
     }
 
 
@@ -124,7 +133,7 @@ def export(name_or_path: str | Path, out: Path) -> tuple[Path, Path]:
     blob = onnx_bytes(model)
     atomic_write(out, lambda t: Path(t).write_bytes(blob))
     side = sidecar_path(out)
-    save_json(side, sidecar(card, resolve(name_or_path), out.name))
+    save_json(side, sidecar(card, resolve(name_or_path), out.name, model))
     return out, side
 
 

@@ -32,7 +32,7 @@ from fkd.geometry import (CropSpec, apply_affine, box_side, compose, crop_matrix
                           landmark_box, mirror_points, to_gray, turned_image, upright_crop_matrix, warp)
 from fkd.io import ImageError, ImageLike, load_image_sized
 from fkd.layouts import LAYOUTS
-from fkd.weights import WeightsError, load_model, resolve
+from fkd.weights import WeightsError, card_config, load_model, resolve
 from fkd.zoo import DEFAULT_MODEL, MODELS
 
 FlipTest = bool | Literal["auto"]  # True: always mirror too; False: one pass; "auto": below flip_below
@@ -103,8 +103,8 @@ class Landmarker:
         turned copies (see Settings); landmark boxes (box_kind="landmarks") always get one pass.
         small_faces: the detector also looks at large pictures in tiles for faces small in them
         (a group photo); video loops skip it (fkd.stream)."""
-        self.model, self.card = load_model(model, device)
-        self.cfg = self.model.cfg
+        self.cfg, self.card = card_config(model)  # the torch model loads only where it runs (`model`)
+        self._weights, self._model = resolve(model), None
         self.layout = LAYOUTS[self.card["layout"]]
         self.crop = CropSpec(**self.card["crop"])
         self.input_size = (self.cfg.input_w, self.cfg.input_h)
@@ -122,10 +122,9 @@ class Landmarker:
         from fkd.runtime import OnnxRunner, OpenVinoRunner, model_graph, pick_backend
         self.backend = pick_backend(backend, device)
         runner = {"openvino": OpenVinoRunner, "onnx": OnnxRunner}.get(self.backend)
-        self._runner = runner(model_graph(resolve(model), lambda: self.model), threads) if runner else None
+        self._runner = runner(model_graph(self._weights, lambda: self.model), threads) if runner else None
         if self._runner is None:
-            import torch
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model  # noqa: B018  (load now: damaged weights fail here, not at the first photo)
 
     @property
     def name(self) -> str:
@@ -138,7 +137,15 @@ class Landmarker:
     @property
     def has_confidence(self) -> bool:
         """Whether the model scores its own answers (the grid models); the ResNet18 baseline says 1.0."""
-        return hasattr(self.model, "predict_with_confidence")
+        return self.cfg.arch == "pipnet"
+
+    @property
+    def model(self):
+        """The torch model (needs torch): for backend="torch", and for looking inside the network."""
+        if self._model is None:
+            import torch
+            self._model = load_model(self._weights, self.device)[0].to(memory_format=torch.channels_last)
+        return self._model
 
     @property
     def detector(self):

@@ -355,6 +355,8 @@ def run(args, report=None) -> dict:
                     print(f"stopping after epoch {epoch} as asked (--stop-after); --resume continues")
                 return {}
     except KeyboardInterrupt:  # Ctrl-C: one line instead of a traceback; the checkpoints are written atomically
+        if d.master and ckpt_json.exists():  # what --resume reads: a signal between the save and `saved = epoch`
+            saved = max(saved, json.loads(ckpt_json.read_text())["epoch"])
         if d.master:
             then = ("a sweep starts over when run again" if getattr(args, "sweep", False) else "nothing saved yet"
                     if saved < 0 else f"the same command with --resume continues after epoch {saved}")

@@ -11,11 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-
-from fkd.models import ModelConfig, build_model
+from fkd.config import ModelConfig
 from fkd.zoo import OLD_NAMES, TEACHERS_DIR
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -44,13 +40,18 @@ def save_json(path: Path, obj: dict) -> None:
     atomic_write(path, lambda t: Path(t).write_text(json.dumps(obj, indent=1)))
 
 
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
+def save_tensors(path: Path, tensors: dict, metadata: dict | None = None) -> None:
+    from safetensors.torch import save_file
+
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     atomic_write(path, lambda t: save_file(tensors, t, metadata=metadata))
 
 
-def save_weights(path: Path, model: torch.nn.Module, card: dict, dtype: torch.dtype = torch.float16) -> None:
-    """Float weights in `dtype` (fp16 halves the file; models run in fp32 after loading)."""
+def save_weights(path: Path, model, card: dict, dtype=None) -> None:
+    """Float weights in `dtype` (default fp16: it halves the file; models run in fp32 after loading)."""
+    import torch
+
+    dtype = torch.float16 if dtype is None else dtype
     sd = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     save_tensors(Path(path).with_suffix(".safetensors"), sd)
     save_json(Path(path).with_suffix(".json"), card)
@@ -77,8 +78,9 @@ def read_card(name_or_path: str | Path) -> dict:
         raise WeightsError(f"{card_path}: damaged model card ({e})") from None
 
 
-def load_model(name_or_path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Rebuild the model from its card and load the tensors; eval mode, float32."""
+def card_config(name_or_path: str | Path) -> tuple[ModelConfig, dict]:
+    """The model's config and card, checked: a card without a valid config, or without its weights
+    file beside it, is a WeightsError naming the file."""
     path = resolve(name_or_path)
     card = read_card(path)
     try:
@@ -87,6 +89,18 @@ def load_model(name_or_path: str | Path, device: str = "cpu") -> tuple[torch.nn.
         raise WeightsError(f"{path.with_suffix('.json')}: model card has no valid 'config' ({e})") from None
     if not path.exists():
         raise WeightsError(f"{path}: weights file not found")
+    return cfg, card
+
+
+def load_model(name_or_path: str | Path, device: str = "cpu"):
+    """Rebuild the torch model from its card and load the tensors; eval mode, float32."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from fkd.models import build_model
+
+    path = resolve(name_or_path)
+    cfg, card = card_config(path)
     try:
         sd = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:

@@ -463,7 +463,7 @@ def test_the_webcam_paces_the_search_of_turned_copies(app_module, faces, monkeyp
     found = [i for i, x in enumerate(texts) if "1 face(s)" in x]
     assert found and found[0] <= 10 and found == list(range(found[0], 12)), texts
     assert len(calls) == 2 and len(calls[1]) == 7, calls
-    assert abs(state.tracker.faces[0].turn) == 90
+    assert state.tracker.faces[0].turn != 0  # found in a turned copy
 
 
 def test_training_tab_reads_cards_and_reports(app_module):
@@ -704,6 +704,6 @@ def test_filters_are_on_one_scale_and_noise_is_called_noise(app_module):
     yy, xx = np.mgrid[-3:4, -3:4]
     assert viz.neighbour_correlation(np.exp(-(xx ** 2 + yy ** 2) / 8.0)[None, None]) > 0.7
     model = "face68_baseline"
-    r = viz.neighbour_correlation(app_module.conv_layers(app_module.get_landmarker(model).model)[0].weight.detach().numpy())
+    r = viz.neighbour_correlation(app_module.convs_of(model)[0].weight)
     text = app_module.filters_ui(model)[2]
     assert ("look like noise" in text) == (r < app_module.SMOOTH_BELOW) and "grey is 0" in text
