@@ -18,7 +18,8 @@ from safetensors.torch import load_file, save_file
 from fkd.models import ModelConfig, build_model
 from fkd.zoo import OLD_NAMES, TEACHERS_DIR
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+PACKAGED_WEIGHTS = Path(__file__).resolve().parent / "_weights"  # where pyproject.toml installs weights/
+WEIGHTS_DIR = PACKAGED_WEIGHTS if PACKAGED_WEIGHTS.is_dir() else Path(__file__).resolve().parent.parent / "weights"
 
 
 class WeightsError(RuntimeError):
