@@ -45,7 +45,7 @@ def parse_box(text: str) -> list[float]:
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fkd.predict", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", nargs="+", help="image files, or folders of them")
+    p.add_argument("images", nargs="*", help="image files, or folders of them")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {', '.join(MODELS)} (default {DEFAULT_MODEL}), or a weights path")
     p.add_argument("--box", type=parse_box, action="append", help="face box x0,y0,x1,y1 (repeatable); skips the detector")
     p.add_argument("--box-kind", choices=("face", "landmarks"), default="face",
@@ -104,10 +104,12 @@ def main(argv=None) -> int:
         parser.error("--box-kind describes the boxes given with --box; without --box the detector finds the faces")
     if args.parquet and args.ray is None:
         parser.error("--parquet is written by the Ray pipeline: add --ray")
-    if args.json and (args.jsonl or args.parquet):
-        parser.error("--json writes everything at the end, --jsonl / --parquet as it goes: pick one")
+    if sum(map(bool, (args.json, args.jsonl, args.parquet))) > 1:
+        parser.error("--json writes everything at the end, --jsonl or --parquet as it goes: pick one of them")
     if args.ray and Path(args.ray).exists():
         parser.error(f"--ray took {args.ray!r} for a cluster address: put --ray after the images, or write --ray=ADDRESS")
+    if not args.images:
+        parser.error("the following arguments are required: images")
     if args.workers is not None and args.workers < 1:
         parser.error("--workers wants 1 or more")
     from fkd import bulk
@@ -119,6 +121,7 @@ def main(argv=None) -> int:
         len({Path(f).resolve() for f in outputs}) < len(outputs) and "--json, --jsonl and --csv must name different files") or (
         args.draw and not writable(Path(args.draw)) and f"{args.draw}: cannot write there") or (
         args.parquet and Path(args.parquet).is_file() and f"--parquet {args.parquet}: is a file; give a folder")
+    done = {}  # image -> entry of an earlier run
     try:
         done = bulk.read_jsonl(args.jsonl) if args.jsonl and not problem else {}
         if args.parquet:
