@@ -2,6 +2,9 @@
 
     python -m fkd.predict photo.jpg [more.jpg folder/ ...] [--model NAME]
                           [--box x0,y0,x1,y1] [--flip-test auto|on|off] [--json out.json] [--csv out.csv] [--draw out_dir]
+    python -m fkd.predict folder/ --jsonl out.jsonl [--workers N] [--quiet]     # many photos, resumable
+    python -m fkd.predict folder/ --jsonl out.jsonl --ray [ADDRESS]            # on a Ray cluster (pip install .[ray])
+    python -m fkd.predict folder/ --ray [ADDRESS] --parquet out_dir/
 
 A folder stands for the images in it and its subfolders (links to folders too; hidden files and
 folders left out), in sorted order. Prints (or writes) JSON: [{"image": path, "width": W, "height": H,
@@ -10,6 +13,12 @@ folders left out), in sorted order. Prints (or writes) JSON: [{"image": path, "w
 row per face, image,face,x0,y0,...,xN,yN, as the app's download and `python -m fkd.evaluate
 --export-csv` do. An image that cannot be read gets an "error" entry; the others are still
 processed; the exit code is 1 if any failed.
+
+`--jsonl OUT` writes one entry per line instead, appended and flushed as each image is done; a rerun
+with the same OUT skips the images already in it (errors included) and redoes a line torn by a kill.
+`--workers N` spreads the images over N processes (default: all cores), each with its own model;
+lines come in the order images finish. `--ray` runs the same job as a Ray Data pipeline, on a local
+Ray instance or the cluster at ADDRESS ("auto", "ray://host:10001"); put --ray after the images.
 """
 from __future__ import annotations
 
@@ -18,12 +27,9 @@ import os
 import sys
 from pathlib import Path
 
-from fkd.data import IMAGE_EXTS
+from fkd.bulk import PHOTO_EXTS, VIDEO_EXTS, upright_size  # noqa: F401 - VIDEO_EXTS, upright_size: public here too
 from fkd.io import files_under, writable
 from fkd.zoo import DEFAULT_MODEL, MODELS
-
-PHOTO_EXTS = (*IMAGE_EXTS, ".gif")  # what a folder contributes (load_image reads more, by content)
-VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".y4m")  # a hint in the error
 
 
 def parse_box(text: str) -> list[float]:
@@ -39,7 +45,7 @@ def parse_box(text: str) -> list[float]:
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fkd.predict", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", nargs="+", help="image files, or folders of them")
+    p.add_argument("images", nargs="*", help="image files, or folders of them")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {', '.join(MODELS)} (default {DEFAULT_MODEL}), or a weights path")
     p.add_argument("--box", type=parse_box, action="append", help="face box x0,y0,x1,y1 (repeatable); skips the detector")
     p.add_argument("--box-kind", choices=("face", "landmarks"), default="face",
@@ -51,6 +57,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the results here instead of printing them")
     p.add_argument("--csv", help="also write every face's points here: image,face,x0,y0,...,xN,yN (one row per face)")
     p.add_argument("--draw", help="also save each image with its points drawn into this folder")
+    p.add_argument("--jsonl", help="write one JSON line per image here as each is done; a rerun skips the images in it")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes, each with its own model (default: all cores); with --ray, actors (default: the cluster's CPUs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no 'no face found' notes (errors still)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run as a Ray Data pipeline: a local Ray instance, or the cluster at ADDRESS (pip install .[ray])")
+    p.add_argument("--parquet", help="with --ray: write Parquet files into this folder (a rerun skips the images in them)")
     return p
 
 
@@ -89,60 +102,130 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.box_kind != "face" and not args.box:
         parser.error("--box-kind describes the boxes given with --box; without --box the detector finds the faces")
-    from fkd.io import ImageError, load_image
-    from fkd.results import dumps, image_record, write_csv
+    if args.parquet and args.ray is None:
+        parser.error("--parquet is written by the Ray pipeline: add --ray")
+    if sum(map(bool, (args.json, args.jsonl, args.parquet))) > 1:
+        parser.error("--json writes everything at the end, --jsonl or --parquet as it goes: pick one of them")
+    if args.ray and Path(args.ray).exists():
+        parser.error(f"--ray took {args.ray!r} for a cluster address: put --ray after the images, or write --ray=ADDRESS")
+    if not args.images:
+        parser.error("the following arguments are required: images")
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers wants 1 or more")
+    from fkd import bulk
+    from fkd.results import dumps, write_csv
 
     images = expand(args.images)
-    problem = next((output_problem(Path(f), images) for f in (args.json, args.csv) if f and output_problem(Path(f), images)),
-                   None) or (args.json and args.csv and Path(args.json).resolve() == Path(args.csv).resolve()
-                             and "--json and --csv name the same file") or (
-        args.draw and not writable(Path(args.draw)) and f"{args.draw}: cannot write there")
-    lm = open_checked(problem, args.model, args.flip_test)
-    if lm is None:
+    outputs = [f for f in (args.json, args.csv, args.jsonl) if f]
+    problem = next((output_problem(Path(f), images) for f in outputs if output_problem(Path(f), images)), None) or (
+        len({Path(f).resolve() for f in outputs}) < len(outputs) and "--json, --jsonl and --csv must name different files") or (
+        args.draw and not writable(Path(args.draw)) and f"{args.draw}: cannot write there") or (
+        args.parquet and Path(args.parquet).is_file() and f"--parquet {args.parquet}: is a file; give a folder")
+    done = {}  # image -> entry of an earlier run
+    try:
+        done = bulk.read_jsonl(args.jsonl) if args.jsonl and not problem else {}
+        if args.parquet:
+            done = dict.fromkeys(bulk.parquet_done(args.parquet))
+    except ValueError as e:
+        problem = str(e)
+    tasks = [(p, d) for p, d in drawings(images, args.draw).items() if p not in done]
+    workers = args.workers or bulk.default_workers()
+    job = bulk.Job(args.model, FLIP_CHOICES[args.flip_test], args.box and tuple(map(tuple, args.box)), args.box_kind,
+                   args.small_faces, threads=None if workers == 1 or args.ray is not None else bulk.cores_per_worker(workers))
+    lm = None
+    if problem or (workers == 1 and tasks and args.ray is None):  # built here, the first task does not wait for it
+        lm = open_checked(problem, args.model, args.flip_test)
+        if lm is None:
+            return 2
+    elif tasks and (problem := weights_problem(args.model)):
+        print(f"error: {problem}", file=sys.stderr)
         return 2
-    results, rows, failed = [], [], 0
-    # a drawing must not overwrite another, nor an input that is in the drawings' folder
-    drawn = {Path(p).name for p in images if args.draw and Path(p).parent.resolve() == Path(args.draw).resolve()}
-    for path in images:
-        try:
-            if Path(path).is_dir():
-                raise ImageError(f"{path}: no images in this folder (looked for {' '.join(PHOTO_EXTS)})")
-            faces = lm.predict(path, boxes=args.box, box_kind=args.box_kind, small_faces=args.small_faces)
-            entry = image_record(faces, path, upright_size(path), lm.name)
-            rows += [(path, k, f.keypoints) for k, f in enumerate(faces, 1)]
-            if not faces:
-                print(f"{path}: no face found", file=sys.stderr)
-            if args.draw:
-                from fkd.viz import draw_faces, save_png
-                Path(args.draw).mkdir(parents=True, exist_ok=True)
-                out = Path(args.draw) / unique_name(Path(path).stem + "_keypoints", ".png", drawn)
-                save_png(out, draw_faces(load_image(path, max_side=10**6), faces, contours=lm.layout.contours))
-                entry["drawing"] = str(out)
-        except (ImageError, ValueError) as e:
-            failed += 1
-            hint = "; for a video, python -m fkd.video" if Path(path).suffix.lower() in VIDEO_EXTS else ""
-            entry = {"image": path, "error": f"{e}{hint}"}
-            print(f"error: {'' if str(path) in str(e) else f'{path}: '}{entry['error']}", file=sys.stderr)
-        results.append(entry)
-    text = dumps(results)
-    if args.csv:
-        write_csv(args.csv, rows)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    if args.draw and tasks:
+        Path(args.draw).mkdir(parents=True, exist_ok=True)
+
+    new = {}  # image -> entry, this run's
+    bar = progress(len(tasks), len(images) - len(tasks), quiet=args.quiet)
+    out = open(args.jsonl, "a") if args.jsonl else None
+
+    def take(entry: dict, notes: list[str] = ()) -> None:
+        new[entry["image"]] = entry
+        if out:
+            bulk.append_jsonl(out, entry)
+        for note in notes if notes else (["error: " + entry["error"]] if "error" in entry else []):
+            if note.startswith("error") or not args.quiet:
+                bar.write(note, file=sys.stderr)
+        bar.update(1)
+        bar.set_postfix_str(f"{sum('error' in e for e in new.values())} failed", refresh=False)
+
+    try:
+        if args.ray is not None:
+            bulk.run_ray(job, tasks, args.ray or None, on_entry=take, parquet=args.parquet,
+                         actors=args.workers, progress=bool(args.parquet) and not args.quiet)
+        else:
+            for entry, notes in bulk.run_local(job, tasks, workers, lm):
+                take(entry, notes)
+    except KeyboardInterrupt:
+        print(f"\nstopped: {len(new)} image(s) done{f', in {args.jsonl}; rerun to go on' if out else ''}", file=sys.stderr)
+        return 130
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+        if out:
+            out.close()
+
+    if args.parquet:
+        done.update(dict.fromkeys(bulk.parquet_done(args.parquet)))
+        failed = None
+    else:
+        results = [new.get(p) or done[p] for p in images]  # input order, whichever order they finished in
+        failed = sum("error" in e for e in results)
+        if args.csv:
+            write_csv(args.csv, [(e["image"], k, keypoints_array(f)) for e in results for k, f in enumerate(e.get("faces", ()), 1)])
+    if args.jsonl or args.parquet:
+        print(f"wrote {args.jsonl or args.parquet} ({len(tasks)} image(s) done now, {len(images) - len(tasks)} before"
+              + (f"; {failed} failed in all)" if failed is not None else ")"), file=sys.stderr)
+    elif args.json:
+        Path(args.json).write_text(dumps(results) + "\n")
         print(f"wrote {args.json} ({len(results)} image(s), {failed} failed)", file=sys.stderr)
     else:
-        print(text)
-    lm.close()
+        print(dumps(results))
     return 1 if failed else 0
 
 
-def upright_size(path) -> tuple[int, int]:
-    """(width, height) of the image as the points see it (a phone photo's EXIF turn applied), from its header."""
-    from fkd.io import open_image
+def drawings(images: list[str], folder: str | None) -> dict[str, str | None]:
+    """Each image's drawing path (None without --draw), named up front so that workers finishing in any
+    order give the same names: a drawing must not overwrite another, nor an input that is in the
+    drawings' folder."""
+    if not folder:
+        return dict.fromkeys(images)
+    used = {Path(p).name for p in images if Path(p).parent.resolve() == Path(folder).resolve()}
+    return {p: None if Path(p).is_dir() else str(Path(folder) / unique_name(Path(p).stem + "_keypoints", ".png", used))
+            for p in images}
 
-    with open_image(path) as im:
-        turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
-        return im.size[::-1] if turned else im.size
+
+def keypoints_array(face: dict):
+    """A face entry's points as floats for the CSV (a null from a broken pass back to NaN)."""
+    import numpy as np
+    return np.array([[np.nan if v is None else v for v in xy] for xy in face["keypoints"]], np.float64)
+
+
+def weights_problem(model: str) -> str | None:
+    """Why `model` cannot be loaded, found from its files without building it (workers build it), or None."""
+    from fkd.weights import WeightsError, read_card, resolve
+    try:
+        read_card(model)
+    except WeightsError as e:
+        return str(e)
+    return None if resolve(model).exists() else f"{resolve(model)}: weights file not found"
+
+
+def progress(total: int, before: int, quiet: bool):
+    """The stderr progress bar: images/s, ETA and failures so far (tqdm); silent with --quiet or one image."""
+    from tqdm import tqdm
+    return tqdm(total=total, unit="img", file=sys.stderr, disable=quiet or total < 2, dynamic_ncols=True,
+                mininterval=0.5, desc=f"{before} done before" if before else None, smoothing=0.1)
 
 
 def expand(paths: list[str]) -> list[str]:

@@ -14,7 +14,8 @@ from pathlib import Path
 from fkd.config import ModelConfig
 from fkd.zoo import OLD_NAMES, TEACHERS_DIR
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+PACKAGED_WEIGHTS = Path(__file__).resolve().parent / "_weights"  # where pyproject.toml installs weights/
+WEIGHTS_DIR = PACKAGED_WEIGHTS if PACKAGED_WEIGHTS.is_dir() else Path(__file__).resolve().parent.parent / "weights"
 
 
 class WeightsError(RuntimeError):
