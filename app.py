@@ -5,10 +5,10 @@
 Named endpoints for scripts (gradio_client):
     from gradio_client import Client, handle_file
     c = Client("http://127.0.0.1:7860")
-    image, result = c.predict(handle_file("me.jpg"), "auto", "face68_accurate", api_name="/keypoints")
+    image, result = c.predict(handle_file("me.jpg"), "auto", "face68", api_name="/keypoints")
     video = c.predict(handle_file("a.jpg"), handle_file("b.jpg"), 48, 24, api_name="/morph")
-    grid = c.predict("face68_accurate", api_name="/filters")
-    drawn, points = c.predict(handle_file("clip.mp4"), "face68_accurate", 0.5, api_name="/video")   # first 20 s
+    grid = c.predict("face68", api_name="/filters")
+    drawn, points = c.predict(handle_file("clip.mp4"), "face68", 0.5, api_name="/video")   # first 20 s
 
 Runs offline on weights/ (the landmark models and the MediaPipe face detector ship there) and
 never imports training code. Landmarkers load lazily, once per model, and are only read from;
