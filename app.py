@@ -502,7 +502,7 @@ def live_browser_config(strength: float = 0.5, contours: bool = True) -> dict:
     from fkd.layouts import LAYOUTS
     from fkd.stream import DETECT_EVERY_S
 
-    vendor = {name: next(iter(sorted(STATIC.glob(f"vendor/{name}@*"))), None) for name in ("onnxruntime-web", "mediapipe-tasks-vision")}
+    vendor = {name: max(STATIC.glob(f"vendor/{name}@*"), default=None) for name in ("onnxruntime-web", "mediapipe-tasks-vision")}
     graphs = {m: {"onnx": static_url(GRAPHS_DIR / f"{m}.onnx"), "json": static_url(GRAPHS_DIR / f"{m}.onnx.json")}
               for m in MODELS if (GRAPHS_DIR / f"{m}.onnx").exists() and (GRAPHS_DIR / f"{m}.onnx.json").exists()}
     if not all(vendor.values()):

@@ -162,7 +162,9 @@ class Model {
   static async load(ort, url, side, settings) {
     const [graph, card] = await Promise.all([fetchBytes(url), fetch(side).then((r) => r.json())]);
     const session = await ort.InferenceSession.create(graph, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
-    return new Model(ort, session, card, settings);
+    const model = new Model(ort, session, card, settings);
+    await model.run(model.x);  // the first run sets the session up: not on a camera frame
+    return model;
   }
 
   constructor(ort, session, card, settings) {
@@ -351,6 +353,9 @@ class Live {
       baseOptions: { modelAssetBuffer: await fetchBytes(this.cfg.detector), delegate: "CPU" },
       runningMode: "VIDEO", minDetectionConfidence: this.cfg.min_score,
     });
+    const blank = document.createElement("canvas");
+    blank.width = blank.height = 64;
+    this.detector.detectForVideo(blank, 1);  // compiles the graph now, not on the first camera frame
     this.ort = ort;
   }
 
@@ -404,7 +409,10 @@ class Live {
     if (radio && !radio.checked) radio.click();
   }
 
-  reset() { this.faces = []; this.lastDetect = null; this.smoother.reset(); this.frames = []; }
+  reset() {
+    this.faces = []; this.lastDetect = null; this.smoother.reset(); this.frames = [];
+    this.lmTimes = []; this.detTimes = []; this.frameTimes = [];
+  }
 
   schedule() {
     if (!this.running) return;
@@ -472,10 +480,11 @@ class Live {
     } else this.smoother.reset();
     draw(this.octx, shown, this.contours ? this.cfg.contour_lines : [], this.cfg.colors);
     const t1 = performance.now();
-    const ema = (a, b) => (a == null ? b : 0.9 * a + 0.1 * b);
-    this.ms.landmarks = ema(this.ms.landmarks, lm.ms);
-    if (this.msDetect != null) this.ms.detect = ema(this.ms.detect, this.msDetect);
-    this.ms.frame = ema(this.ms.frame, t1 - t0);
+    // medians of the recent frames (of the detector's recent runs): the first runs, compiling, take 10×
+    const median = (a, v, n) => { a.push(v); if (a.length > n) a.shift(); const b = a.slice().sort((x, y) => x - y); return b[b.length >> 1]; };
+    this.ms.landmarks = median(this.lmTimes, lm.ms, 30);
+    if (this.msDetect != null) this.ms.detect = median(this.detTimes, this.msDetect, 9);
+    this.ms.frame = median(this.frameTimes, t1 - t0, 30);
     this.frames.push(t1);
     while (this.frames.length && this.frames[0] < t1 - 1000) this.frames.shift();
     this.fps = this.frames.length;  // frames done in the last second
@@ -504,8 +513,11 @@ class Live {
   setMode(choice) {
     const server = choice === this.cfg.server_choice;
     this.root.querySelector(".fkd-live").classList.toggle("fkd-server", server);
-    if (server) { if (this.running) this.stop(); this.mode = "server"; this.say("<b>on the server</b>: use the webcam below"); }
-    else if (this.mode === "server") { this.mode = "idle"; this.say("press <b>Start the camera</b>"); }
+    if (server) {
+      if (this.mode === "server") return;  // fallback() switched, and said why
+      if (this.running) this.stop();
+      this.mode = "server"; this.say("<b>on the server</b>: use the webcam below");
+    } else if (this.mode === "server") { this.mode = "idle"; this.say("press <b>Start the camera</b>"); }
   }
 
   // for tests and benches: the next n frames' pixels, the faces they were followed from, and their points

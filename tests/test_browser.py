@@ -314,3 +314,24 @@ def test_live_mode_runs_in_the_browser(pw, live_app_url, tmp_path):
         assert not errors, errors
     finally:
         browser.close()
+
+
+def test_live_mode_falls_back_to_the_server_without_webassembly(pw, live_app_url):
+    """A browser that cannot run the model (here: no WebAssembly) gets the server's streaming at once."""
+    from playwright.sync_api import expect
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    try:
+        page = browser.new_page(viewport={"width": 1360, "height": 1000})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.add_init_script("delete window.WebAssembly")
+        page.goto(live_app_url, wait_until="domcontentloaded")
+        page.get_by_role("tab", name="Webcam & video", exact=True).click()
+        expect(page.locator("#live-browser-status")).to_contain_text("runs on the server", timeout=30_000)
+        expect(page.locator("#live-browser-status")).to_contain_text("no WebAssembly")
+        expect(page.locator('#live-mode input[value="on the server"]')).to_be_checked()
+        expect(page.get_by_text("Click to Access Webcam")).to_be_visible(timeout=30_000)
+        expect(page.locator("#live-browser video")).to_be_hidden()
+        assert not errors, errors
+    finally:
+        browser.close()
