@@ -472,7 +472,9 @@ LIVE_HTML = """<div class="fkd-live">
 <div class="fkd-stage"><video muted playsinline></video><canvas class="fkd-overlay"></canvas></div>
 <div class="fkd-bar"><button class="fkd-live-start" type="button">Start the camera</button>
 <span class="fkd-live-status" id="live-browser-status">loading…</span></div></div>"""
-LIVE_CSS = """.fkd-stage {position: relative; max-width: 640px; background: #111; border-radius: 6px; overflow: hidden}
+# the stage is shown mirrored, as Gradio's webcam shows it (video and points together: the points stay right)
+LIVE_CSS = """.fkd-stage {position: relative; max-width: 640px; background: #111; border-radius: 6px; overflow: hidden;
+  transform: scaleX(-1)}
 .fkd-stage video {display: block; width: 100%; min-height: 120px}
 .fkd-stage canvas {position: absolute; left: 0; top: 0; width: 100%; height: 100%; pointer-events: none}
 .fkd-live.fkd-server .fkd-stage {display: none}

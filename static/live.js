@@ -422,6 +422,7 @@ class Live {
 
   async tick() {
     if (!this.running) return;
+    if (!this.root.offsetParent) { this.stop(); this.say("stopped: the tab was left"); return; }  // camera off when unseen
     const t = this.video.currentTime;
     if (t !== this.lastTime && this.video.videoWidth) {
       this.lastTime = t;
@@ -496,7 +497,7 @@ class Live {
       this.lastSaid = t1;
       const d = this.ms.detect == null ? "–" : this.ms.detect.toFixed(1);
       this.say(`<b>in your browser</b> · <b class="fkd-fps">${this.fps} fps</b> · ${this.ms.frame.toFixed(1)} ms per frame ` +
-        `(landmarks ${this.ms.landmarks.toFixed(1)}, detection ${d}) · ${faces.length} face(s) · the server does nothing`);
+        `(landmarks ${this.ms.landmarks.toFixed(1)}, detection ${d}) · ${faces.length} face(s) · no frame leaves your browser`);
     }
   }
 
