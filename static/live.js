@@ -98,12 +98,14 @@ function cut(frame, M, [W, H], channels, out) {
       const ya = Math.min(Math.max(iy, 0), sh - 1), yb = Math.min(Math.max(iy + 1, 0), sh - 1);
       const k00 = (ya * sw + xa) * stride, k01 = (ya * sw + xb) * stride, k10 = (yb * sw + xa) * stride, k11 = (yb * sw + xb) * stride;
       const w00 = (1 - fx) * (1 - fy), w01 = fx * (1 - fy), w10 = (1 - fx) * fy, w11 = fx * fy;
-      const o = v * W + u;
-      const px = (c) => round(src[k00 + c] * w00 + src[k01 + c] * w01 + src[k10 + c] * w10 + src[k11 + c] * w11);
+      const o = v * W + u;  // each channel rounded to uint8, as the warped patch is
+      const r = round(src[k00] * w00 + src[k01] * w01 + src[k10] * w10 + src[k11] * w11);
+      const g = round(src[k00 + 1] * w00 + src[k01 + 1] * w01 + src[k10 + 1] * w10 + src[k11 + 1] * w11);
+      const b = round(src[k00 + 2] * w00 + src[k01 + 2] * w01 + src[k10 + 2] * w10 + src[k11 + 2] * w11);
       if (channels === 3) {
-        out[o] = px(0) / 255 - 0.5; out[plane + o] = px(1) / 255 - 0.5; out[2 * plane + o] = px(2) / 255 - 0.5;
+        out[o] = r / 255 - 0.5; out[plane + o] = g / 255 - 0.5; out[2 * plane + o] = b / 255 - 0.5;
       } else {  // OpenCV's RGB2GRAY weights
-        out[o] = round(0.299 * px(0) + 0.587 * px(1) + 0.114 * px(2)) / 255 - 0.5;
+        out[o] = round(0.299 * r + 0.587 * g + 0.114 * b) / 255 - 0.5;
       }
     }
   }
@@ -411,7 +413,7 @@ class Live {
 
   reset() {
     this.faces = []; this.lastDetect = null; this.smoother.reset(); this.frames = [];
-    this.lmTimes = []; this.detTimes = []; this.frameTimes = [];
+    this.lmTimes = []; this.detTimes = []; this.frameTimes = []; this.grabTimes = [];
   }
 
   schedule() {
@@ -431,10 +433,10 @@ class Live {
     this.schedule();
   }
 
-  detect(frameTime) {
+  detect(frame, frameTime) {  // BlazeFace on the frame's pixels (an ImageData: faster than the canvas)
     const t0 = performance.now();
-    const { width: w, height: h } = this.work;
-    const res = this.detector.detectForVideo(this.work, frameTime);
+    const { width: w, height: h } = frame;
+    const res = this.detector.detectForVideo(frame, frameTime);
     this.msDetect = performance.now() - t0;
     const out = [];
     for (const d of res.detections) {
@@ -454,6 +456,7 @@ class Live {
     }
     this.wctx.drawImage(this.video, 0, 0, w, h);
     const frame = this.wctx.getImageData(0, 0, w, h);
+    const tGrab = performance.now() - t0;
     const lm = this.lm, low = lm.s.min_confidence, now = t0 / 1000, prev = this.faces;
     const rec = this.recording > 0 ? { frame, prev: prev.map((f) => ({ box: f.box, points: f.points })) } : null;
     lm.ms = 0; this.msDetect = null;
@@ -462,12 +465,12 @@ class Live {
     faces = distinct(faces);
     if (!faces.length) {
       kind = "detect";
-      for (const [box, score] of this.detect(t0)) { const f = await lm.fromBox(frame, box, score, low); if (f) faces.push(f); }
+      for (const [box, score] of this.detect(frame, t0)) { const f = await lm.fromBox(frame, box, score, low); if (f) faces.push(f); }
       faces = distinct(faces);
       this.lastDetect = now;
     } else if (this.lastDetect === null || now - this.lastDetect >= this.cfg.detect_every_s) {
       kind = "track+detect";
-      for (const [box, score] of this.detect(t0).filter(([b]) => !faces.some((f) => near(b, f)))) {
+      for (const [box, score] of this.detect(frame, t0).filter(([b]) => !faces.some((f) => near(b, f)))) {
         const f = await lm.fromBox(frame, box, score, low); if (f) faces.push(f);
       }
       faces.sort((a, b) => a.box[0] - b.box[0]);
@@ -486,6 +489,7 @@ class Live {
     this.ms.landmarks = median(this.lmTimes, lm.ms, 30);
     if (this.msDetect != null) this.ms.detect = median(this.detTimes, this.msDetect, 9);
     this.ms.frame = median(this.frameTimes, t1 - t0, 30);
+    this.ms.grab = median(this.grabTimes, tGrab, 30);
     this.frames.push(t1);
     while (this.frames.length && this.frames[0] < t1 - 1000) this.frames.shift();
     this.fps = this.frames.length;  // frames done in the last second
