@@ -403,7 +403,7 @@ def live_step(frame: np.ndarray | None, model: str, strength: float, state: Live
     ms = 1000 * (time.perf_counter() - t0)
     rate = state.tick(state.clock())
     shown = f"{rate:.1f} frames/s shown" if rate else "starting…"
-    return out, f"**{shown}** · {ms:.0f} ms per frame on the server · {len(faces)} face(s)", state
+    return out, f"**on the server** · **{shown}** · {ms:.0f} ms per frame on the server · {len(faces)} face(s)", state
 
 
 @user_errors
@@ -458,11 +458,83 @@ def video_api(video: str | None, model: str = DEFAULT_MODEL, smoothing: float = 
     return annotate_video(video, model, smoothing)[:2]
 
 
+# The live mode in the browser (static/live.js): the exported graphs (python -m fkd.export, weights/<model>.onnx
+# + .onnx.json) run by onnxruntime-web, faces found by MediaPipe's BlazeFace, both vendored from npm under
+# static/vendor/ (its README: versions, sizes, how to update). The app only serves these files.
+STATIC = ROOT / "static"
+GRAPHS_DIR = WEIGHTS_DIR  # <model>.onnx + .onnx.json that the browser runs (tests point it at a fresh export)
+IN_BROWSER, ON_SERVER = "in your browser", "on the server"
+LIVE_HTML = """<div class="fkd-live">
+<div class="fkd-stage"><video muted playsinline></video><canvas class="fkd-overlay"></canvas></div>
+<div class="fkd-bar"><button class="fkd-live-start" type="button">Start the camera</button>
+<span class="fkd-live-status" id="live-browser-status">loading…</span></div></div>"""
+# the stage is shown mirrored, as Gradio's webcam shows it (video and points together: the points stay right)
+LIVE_CSS = """.fkd-stage {position: relative; max-width: 640px; background: #111; border-radius: 6px; overflow: hidden;
+  transform: scaleX(-1)}
+.fkd-stage video {display: block; width: 100%; min-height: 120px}
+.fkd-stage canvas {position: absolute; left: 0; top: 0; width: 100%; height: 100%; pointer-events: none}
+.fkd-live.fkd-server .fkd-stage {display: none}
+.fkd-bar {display: flex; gap: 0.8em; align-items: center; margin-top: 0.5em; flex-wrap: wrap}
+.fkd-live-start {padding: 0.4em 1em; border-radius: 6px; background: var(--button-primary-background-fill);
+  color: var(--button-primary-text-color); border: none; cursor: pointer}
+.fkd-live-start:disabled {opacity: 0.6}"""
+LIVE_JS = """const cfg = props.config;
+import(new URL(cfg.script, location.href).href).then((m) => m.mount(element, cfg)).catch((e) => {
+  element.querySelector('.fkd-live-status').textContent = 'the live mode could not load: ' + e;
+  const r = document.querySelector('#live-mode input[value="' + cfg.server_choice + '"]');
+  if (r && !r.checked) r.click();
+});"""
+
+
+def static_url(path: Path) -> str:
+    """The app-relative address Gradio serves a file under `gr.set_static_paths` from."""
+    return f"gradio_api/file={Path(path).resolve().as_posix()}"
+
+
+def live_browser_config(strength: float = 0.5, contours: bool = True) -> dict:
+    """What static/live.js needs: where the files are, and the numbers it shares with fkd (one source)."""
+    from dataclasses import asdict
+
+    from fkd.detect import BLAZEFACE
+    from fkd.landmarker import Settings
+    from fkd.layouts import LAYOUTS
+    from fkd.stream import DETECT_EVERY_S
+
+    vendor = {name: max(STATIC.glob(f"vendor/{name}@*"), default=None) for name in ("onnxruntime-web", "mediapipe-tasks-vision")}
+    graphs = {m: {"onnx": static_url(GRAPHS_DIR / f"{m}.onnx"), "json": static_url(GRAPHS_DIR / f"{m}.onnx.json")}
+              for m in MODELS if (GRAPHS_DIR / f"{m}.onnx").exists() and (GRAPHS_DIR / f"{m}.onnx.json").exists()}
+    if not all(vendor.values()):
+        graphs = {}  # no runtime: the page says so and streams to the server
+    gr.set_static_paths([STATIC, BLAZEFACE] + [GRAPHS_DIR / f"{m}.onnx{x}" for m in graphs for x in ("", ".json")])
+    return {"script": static_url(STATIC / "live.js"), "graphs": graphs, "model": DEFAULT_MODEL,
+            "vendor": {"ort": static_url(vendor["onnxruntime-web"]) + "/" if graphs else "",
+                       "mediapipe": static_url(vendor["mediapipe-tasks-vision"]) + "/" if graphs else ""},
+            "detector": static_url(BLAZEFACE), "min_score": 0.5, "detect_every_s": DETECT_EVERY_S,
+            "settings": {k: v for k, v in asdict(Settings()).items() if k != "turns"},
+            "contour_lines": [list(c) for c in LAYOUTS["ibug68"].contours], "colors": [list(c) for c in viz.COLORS],
+            "strength": strength, "contours": contours, "server_choice": ON_SERVER}
+
+
+def show_server(mode: str):
+    return gr.update(visible=mode == ON_SERVER)
+
+
+def live_setting(value) -> None:
+    """Nothing: a setting of the browser's live mode is read by its js (an event with no function at
+    all would have no name for the tests that list the app's events)."""
+
+
 def create_live_tab(fn, video_fn=None, video_api_fn=None):
-    gr.Markdown("Allow the camera, then press record: each frame goes to the server, comes back with its keypoints "
-                "and is smoothed over time so the points hold still. Move the slider to trade steadiness for lag.")
+    gr.Markdown("Press **Start the camera**: your browser finds the faces and their keypoints on every frame, at "
+                "camera speed, and nothing leaves it. Where it cannot (no WebAssembly, no camera for the page), each "
+                "frame goes to the server instead. The points are smoothed over time so they hold still: move the "
+                "slider to trade steadiness for lag.")
+    config = live_browser_config()
+    mode = gr.Radio([IN_BROWSER, ON_SERVER], value=IN_BROWSER if config["graphs"] else ON_SERVER,
+                    label="Where the model runs", elem_id="live-mode")
+    gr.HTML(html_template=LIVE_HTML, css_template=LIVE_CSS, js_on_load=LIVE_JS, config=config, elem_id="live-browser")
     state = gr.State(None)  # per session: each visitor has their own smoother
-    with gr.Row():
+    with gr.Row(visible=mode.value == ON_SERVER) as server:
         cam = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy", height=360)
         out = ResultImage(label="Keypoints", type="numpy", interactive=False, height=360)
     with gr.Row():
@@ -472,6 +544,12 @@ def create_live_tab(fn, video_fn=None, video_api_fn=None):
     fps = gr.Markdown(elem_id="live-status")
     cam.stream(fn, [cam, model, strength, contours, state], [out, fps, state], stream_every=0.1, time_limit=600,
                concurrency_limit=max(4, CONCURRENCY), api_visibility="private", show_progress="hidden")
+    # the browser's live mode takes its settings in the page (the js), as they change
+    mode.change(show_server, mode, server, js="(m) => { window.fkdLive && window.fkdLive.setMode(m); return m; }",
+                queue=False, api_visibility="private", show_progress="hidden")
+    for box, key in ((model, "model"), (strength, "strength"), (contours, "contours")):
+        box.change(live_setting, box, None, js=f"(v) => {{ window.fkdLive && window.fkdLive.set({{{key}: v}}); return v; }}",
+                   queue=False, api_visibility="private", show_progress="hidden")
     if video_fn is None:
         return
     gr.Markdown("**Or a video file:** the same pipeline on every frame (the first "

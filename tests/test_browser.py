@@ -144,11 +144,13 @@ def test_live_webcam_streams_keypoints(pw, app_url, tmp_path):
         page = browser.new_context(viewport={"width": 1360, "height": 1000}, permissions=["camera"]).new_page()
         page.goto(app_url, wait_until="domcontentloaded")
         page.get_by_role("tab", name="Webcam & video", exact=True).click()
+        page.locator("#live-mode").get_by_text("on the server", exact=True).click()  # the fallback of the live mode
         page.get_by_text("Click to Access Webcam").click()
         page.get_by_role("button", name="capture photo").click()      # start streaming
         status = page.locator("#live-status")
         expect(status).to_contain_text("1 face(s)", timeout=60_000)
         expect(status).to_contain_text("frames/s shown", timeout=30_000)
+        expect(status).to_contain_text("on the server")
         page.wait_for_timeout(1500)
         page.screenshot(path=str(ARTIFACTS / "app_live.png"), full_page=True)
     finally:
@@ -191,5 +193,145 @@ def test_webcam_model_label_fits(pw, app_url, width):
         box.scroll_into_view_if_needed()
         page.wait_for_timeout(500)
         page.screenshot(path=str(ARTIFACTS / f"app_webcam_{width}.png"), full_page=False)
+    finally:
+        browser.close()
+
+
+# -- the live mode in the browser (static/live.js) ------------------------------------------------
+LIVE_FPS_FLOOR = 12.0   # frames/s: the issue wants >= 25 on these 2-core machines; margin for a busy CI box
+LIVE_NME_MAX = 0.5      # % of the outer-eye-corner distance, mean over the recorded frames
+LIVE_CPU_MAX = 5.0      # % of one core: the app process while a browser tracks (46 % when it streamed)
+
+
+@pytest.fixture(scope="module")
+def live_app_url(tmp_path_factory):
+    """The app with the default model's graph: weights/face68.onnx as shipped, else exported for the test."""
+    import app
+    from fkd.zoo import DEFAULT_MODEL
+    if not (app.GRAPHS_DIR / f"{DEFAULT_MODEL}.onnx").exists():
+        from fkd.export import export
+        app.GRAPHS_DIR = tmp_path_factory.mktemp("graphs")
+        export(DEFAULT_MODEL, app.GRAPHS_DIR / f"{DEFAULT_MODEL}.onnx")
+    demo = app.build_demo()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.queue(**app.QUEUE_KW).launch(**app.LAUNCH_KW, prevent_thread_lock=True, server_name="127.0.0.1",
+                                      server_port=port, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+def face_clip(path, n=60, fps=30):
+    """A fixture face (640×480) swaying left and right, one period over the clip (the fake camera loops it)."""
+    from fkd.io import load_image
+    face = load_image(IMM / "33-1m.jpg")
+    write_y4m(path, [np.roll(face, int(round(24 * np.sin(2 * np.pi * k / n))), 1) for k in range(n)], fps)
+    return path
+
+
+def nme_percent(a, b, eyes=(36, 45)):
+    """Mean point distance between two (N, 2) sets, as a percentage of b's outer-eye-corner distance."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return 100 * float(np.linalg.norm(a - b, axis=1).mean() / np.linalg.norm(b[eyes[1]] - b[eyes[0]]))
+
+
+def test_live_mode_runs_in_the_browser(pw, live_app_url, tmp_path):
+    """The live mode follows the fake camera's face in the browser at camera speed, with the Python
+    Landmarker's points, while the app process idles."""
+    import base64
+    import re
+    import time
+
+    from playwright.sync_api import expect
+
+    import app
+    from fkd.landmarker import Face
+    clip = face_clip(tmp_path / "cam.y4m")
+    args = ARGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                   f"--use-file-for-fake-video-capture={clip}"]
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+    try:
+        page = browser.new_context(viewport={"width": 1360, "height": 1000}, permissions=["camera"]).new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(live_app_url, wait_until="domcontentloaded")
+        page.get_by_role("tab", name="Webcam & video", exact=True).click()
+        status = page.locator("#live-browser-status")
+        expect(status).to_contain_text("Start the camera", timeout=30_000)
+        page.get_by_role("button", name="Start the camera", exact=True).click()
+        expect(status).to_contain_text("in your browser", timeout=90_000)
+        expect(status).to_contain_text("1 face(s)", timeout=30_000)
+        page.wait_for_timeout(6000)   # V8 optimises the wasm in the background: slower on a busy machine
+
+        # fps, and the app's CPU time meanwhile (this process serves the app), against the same time idle:
+        # Gradio's queue alone polls every millisecond, ~6 % of a core here with no page open
+        requests = []
+        page.on("request", lambda r: requests.append(r.url))
+        cpu0, wall0, fps = time.process_time(), time.monotonic(), []
+        for _ in range(10):
+            page.wait_for_timeout(500)
+            fps.append(page.evaluate("() => window.fkdLive.fps"))
+        busy = 100 * (time.process_time() - cpu0) / (time.monotonic() - wall0)
+        sent = list(requests)
+        ms = page.evaluate("() => window.fkdLive.ms")
+        shown = re.search(r"(\d+) fps", status.inner_text())
+        assert shown, status.inner_text()
+
+        # the same frames through the Python Landmarker: the browser's pixels, the faces it followed
+        page.evaluate("() => window.fkdLive.record(16)")
+        page.wait_for_function("() => window.fkdLive.records.length >= 16 && window.fkdLive.recording == 0", timeout=30_000)
+        records = page.evaluate("() => window.fkdLive.take()")
+        page.screenshot(path=str(tmp_path / "live_browser.png"), full_page=True)
+        page.get_by_role("button", name="Stop the camera", exact=True).click()
+        page.wait_for_timeout(1000)
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        page.wait_for_timeout(5000)
+        idle = 100 * (time.process_time() - cpu0) / (time.monotonic() - wall0)
+        print(f"\nlive mode in the browser: {np.median(fps):.0f} fps (samples {fps}), ms per frame {ms}; app process "
+              f"{busy:.1f} % of a core while it tracked, {idle:.1f} % idle; {len(sent)} requests to the server")
+        assert np.median(fps) >= LIVE_FPS_FLOOR, fps
+        assert not sent, f"the page sent requests while the browser tracked: {sent[:5]}"
+        assert busy - idle <= LIVE_CPU_MAX, f"the app process used {busy:.1f} % of a core while the browser tracked, {idle:.1f} % idle"
+
+        lm = app.get_landmarker(app.DEFAULT_MODEL)
+        errs = []
+        for r in records:
+            rgb = np.frombuffer(base64.b64decode(r["rgba"]), np.uint8).reshape(r["height"], r["width"], 4)[..., :3].copy()
+            assert r["faces"], f"the browser lost the face ({r['kind']})"
+            if r["kind"] == "detect":     # found by the browser's detector: Python on its box
+                py = lm.predict(rgb, boxes=[r["faces"][0]["box"]], flip_test=app.LIVE_FLIP_TEST)
+            else:                         # followed from the last frame's points
+                prev = [Face(np.asarray(f["box"], np.float32), 1.0, np.asarray(f["points"], np.float32), 1.0)
+                        for f in r["prev"]]
+                py = lm.track(rgb, prev, app.LIVE_FLIP_TEST)
+            assert len(py) == len(r["faces"]), (r["kind"], len(py), len(r["faces"]))
+            errs += [nme_percent(b["points"], p.keypoints) for b, p in zip(r["faces"], py)]
+        print(f"browser vs Python Landmarker on {len(errs)} faces: NME mean {np.mean(errs):.3f} %, max {np.max(errs):.3f} %")
+        assert np.mean(errs) <= LIVE_NME_MAX, errs
+        assert not errors, errors
+    finally:
+        browser.close()
+
+
+def test_live_mode_falls_back_to_the_server_without_webassembly(pw, live_app_url):
+    """A browser that cannot run the model (here: no WebAssembly) gets the server's streaming at once."""
+    from playwright.sync_api import expect
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    try:
+        page = browser.new_page(viewport={"width": 1360, "height": 1000})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.add_init_script("delete window.WebAssembly")
+        page.goto(live_app_url, wait_until="domcontentloaded")
+        page.get_by_role("tab", name="Webcam & video", exact=True).click()
+        expect(page.locator("#live-browser-status")).to_contain_text("runs on the server", timeout=30_000)
+        expect(page.locator("#live-browser-status")).to_contain_text("no WebAssembly")
+        expect(page.locator('#live-mode input[value="on the server"]')).to_be_checked()
+        expect(page.get_by_text("Click to Access Webcam")).to_be_visible(timeout=30_000)
+        expect(page.locator("#live-browser video")).to_be_hidden()
+        assert not errors, errors
     finally:
         browser.close()
