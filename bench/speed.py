@@ -1,57 +1,221 @@
-"""The landmark models' time per face alone, in many short rounds taken in turns.
+"""fkd and dlib side by side on one pinned core: 68 points for a face with a given box, and a whole frame.
 
-    python bench/speed.py [--models face68_accurate face68] [--rounds 12] [--out bench/speed_report.md]
+    pip install -r requirements-bench.txt    # dlib, bench-only (see that file for --no-deps)
+    python bench/speed.py [--model face68] [--rounds 9] [--core 1] [--out bench/speed_report.md]
 
-On a shared 2-core machine one model's time moves by 30 % from one minute to the next, more than
-the gaps between models. bench/accuracy.py takes its 3 rounds minutes apart; here each round
-times every model once (300 calls on one thread, the default backend, batch 1, after warm-up)
-and the rounds follow each other within seconds, so the models meet the same noise. Reported:
-the median over rounds of each round's median, and the quietest round.
+Both run in this one process, every thread of it pinned to one core (`--core`, default the last
+one), with one thread each (`Landmarker(threads=1)`, OMP_NUM_THREADS=1; dlib's HOG and shape
+predictor use one), so they meet the same machine. On a shared 2-core machine the time of one thing
+moves by 30 % from one minute to the next, so the jobs are taken in short rounds, in turns (the order
+flips every round), and reported as the median over rounds of each round's median, and the quietest
+round (other load only ever adds time). The jobs, on the 300-W validation split:
+- face: 68 points for each validation face in the same square box for both, 1.1× its landmark box
+  (fkd: `predict(img, boxes=[b], flip_test=False)`; dlib: `shape_predictor(img, rect)` alone, without
+  turning its points into an array: the cheapest dlib call there is);
+- frame: a 640×480 frame with one face (a validation photo scaled into it, padded), found + 68 points
+  (fkd: `predict(frame, flip_test=False)`, BlazeFace short + full range; dlib: HOG detector without
+  upsampling + shape predictor on each box);
+- track: the next frame (the same one moved by 3, 2 px), the face followed from the last frame's
+  points without the detector (`Landmarker.track`, fkd only).
+Also: the model pass alone, the detector alone, passes per face (`Landmarker.passes`), and the NME of
+both on the face job's boxes (dlib's points are whole pixels).
 """
 from __future__ import annotations
 
-import argparse
-import sys
-import time
-from pathlib import Path
+import os
 
-import numpy as np
-import torch
+# one thread for every pool (numpy's BLAS, OpenMP in dlib or OpenCV): set before they load
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import cpu_name, median_ms, report_path  # noqa: E402
+from common import cpu_name, report_path  # noqa: E402
+from fkd.data import DATA_DIR, find_300w, split_300w  # noqa: E402
+from fkd.geometry import landmark_box  # noqa: E402
+from fkd.io import load_image  # noqa: E402
 from fkd.landmarker import Landmarker  # noqa: E402
+from fkd.metrics import nme  # noqa: E402
+from fkd.zoo import DEFAULT_MODEL  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+BOX_SCALE = 1.1           # the face job's box: this many times the landmark box's longer side, square
+FRAME = (640, 480)        # pixels, width × height: the frame job's frame
+FRAME_REPEATS = 3         # calls per frame per round
+TRACK_SHIFT = (3.0, 2.0)  # pixels: how far the face moves to the next frame
+
+
+def pin(core: int) -> None:
+    """Every thread of this process (MediaPipe, OpenVINO and OpenCV start their own) on `core`."""
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), {core})
+        except OSError:
+            pass  # a thread that ended meanwhile
+    os.sched_setaffinity(0, {core})
+
+
+def square_box(points: np.ndarray, scale: float = BOX_SCALE) -> np.ndarray:
+    """The square box `scale` × the landmark box's longer side, on its centre (x0, y0, x1, y1)."""
+    b = landmark_box(points)
+    c, half = (b[:2] + b[2:]) / 2, scale * float((b[2:] - b[:2]).max()) / 2
+    return np.r_[c - half, c + half].astype(np.float32)
+
+
+def in_frame(rgb: np.ndarray) -> np.ndarray:
+    """The photo scaled to fit FRAME, centred on grey: a webcam-sized frame with its face."""
+    W, H = FRAME
+    k = min(W / rgb.shape[1], H / rgb.shape[0])
+    small = cv2.resize(rgb, (round(rgb.shape[1] * k), round(rgb.shape[0] * k)), interpolation=cv2.INTER_AREA)
+    out = np.full((H, W, 3), 114, np.uint8)
+    y, x = (H - small.shape[0]) // 2, (W - small.shape[1]) // 2
+    out[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return out
+
+
+def ms_each(calls) -> float:
+    """Median milliseconds of the calls (each a no-argument function), each timed once."""
+    out = []
+    for fn in calls:
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return 1000 * float(np.median(out))
+
+
+def dlib_model_path() -> Path:
+    """The 68-point model in face-recognition-models, found without importing the package (its
+    __init__ needs pkg_resources, gone from setuptools 81)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None:
+        sys.exit("dlib's 68-point model is missing: pip install -r requirements-bench.txt (see that file)")
+    return Path(spec.origin).parent / "models" / "shape_predictor_68_face_landmarks.dat"
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", default=["face68_accurate", "face68"])
-    p.add_argument("--rounds", type=int, default=12)
-    p.add_argument("--out", type=report_path, default=str(HERE / "speed_report.md"))
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--backend", default="auto", help="the Landmarker's backend (auto: the fastest here)")
+    p.add_argument("--rounds", type=int, default=9)
+    p.add_argument("--frames", type=int, default=30, help="640×480 frames with one face (validation photos)")
+    p.add_argument("--core", type=int, default=max(os.sched_getaffinity(0)), help="the CPU core both run on")
+    p.add_argument("--data", type=Path, default=DATA_DIR)
+    p.add_argument("--out", type=report_path, default=HERE / "speed_report.md")
     a = p.parse_args()
-    runs = []
-    for name in a.models:
-        lm = Landmarker(name, threads=1)
-        x = torch.rand(1, lm.cfg.in_channels, lm.cfg.input_h, lm.cfg.input_w).numpy() - 0.5
-        runs.append((name, lm, x))
-    rounds = {name: [] for name in a.models}
+    import dlib
+
+    pin(a.core)
+    root = a.data / "300w"
+    records, _ = find_300w(root)
+    _, val = split_300w(records, root)
+    photos = {r.image: load_image(r.image) for r in val}
+    faces = [(photos[r.image], square_box(r.points), r.points) for r in val]
+
+    lm = Landmarker(a.model, backend=a.backend, threads=1)
+    predictor = dlib.shape_predictor(str(dlib_model_path()))
+    hog = dlib.get_frontal_face_detector()
+    rects = [dlib.rectangle(*(int(round(float(v))) for v in b)) for _, b, _ in faces]
+
+    # frames: validation photos in which BlazeFace sees exactly one face (each detection costs a pass)
+    frames = []
+    for im in photos.values():
+        f = in_frame(im)
+        if len(lm.detect(f)) == 1:
+            frames.append(f)
+        if len(frames) == a.frames:
+            break
+    shift = np.float32([[1, 0, TRACK_SHIFT[0]], [0, 1, TRACK_SHIFT[1]]])
+    nexts = [cv2.warpAffine(f, shift, FRAME, borderMode=cv2.BORDER_REPLICATE) for f in frames]
+    last = [lm.predict(f, flip_test=False) for f in frames]
+    x = lm.cut(faces[0][0], lm.box_crops([faces[0][1]]))
+
+    # accuracy on the face job's boxes, and passes per face / frame / track
+    before = lm.passes
+    fkd_pts = np.stack([lm.predict(im, boxes=[b], flip_test=False)[0].keypoints for im, b, _ in faces])
+    per_face = (lm.passes - before) / len(faces)
+    dlib_pts = np.stack([np.array([(q.x, q.y) for q in predictor(im, r).parts()], np.float64)
+                         for (im, _, _), r in zip(faces, rects)])
+    gt = np.stack([g for _, _, g in faces])
+    nmes = {"fkd": 100 * nme(fkd_pts, gt), "dlib": 100 * nme(dlib_pts, gt)}
+    before = lm.passes
+    found_fkd = sum(len(lm.predict(f, flip_test=False)) for f in frames)
+    per_frame = (lm.passes - before) / len(frames)
+    before = lm.passes
+    followed = sum(len(lm.track(n, fs, flip_test=False)) for n, fs in zip(nexts, last))
+    per_track = (lm.passes - before) / len(frames)
+    found_dlib = sum(len(hog(f, 0)) for f in frames)
+    print(f"NME fkd {nmes['fkd'].mean():.2f} dlib {nmes['dlib'].mean():.2f}; passes per face {per_face:.2f}, "
+          f"frame {per_frame:.2f}, track {per_track:.2f}; faces found in {len(frames)} frames: fkd {found_fkd}, "
+          f"dlib {found_dlib}; followed {followed}", flush=True)
+
+    def dlib_frame(f):
+        for r in hog(f, 0):
+            predictor(f, r)
+
+    jobs = {  # name -> the calls of one round
+        "fkd face": lambda: [lambda im=im, b=b: lm.predict(im, boxes=[b], flip_test=False) for im, b, _ in faces],
+        "dlib face": lambda: [lambda im=im, r=r: predictor(im, r) for (im, _, _), r in zip(faces, rects)],
+        "fkd model pass": lambda: [lambda: lm.run(x)] * 300,
+        "fkd frame": lambda: [lambda f=f: lm.predict(f, flip_test=False) for f in frames] * FRAME_REPEATS,
+        "dlib frame": lambda: [lambda f=f: dlib_frame(f) for f in frames] * FRAME_REPEATS,
+        "fkd detector": lambda: [lambda f=f: lm.detect(f) for f in frames] * FRAME_REPEATS,
+        "dlib HOG": lambda: [lambda f=f: hog(f, 0) for f in frames] * FRAME_REPEATS,
+        "fkd track": lambda: [lambda n=n, fs=fs: lm.track(n, fs, flip_test=False) for n, fs in zip(nexts, last)]
+        * FRAME_REPEATS,
+    }
+    for calls in jobs.values():  # warm-up
+        ms_each(calls()[:20])
+    rounds = {name: [] for name in jobs}
     for r in range(a.rounds):
-        for name, lm, x in runs:
-            rounds[name].append(median_ms(lambda: lm.run(x), n=300))
-        print(f"round {r}: " + ", ".join(f"{n} {v[-1]:.2f} ms" for n, v in rounds.items()), flush=True)
-    backend = runs[0][1].backend
-    for _, lm, _ in runs:
-        lm.close()
-    lines = ["# Time per face, models in turns\n",
-             f"`python bench/speed.py --rounds {a.rounds}` on {time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, "
-             f"torch {torch.__version__}, backend {backend}, 1 thread, batch 1: ms per face of the landmark model "
-             f"alone (the crop is ready), the median of 300 calls in each round; every round takes the models in turn.\n",
-             "| model | median of the rounds | quietest round | every round |", "|---|---|---|---|"]
-    for name, v in rounds.items():
-        lines.append(f"| {name} | {np.median(v):.2f} | {min(v):.2f} | {' '.join(f'{t:.2f}' for t in v)} |")
+        pin(a.core)  # threads started since (MediaPipe's graph, OpenVINO's) too
+        for name in (list(jobs) if r % 2 == 0 else list(jobs)[::-1]):
+            rounds[name].append(ms_each(jobs[name]()))
+        print(f"round {r}: " + ", ".join(f"{n} {v[-1]:.2f}" for n, v in rounds.items()), flush=True)
+    lm.close()
+
+    med = {n: float(np.median(v)) for n, v in rounds.items()}
+    best = {n: min(v) for n, v in rounds.items()}
+    cmd = "python bench/speed.py " + " ".join(sys.argv[1:])
+    lines = [
+        "# fkd and dlib side by side, one pinned core", "",
+        f"`{cmd.strip()}` on {time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, Python {platform.python_version()}, "
+        f"model `{a.model}` on {lm.backend}, dlib {dlib.__version__}; everything on core {a.core}, one thread. "
+        f"{a.rounds} rounds taken in turns (the order flips each round); ms per call: the median over rounds of "
+        "each round's median, and the quietest round. fkd / dlib < 1: fkd is faster: the median of the rounds' "
+        "ratios (each round's two times met the same load), and the ratio in the round quietest for the pair.", "",
+        "| job | fkd | dlib | fkd / dlib (median of rounds) | fkd / dlib (quietest round) |", "|---|---|---|---|---|"]
+    for job, f, d in (("68 points for a face, box given (square, 1.1× the landmark box), "
+                       f"{len(faces)} validation faces", "fkd face", "dlib face"),
+                      (f"640×480 frame with one face, find + 68 points, {len(frames)} frames", "fkd frame", "dlib frame"),
+                      ("finding the face alone (BlazeFace short + full range / HOG)", "fkd detector", "dlib HOG")):
+        ratios = np.array(rounds[f]) / np.array(rounds[d])
+        quiet = int(np.argmin(np.array(rounds[f]) + np.array(rounds[d])))
+        lines.append(f"| {job} | {med[f]:.2f} ({best[f]:.2f}) | {med[d]:.2f} ({best[d]:.2f}) | "
+                     f"{np.median(ratios):.2f} | {ratios[quiet]:.2f} |")
+    lines.append(f"| next frame, face followed (`track`, moved {TRACK_SHIFT[0]:g}, {TRACK_SHIFT[1]:g} px) | "
+                 f"{med['fkd track']:.2f} ({best['fkd track']:.2f}) | – | – | – |")
+    lines += ["", "Quietest round in brackets.", "",
+              f"- fkd's model pass alone (batch 1, the crop ready): {med['fkd model pass']:.2f} ms "
+              f"({best['fkd model pass']:.2f}).",
+              f"- Model passes per face: {per_face:.2f} (face job), {per_frame:.2f} per frame, {per_track:.2f} per "
+              "track step (`Landmarker.passes`).",
+              f"- NME % (inter-ocular) on the face job's boxes: fkd {nmes['fkd'].mean():.2f} (FR@8 "
+              f"{(nmes['fkd'] > 8).mean() * 100:.1f} %), dlib {nmes['dlib'].mean():.2f} (FR@8 "
+              f"{(nmes['dlib'] > 8).mean() * 100:.1f} %).",
+              f"- Faces found in the {len(frames)} frames: fkd {found_fkd}, dlib HOG {found_dlib}.",
+              "", "Every round, ms:", "", "| job | " + " | ".join(str(i) for i in range(a.rounds)) + " |",
+              "|---|" + "---|" * a.rounds]
+    lines += [f"| {n} | " + " | ".join(f"{t:.2f}" for t in v) + " |" for n, v in rounds.items()]
     Path(a.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {a.out}")
 
