@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common import cpu_name, report_path  # noqa: E402
+from fkd.data import DATA_DIR  # noqa: E402
 
 CONFIGS = {  # name -> extra CLI arguments
     "1 worker": ["--workers", "1"],
@@ -75,7 +76,7 @@ def run(photos: list[str], extra: list[str], out: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="/work/shared/data/300w", help="the 300-W folder (afw/, helen/, lfpw/)")
+    ap.add_argument("--data", default=str(DATA_DIR / "300w"), help="the 300-W folder (afw/, helen/, lfpw/)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=5, help="each photo this many times (as hard links or copies)")
     ap.add_argument("--out", type=report_path, default=ROOT / "bench" / "bulk_report.md")
