@@ -13,6 +13,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DATA = FIXTURES / "data"
 W300 = DATA / "300w"
 IMM = DATA / "imm_face_db"
+SCORED = FIXTURES / "scored"  # labelled validation faces for the accuracy tests (make_scored.py)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 

@@ -16,26 +16,6 @@ from fkd.geometry import landmark_box
 from fkd.metrics import nme
 
 
-@pytest.mark.parametrize("name", ["face68_accurate", "ibug68", "ibug68_ctx", "face68"])
-def test_committed_68_point_weights_are_accurate_on_fixture_faces(landmarker, name):
-    lm = landmarker if name == landmarker.name else fkd.Landmarker(name)
-    faces = val_faces()
-    assert len(faces) >= 4
-    by_landmarks, by_detector = [], []
-    for r in faces:
-        rgb = fkd.load_image(r.image)
-        pts, _ = lm.predict_boxes(rgb, [landmark_box(r.points)], "landmarks")
-        by_landmarks.append(nme(pts[0][None], r.points[None])[0])
-        found = lm.predict(r.image)
-        assert found, f"no face found in {r.image}"
-        best = min(found, key=lambda f: np.abs(f.keypoints - r.points).mean())
-        by_detector.append(nme(best.keypoints[None], r.points[None])[0])
-    if lm is not landmarker:
-        lm.close()
-    assert np.mean(by_landmarks) < 0.08
-    assert np.mean(by_detector) < 0.08
-
-
 def test_every_input_form_gives_the_same_points(landmarker, face_image, tmp_path):
     rgb, gt = face_image
     ref = landmarker.predict(rgb)[0].keypoints
@@ -97,18 +77,6 @@ def test_no_face_gives_an_empty_list(landmarker):
     assert landmarker.predict(np.full((200, 200, 3), 128, np.uint8)) == []
 
 
-def test_other_models_load_and_predict(face_image):
-    rgb, _ = face_image
-    for name, n in (("imm58", 58), ("nose", 1)):
-        lm = fkd.Landmarker(name)
-        faces = lm.predict(rgb)
-        assert len(faces) == 1 and faces[0].keypoints.shape == (n, 2)
-        x0, y0, x1, y1 = faces[0].box
-        inside = (faces[0].keypoints >= [x0 - 5, y0 - 5]) & (faces[0].keypoints <= [x1 + 5, y1 + 5])
-        assert inside.mean() > 0.9
-        lm.close()
-
-
 def run_cli(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
@@ -128,13 +96,18 @@ def test_predict_cli_writes_json_and_reports_bad_files(tmp_path):
     assert "not an image" in res[1]["error"] and "notes.jpg" in p.stderr and "fkd.video" not in res[1]["error"]
     assert "no such file" in res[2]["error"] and "missing.jpg" in p.stderr
     assert res[3]["error"].endswith("; for a video, python -m fkd.video") and "clip.mp4" in p.stderr
-    p = run_cli("fkd.predict", str(img), "--box", "10,10,200,200", "--model", "nose")
-    assert p.returncode == 0, p.stderr
-    assert len(json.loads(p.stdout)[0]["faces"][0]["keypoints"]) == 1
-    p = run_cli("fkd.predict", str(img), "--model", "no_such_model")
-    assert p.returncode == 2 and "no_such_model" in p.stderr
-    p = run_cli("fkd.predict", str(img), "--json", "/proc/no/such/dir/out.json")
-    assert p.returncode == 2 and "cannot write" in p.stderr
+
+
+def test_predict_cli_takes_a_box_and_refuses_what_it_cannot_do(capsys):
+    """In-process: the same main() as `python -m fkd.predict`, without a Python start per case."""
+    from fkd import predict
+    img = sorted(W300.rglob("*.jpg"))[0]
+    assert predict.main([str(img), "--box", "10,10,200,200", "--model", "nose"]) == 0
+    assert len(json.loads(capsys.readouterr().out)[0]["faces"][0]["keypoints"]) == 1
+    assert predict.main([str(img), "--model", "no_such_model"]) == 2
+    assert "no_such_model.json: model card not found" in capsys.readouterr().err
+    assert predict.main([str(img), "--json", "/proc/no/such/dir/out.json"]) == 2
+    assert "cannot write" in capsys.readouterr().err
 
 
 def test_predict_cli_finds_small_faces_unless_told_not_to(tmp_path, group_photo):
@@ -168,22 +141,24 @@ def test_lines_around_a_small_face_in_a_large_picture_are_thin(face_image):
     assert changed < 4.5 * 2 * ((box[2] - box[0]) + (box[3] - box[1]))  # ~1 px lines (antialiased): ~3×
 
 
-def test_predict_cli_checks_its_outputs_before_the_work(tmp_path):
+def test_predict_cli_checks_its_outputs_before_the_work(tmp_path, capsys):
+    from fkd import predict
     img = tmp_path / "photo.jpg"
     img.write_bytes(sorted(W300.rglob("*.jpg"))[0].read_bytes())
     before = img.read_bytes()
-    p = run_cli("fkd.predict", str(img), "--json", str(img))
-    assert p.returncode == 2 and "would overwrite an input" in p.stderr and img.read_bytes() == before
-    p = run_cli("fkd.predict", str(img), "--json", str(tmp_path))
-    assert p.returncode == 2 and "is a folder" in p.stderr and "Traceback" not in p.stderr
-    p = run_cli("fkd.predict", str(img), "--box-kind", "landmarks")
-    assert p.returncode == 2 and "--box-kind describes the boxes given with --box" in p.stderr
+    assert predict.main([str(img), "--json", str(img)]) == 2
+    assert "would overwrite an input" in capsys.readouterr().err and img.read_bytes() == before
+    assert predict.main([str(img), "--json", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        predict.main([str(img), "--box-kind", "landmarks"])
+    assert e.value.code == 2 and "--box-kind describes the boxes given with --box" in capsys.readouterr().err
     # a drawing never takes the name of an input that sits in the drawings' folder
     (tmp_path / "photo_keypoints.png").write_bytes(before)
-    p = run_cli("fkd.predict", str(img), str(tmp_path / "photo_keypoints.png"), "--draw", str(tmp_path))
-    assert p.returncode == 0 and (tmp_path / "photo_keypoints.png").read_bytes() == before, p.stderr
-    assert {e["drawing"] for e in json.loads(p.stdout)} == {str(tmp_path / "photo_keypoints_2.png"),
-                                                            str(tmp_path / "photo_keypoints_keypoints.png")}
+    assert predict.main([str(img), str(tmp_path / "photo_keypoints.png"), "--draw", str(tmp_path)]) == 0
+    assert (tmp_path / "photo_keypoints.png").read_bytes() == before
+    assert {e["drawing"] for e in json.loads(capsys.readouterr().out)} == {str(tmp_path / "photo_keypoints_2.png"),
+                                                                          str(tmp_path / "photo_keypoints_keypoints.png")}
 
 
 def test_predict_cli_takes_folders_and_keeps_every_drawing(tmp_path):
@@ -209,13 +184,14 @@ def test_predict_cli_takes_folders_and_keeps_every_drawing(tmp_path):
     assert [r["drawing"] for r in res[:2]] == [str(drawn / "face_keypoints.png"), str(drawn / "face_keypoints_2.png")]
 
 
-def test_evaluate_cli_scores_a_folder(tmp_path):
-    p = run_cli("fkd.evaluate", str(W300), "--box", "landmarks", "--json", str(tmp_path / "m.json"),
-                "--ced", str(tmp_path / "ced.png"), "--export-csv", str(tmp_path / "sub.csv"), "--pts", str(tmp_path / "pts"))
-    assert p.returncode == 0, p.stderr
+def test_evaluate_cli_scores_a_folder(tmp_path, capsys):
+    from fkd import evaluate
+    rc = evaluate.main([str(W300), "--box", "landmarks", "--json", str(tmp_path / "m.json"), "--ced", str(tmp_path / "ced.png"),
+                        "--export-csv", str(tmp_path / "sub.csv"), "--pts", str(tmp_path / "pts")])
+    assert rc == 0, capsys.readouterr().err
     m = json.loads((tmp_path / "m.json").read_text())
     n = len(list(W300.rglob("*.pts")))
-    assert m["faces"] == n and m["nme_mean_percent"] < 8 and 0 <= m["auc8_percent"] <= 100
+    assert m["faces"] == n and 0 <= m["auc8_percent"] <= 100  # the scores themselves: test_accuracy.py
     assert (tmp_path / "ced.png").stat().st_size > 1000
     rows = (tmp_path / "sub.csv").read_text().splitlines()
     assert len(rows) == n + 1 and rows[0].startswith("image,face,x0,y0") and len(rows[0].split(",")) == 2 + 136
@@ -223,8 +199,6 @@ def test_evaluate_cli_scores_a_folder(tmp_path):
     written = sorted(f.relative_to(tmp_path / "pts") for f in (tmp_path / "pts").rglob("*.pts"))
     assert written == sorted(f.relative_to(W300) for f in W300.rglob("*.pts"))  # the folder's own layout
     assert read_pts(tmp_path / "pts" / written[0]).shape == (68, 2)
-    p = run_cli("fkd.evaluate", str(tmp_path / "missing"))
-    assert p.returncode == 2 and "no such folder" in p.stderr
 
 
 @pytest.mark.parametrize("backend, mean_px, max_px", [("onnx", 0.001, 0.01), ("openvino", 0.1, 3.0)])
