@@ -186,12 +186,17 @@ def no_constant(name):
     raise AssertionError(f"{name} in the JSON: not valid JSON")
 
 
-def evaluate_cli(*args):
-    return subprocess.run([sys.executable, "-m", "fkd.evaluate", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+def evaluate_cli(capsys, *args):
+    """`python -m fkd.evaluate args` run in-process (its main()): exit code, stdout and stderr."""
+    from types import SimpleNamespace
+    from fkd import evaluate
+    capsys.readouterr()
+    rc = evaluate.main([str(a) for a in args])
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=rc, stdout=out.out, stderr=out.err)
 
 
-def test_evaluate_skips_bad_labels_with_a_count(tmp_path):
+def test_evaluate_skips_bad_labels_with_a_count(tmp_path, capsys):
     import shutil
     src = sorted(W300.rglob("*.pts"))[:2]
     for i, s in enumerate(src):
@@ -199,14 +204,14 @@ def test_evaluate_skips_bad_labels_with_a_count(tmp_path):
     shutil.copy(src[0], tmp_path / "f0.pts")
     (tmp_path / "f1.pts").write_text("version: 1\nn_points: 3\n{\n1 1\n2 2\n3 3\n}\n")
     shutil.copy(src[0].with_suffix(".jpg"), tmp_path / "unlabelled.jpg")
-    p = evaluate_cli(tmp_path, "--box", "landmarks")
+    p = evaluate_cli(capsys, tmp_path, "--box", "landmarks")
     assert p.returncode == 0, p.stderr
     assert "skipped 2 file(s)" in p.stderr
     assert '"faces": 1' in p.stdout and '"skipped_files": 2' in p.stdout
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e39"])
-def test_evaluate_skips_a_label_that_is_not_a_finite_number_by_name(tmp_path, value):
+def test_evaluate_skips_a_label_that_is_not_a_finite_number_by_name(tmp_path, capsys, value):
     """A NaN in one .pts made every metric NaN and the JSON invalid (NaN is not JSON), with exit code 0.
     The parser refuses the label, as any malformed one: the face is skipped, named and counted, and
     the others are scored (as train.py trains on what it can read)."""
@@ -219,7 +224,7 @@ def test_evaluate_skips_a_label_that_is_not_a_finite_number_by_name(tmp_path, va
     lines[3 + 29] = f"{value} {lines[3 + 29].split()[1]}"  # point 30, the nose bridge
     (tmp_path / "f1.pts").write_text("\n".join(lines) + "\n")
     out = tmp_path.parent / f"{tmp_path.name}_m.json"
-    p = evaluate_cli(tmp_path, "--box", "landmarks", "--json", out)
+    p = evaluate_cli(capsys, tmp_path, "--box", "landmarks", "--json", out)
     assert p.returncode == 0, p.stderr
     shown = "1e+39" if value == "1e39" else value
     assert f"skipped 1 file(s):\n  {tmp_path / 'f1.pts'}: point 30 is not a finite number ({shown} " in p.stderr
@@ -227,7 +232,7 @@ def test_evaluate_skips_a_label_that_is_not_a_finite_number_by_name(tmp_path, va
         m = json.loads(text, parse_constant=no_constant)
         assert m["faces"] == 1 and m["skipped_files"] == 1 and 0 < m["nme_mean_percent"] < 8
     (tmp_path / "f0.pts").write_text((tmp_path / "f1.pts").read_text())
-    p = evaluate_cli(tmp_path, "--box", "landmarks", "--json", out)  # no face left to score
+    p = evaluate_cli(capsys, tmp_path, "--box", "landmarks", "--json", out)  # no face left to score
     assert p.returncode == 1 and p.stdout == "", p.stderr
     assert "skipped 2 file(s)" in p.stderr and f"error: no labelled faces with 68 points under {tmp_path}" in p.stderr
 
