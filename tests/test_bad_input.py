@@ -120,15 +120,14 @@ def test_thin_strips_are_refused_with_their_size(landmarker, tmp_path, w, h):
     assert str(e.value) == message
 
 
-def test_predict_cli_answers_thin_strips_in_its_json(tmp_path):
+def test_predict_cli_answers_thin_strips_in_its_json(tmp_path, capsys):
+    from fkd import predict
     paths = []
     for w, h in THIN[:4] + [(1, 1)]:
         paths.append(tmp_path / f"s{w}x{h}.png")
         Image.new("RGB", (w, h), (120, 100, 90)).save(paths[-1])
-    p = subprocess.run([sys.executable, "-m", "fkd.predict", *map(str, paths)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
-    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr  # 1: some images could not be done
-    res = json.loads(p.stdout, parse_constant=no_constant)
+    assert predict.main([str(q) for q in paths]) == 1  # 1: some images could not be done (in-process: no traceback)
+    res = json.loads(capsys.readouterr().out, parse_constant=no_constant)
     assert [r.get("error") for r in res[:4]] == [f"{q}: the image is {w}×{h} pixels: too thin to hold a face "
                                                   "(one side is over 100 times the other)" for q, (w, h) in zip(paths, THIN[:4])]
     assert (res[4]["image"], res[4]["faces"], res[4]["width"]) == (str(paths[4]), [], 1)  # 1×1: no face in it

@@ -162,7 +162,7 @@ def test_predict_cli_checks_its_outputs_before_the_work(tmp_path, capsys):
                                                                           str(tmp_path / "photo_keypoints_keypoints.png")}
 
 
-def test_predict_cli_takes_folders_and_keeps_every_drawing(tmp_path):
+def test_predict_cli_takes_folders_and_keeps_every_drawing(tmp_path, capsys):
     img = sorted(W300.rglob("*.jpg"))[0]
     for sub in ("a", "b/c"):  # the same file name in two folders
         (tmp_path / "in" / sub).mkdir(parents=True)
@@ -173,14 +173,16 @@ def test_predict_cli_takes_folders_and_keeps_every_drawing(tmp_path):
     (tmp_path / "in" / "a" / "._face.jpg").write_bytes(b"macOS metadata, not a photo")  # hidden: left out
     (tmp_path / "in" / ".ipynb_checkpoints").mkdir()
     shutil.copy(img, tmp_path / "in" / ".ipynb_checkpoints" / "face.jpg")  # in a hidden folder: left out too
-    p = run_cli("fkd.predict", str(tmp_path / "in"), str(tmp_path / "empty"), str(tmp_path / "in" / "a" / "face.jpg"),
-                "--json", str(out), "--draw", str(drawn))  # the last file again: done once
-    assert p.returncode == 1, p.stderr  # the empty folder
+    from fkd import predict
+    rc = predict.main([str(tmp_path / "in"), str(tmp_path / "empty"), str(tmp_path / "in" / "a" / "face.jpg"),
+                       "--json", str(out), "--draw", str(drawn)])  # the last file again: done once
+    err = capsys.readouterr().err
+    assert rc == 1, err  # the empty folder
     res = json.loads(out.read_text())
     assert [r["image"] for r in res] == [str(tmp_path / "in" / "a" / "face.jpg"), str(tmp_path / "in" / "b" / "c" / "face.jpg"),
                                          str(tmp_path / "empty")]
     assert [len(r["faces"][0]["keypoints"]) for r in res[:2]] == [68, 68]
-    assert "no images in this folder" in res[2]["error"] and "empty" in p.stderr
+    assert "no images in this folder" in res[2]["error"] and "empty" in err
     assert sorted(f.name for f in drawn.iterdir()) == ["face_keypoints.png", "face_keypoints_2.png"]
     assert [r["drawing"] for r in res[:2]] == [str(drawn / "face_keypoints.png"), str(drawn / "face_keypoints_2.png")]
 
