@@ -13,6 +13,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DATA = FIXTURES / "data"
 W300 = DATA / "300w"
 IMM = DATA / "imm_face_db"
+SCORED = FIXTURES / "scored"  # labelled validation faces for the accuracy tests (make_scored.py)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
@@ -55,6 +56,24 @@ def group_photo(face_image):
     for y, x in spots:
         canvas[y:y + h, x:x + w] = small
     return canvas, [(gt + 0.5) * k - 0.5 + [x, y] for y, x in spots]
+
+
+def train_stops(argv: list, tmp: Path) -> str:
+    """train.py's main() run in-process on `argv` (the fixture data, outputs under `tmp`), expected to
+    stop before training: the message it stops with (the script prints it and exits with code 1).
+    Without a Python start per case; main()'s SIGTERM handler and torch's seed are put back."""
+    import signal
+    import torch
+    import train
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        with torch.random.fork_rng(), pytest.raises(SystemExit) as e:
+            train.main(train.parse_args(["--data", str(DATA), "--out", str(tmp / "w"), "--run-dir", str(tmp / "r"),
+                                         "--quiet", *map(str, argv)]))
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert isinstance(e.value.code, str), e.value.code  # a message (exit code 1), not a bare code
+    return e.value.code
 
 
 def pytest_configure(config):

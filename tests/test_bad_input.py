@@ -120,15 +120,14 @@ def test_thin_strips_are_refused_with_their_size(landmarker, tmp_path, w, h):
     assert str(e.value) == message
 
 
-def test_predict_cli_answers_thin_strips_in_its_json(tmp_path):
+def test_predict_cli_answers_thin_strips_in_its_json(tmp_path, capsys):
+    from fkd import predict
     paths = []
     for w, h in THIN[:4] + [(1, 1)]:
         paths.append(tmp_path / f"s{w}x{h}.png")
         Image.new("RGB", (w, h), (120, 100, 90)).save(paths[-1])
-    p = subprocess.run([sys.executable, "-m", "fkd.predict", *map(str, paths)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
-    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr  # 1: some images could not be done
-    res = json.loads(p.stdout, parse_constant=no_constant)
+    assert predict.main([str(q) for q in paths]) == 1  # 1: some images could not be done (in-process: no traceback)
+    res = json.loads(capsys.readouterr().out, parse_constant=no_constant)
     assert [r.get("error") for r in res[:4]] == [f"{q}: the image is {w}×{h} pixels: too thin to hold a face "
                                                   "(one side is over 100 times the other)" for q, (w, h) in zip(paths, THIN[:4])]
     assert (res[4]["image"], res[4]["faces"], res[4]["width"]) == (str(paths[4]), [], 1)  # 1×1: no face in it
@@ -186,12 +185,17 @@ def no_constant(name):
     raise AssertionError(f"{name} in the JSON: not valid JSON")
 
 
-def evaluate_cli(*args):
-    return subprocess.run([sys.executable, "-m", "fkd.evaluate", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+def evaluate_cli(capsys, *args):
+    """`python -m fkd.evaluate args` run in-process (its main()): exit code, stdout and stderr."""
+    from types import SimpleNamespace
+    from fkd import evaluate
+    capsys.readouterr()
+    rc = evaluate.main([str(a) for a in args])
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=rc, stdout=out.out, stderr=out.err)
 
 
-def test_evaluate_skips_bad_labels_with_a_count(tmp_path):
+def test_evaluate_skips_bad_labels_with_a_count(tmp_path, capsys):
     import shutil
     src = sorted(W300.rglob("*.pts"))[:2]
     for i, s in enumerate(src):
@@ -199,14 +203,14 @@ def test_evaluate_skips_bad_labels_with_a_count(tmp_path):
     shutil.copy(src[0], tmp_path / "f0.pts")
     (tmp_path / "f1.pts").write_text("version: 1\nn_points: 3\n{\n1 1\n2 2\n3 3\n}\n")
     shutil.copy(src[0].with_suffix(".jpg"), tmp_path / "unlabelled.jpg")
-    p = evaluate_cli(tmp_path, "--box", "landmarks")
+    p = evaluate_cli(capsys, tmp_path, "--box", "landmarks")
     assert p.returncode == 0, p.stderr
     assert "skipped 2 file(s)" in p.stderr
     assert '"faces": 1' in p.stdout and '"skipped_files": 2' in p.stdout
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e39"])
-def test_evaluate_skips_a_label_that_is_not_a_finite_number_by_name(tmp_path, value):
+def test_evaluate_skips_a_label_that_is_not_a_finite_number_by_name(tmp_path, capsys, value):
     """A NaN in one .pts made every metric NaN and the JSON invalid (NaN is not JSON), with exit code 0.
     The parser refuses the label, as any malformed one: the face is skipped, named and counted, and
     the others are scored (as train.py trains on what it can read)."""
@@ -219,7 +223,7 @@ def test_evaluate_skips_a_label_that_is_not_a_finite_number_by_name(tmp_path, va
     lines[3 + 29] = f"{value} {lines[3 + 29].split()[1]}"  # point 30, the nose bridge
     (tmp_path / "f1.pts").write_text("\n".join(lines) + "\n")
     out = tmp_path.parent / f"{tmp_path.name}_m.json"
-    p = evaluate_cli(tmp_path, "--box", "landmarks", "--json", out)
+    p = evaluate_cli(capsys, tmp_path, "--box", "landmarks", "--json", out)
     assert p.returncode == 0, p.stderr
     shown = "1e+39" if value == "1e39" else value
     assert f"skipped 1 file(s):\n  {tmp_path / 'f1.pts'}: point 30 is not a finite number ({shown} " in p.stderr
@@ -227,7 +231,7 @@ def test_evaluate_skips_a_label_that_is_not_a_finite_number_by_name(tmp_path, va
         m = json.loads(text, parse_constant=no_constant)
         assert m["faces"] == 1 and m["skipped_files"] == 1 and 0 < m["nme_mean_percent"] < 8
     (tmp_path / "f0.pts").write_text((tmp_path / "f1.pts").read_text())
-    p = evaluate_cli(tmp_path, "--box", "landmarks", "--json", out)  # no face left to score
+    p = evaluate_cli(capsys, tmp_path, "--box", "landmarks", "--json", out)  # no face left to score
     assert p.returncode == 1 and p.stdout == "", p.stderr
     assert "skipped 2 file(s)" in p.stderr and f"error: no labelled faces with 68 points under {tmp_path}" in p.stderr
 
@@ -237,7 +241,6 @@ def test_a_small_distant_face_is_found_by_the_full_range_model(landmarker, face)
     small = np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] // 3, rgb.shape[0] // 3), Image.BILINEAR))
     canvas = np.full((1200, 1600, 3), 90, np.uint8)
     canvas[700:700 + small.shape[0], 300:300 + small.shape[1]] = small
-    assert landmarker.detector.short.detect(canvas) == []   # too small for the short-range model
     faces = landmarker.predict(canvas)
     assert len(faces) == 1
     expected = (gt + 0.5) / 3 - 0.5 + [300, 700]
@@ -252,7 +255,6 @@ def test_small_faces_beside_a_large_one_are_found_too(landmarker, face):
     canvas = np.full((1200, 1600, 3), 90, np.uint8)
     canvas[100:100 + rgb.shape[0], 100:100 + rgb.shape[1]] = rgb
     canvas[800:800 + small.shape[0], 1200:1200 + small.shape[1]] = small
-    assert len(landmarker.detector.short.detect(canvas)) == 1   # the large face only
     faces = sorted(landmarker.predict(canvas), key=lambda f: f.box[0])
     assert len(faces) == 2
     assert nme(faces[0].keypoints[None], (gt + [100, 100])[None])[0] < 0.1
@@ -273,7 +275,6 @@ def test_faces_in_a_panorama_are_found_in_tiles(landmarker, face, portrait):
     canvas = np.full((*size, 3), 90, np.uint8)
     for y, x in spots:
         canvas[y:y + h, x:x + w] = rgb
-    assert len(landmarker.detector._both(canvas)) < 3   # the whole picture at once misses faces
     faces = landmarker.predict(canvas)
     assert len(faces) == 3
     for (y, x) in spots:
@@ -290,7 +291,6 @@ def test_small_faces_in_a_large_group_photo_are_found_in_tiles(landmarker, group
     if k > 1:
         canvas = cv2.resize(canvas, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC)
         expected = [(e + 0.5) * k - 0.5 for e in expected]
-    assert len(landmarker.predict(canvas, small_faces=False)) < 6   # the whole picture at once misses most
     faces = landmarker.predict(canvas)
     assert len(faces) == len(expected)
     for e in expected:
@@ -320,20 +320,21 @@ def test_small_face_tiles_go_closer_only_where_they_find_faces(landmarker, face,
     stops after one level, a crowd goes on; within MAX_SMALL_TILES, never under SMALL_TILE px."""
     from fkd.detect import MAX_SMALL_TILES, SMALL_TILE
     det = landmarker.detector
-    assert det.small_face_sides(640, 480) == []                  # a webcam frame: quarters would be < SMALL_TILE
-    assert det.small_face_sides(1600, 1200) == [600, 300]       # 15 + 70 tiles
-    assert det.small_face_sides(4032, 3024) == [1512, 756]      # 15 + 70, then 315 more: over MAX_SMALL_TILES
-    assert det.small_face_sides(1200, 16000) == []              # 53 × 3 tiles of 600
-    assert all(len(det.small_face_sides(w, h)) and min(det.small_face_sides(w, h)) >= SMALL_TILE
-               for w, h in [(1024, 768), (4096, 4096), (4375, 1336), (2400, 800)])
+    assert det.small_face_sides(2 * SMALL_TILE - 2, 2 * SMALL_TILE - 2) == []   # halves would be under SMALL_TILE
+    for w, h in [(640, 480), (1024, 768), (1600, 1200), (4032, 3024), (4096, 4096), (4375, 1336), (1200, 16000)]:
+        levels = det.small_face_sides(w, h)
+        assert levels == [min(w, h) // 2 // 2 ** i for i in range(len(levels))], (w, h)   # half, a quarter, ...
+        assert all(side >= SMALL_TILE for side in levels), (w, h)
+    levels = det.small_face_sides(1600, 1200)
+    assert len(levels) >= 2                                     # room to go closer in the pictures below
     sides = tile_sides(monkeypatch, det)
     portrait = cv2.resize(face[0], (1600, 1200), interpolation=cv2.INTER_CUBIC)
     assert len(landmarker.predict(portrait)) == 1
-    assert set(sides) == {600} and len(sides) == 15             # found nothing small: no closer look
+    assert set(sides) == {levels[0]}                            # found nothing small: no closer look
     sides.clear()
     canvas, expected = group_photo
     assert len(landmarker.predict(canvas)) == len(expected)
-    assert set(sides) == {600, 300} and len(sides) <= MAX_SMALL_TILES
+    assert set(sides) == set(levels) and len(sides) <= MAX_SMALL_TILES
 
 
 def test_tiles_cover_the_picture():
@@ -380,17 +381,20 @@ def test_damaged_calibration_names_the_file(tmp_path):
         load_calibration("ibug68", folder)
 
 
-def test_calibration_refits_what_it_has_data_for_and_keeps_the_rest(tmp_path):
+def test_calibration_refits_what_it_has_data_for_and_keeps_the_rest(tmp_path, capsys):
     """A wrong --data used to write {} over the shipped calibration (and the models then ran
     uncalibrated without a word)."""
     import json
     from conftest import IMM
     out = tmp_path / "calibration.json"
     out.write_text(json.dumps({"ibug68": {"dx": 0.0, "dy": 0.06, "scale": 0.96}}))
+    from training import calibrate
+    with pytest.raises(SystemExit) as e:  # in-process: argparse's refusal
+        calibrate.main(["--out", str(out), "--data", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"{tmp_path / 'nowhere'}: holds neither 300w/ nor imm_face_db/" in err, err
+    assert "RuntimeWarning" not in err
     cmd = [sys.executable, "-m", "training.calibrate", "--out", str(out), "--data"]
-    p = subprocess.run(cmd + [str(tmp_path / "nowhere")], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert p.returncode == 2 and "holds neither 300w/ nor imm_face_db/" in p.stderr, p.stderr
-    assert "Traceback" not in p.stderr and "RuntimeWarning" not in p.stderr
     assert json.loads(out.read_text()) == {"ibug68": {"dx": 0.0, "dy": 0.06, "scale": 0.96}}
     data = tmp_path / "data"
     data.mkdir()

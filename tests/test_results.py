@@ -23,7 +23,7 @@ def test_json_is_valid_even_without_a_confidence():
     assert "NaN" not in text and back["faces"][1]["confidence"] is None
     assert (back["width"], back["height"], back["model"]) == (640, 480, "face68_accurate")
     assert back["faces"][0]["keypoints"][1] == [30.5, 40.25]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant: inf"):
         results.dumps({"x": float("inf")})
 
 

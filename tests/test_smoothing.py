@@ -51,7 +51,7 @@ def test_repeated_timestamp_and_bad_settings():
     f = OneEuroFilter()
     f(np.array([1.0]), 0.0)
     assert f(np.array([9.0]), 0.0)[0] == 1.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cut-off frequencies must be positive"):
         OneEuroFilter(min_cutoff=0)
 
 

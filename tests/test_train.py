@@ -10,7 +10,7 @@ import pytest
 
 import fkd
 import torch
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, train_stops
 from safetensors.torch import load_file
 
 from fkd.weights import load_model
@@ -128,16 +128,14 @@ def test_torchrun_stops_on_every_rank_and_resumes(tmp_path):
     assert [r["epoch"] for r in card["history"]] == [0, 1, 2]
 
 
-def test_missing_data_is_explained(tmp_path):
-    p = subprocess.run([sys.executable, "train.py", "ibug68", "--data", str(tmp_path / "nothing")], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
-    assert p.returncode != 0
-    assert "300w not found" in p.stderr and "--data" in p.stderr
+def test_missing_data_is_explained(tmp_path, capsys):
+    line = train_stops(["ibug68", "--data", tmp_path / "nothing"], tmp_path)
+    assert line.startswith(f"error: {tmp_path / 'nothing' / '300w'} not found") and "--data" in line
     (tmp_path / "d" / "300w").mkdir(parents=True)
     (tmp_path / "d" / "300w" / "lonely.jpg").write_bytes(b"x")
-    p = subprocess.run([sys.executable, "train.py", "ibug68", "--data", str(tmp_path / "d")], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
-    assert p.returncode != 0 and "skipped 1 file" in p.stderr and "no labelled faces" in p.stderr
+    line = train_stops(["ibug68", "--data", tmp_path / "d"], tmp_path)
+    assert line == f"error: no labelled faces under {tmp_path / 'd' / '300w'}"
+    assert "skipped 1 file" in capsys.readouterr().err
 
 
 def test_fine_tune_from_trained_weights(tmp_path):
