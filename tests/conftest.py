@@ -76,5 +76,29 @@ def train_stops(argv: list, tmp: Path) -> str:
     return e.value.code
 
 
+# The browser tests (test_browser.py, test_browser_paths.py): Debian's chromium driven by Playwright.
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+IN_CI = os.environ.get("CI", "").lower() == "true"  # CI must not go green without the browser
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    """The app served on a free local port for the module's browser tests."""
+    import socket
+
+    from app import LAUNCH_KW, QUEUE_KW, demo
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.queue(**QUEUE_KW).launch(**LAUNCH_KW, prevent_thread_lock=True, server_name="127.0.0.1", server_port=port,
+                                  quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
 def pytest_configure(config):
     ARTIFACTS.mkdir(exist_ok=True)

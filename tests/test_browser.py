@@ -9,29 +9,10 @@ import socket
 import numpy as np
 import pytest
 
-from conftest import ARTIFACTS, IMM
+from conftest import ARGS, ARTIFACTS, CHROMIUM, IMM, IN_CI
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
-
-IN_CI = os.environ.get("CI", "").lower() == "true"  # CI must not go green without the browser
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM) and not IN_CI,
                                 reason=f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)")
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    from app import LAUNCH_KW, QUEUE_KW, demo
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.queue(**QUEUE_KW).launch(**LAUNCH_KW, prevent_thread_lock=True, server_name="127.0.0.1", server_port=port,
-                                  quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,16 +7,11 @@ instead of skipping them: the suite must not go green without the browser.
 """
 import os
 import re
-import socket
 
 import numpy as np
 import pytest
-from conftest import ARTIFACTS, SCORED
+from conftest import ARGS, ARTIFACTS, CHROMIUM, IN_CI, SCORED
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def browser_or_skip():
@@ -31,20 +26,6 @@ def browser_or_skip():
             pytest.fail(f"CI runs the browser tests: {missing}", pytrace=False)
         pytest.skip(missing)
     return sync_api
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    from app import LAUNCH_KW, QUEUE_KW, demo
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.queue(**QUEUE_KW).launch(**LAUNCH_KW, prevent_thread_lock=True, server_name="127.0.0.1", server_port=port,
-                                  quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
 
 
 @pytest.fixture(scope="module")
