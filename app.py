@@ -458,11 +458,11 @@ def video_api(video: str | None, model: str = DEFAULT_MODEL, smoothing: float = 
     return annotate_video(video, model, smoothing)[:2]
 
 
-# The live mode in the browser (static/live.js): the exported graphs (python -m fkd.export, weights/<model>.onnx
+# The live mode in the browser (static/live.js): the exported graphs (python -m fkd.export, weights/onnx/<model>.onnx
 # + .onnx.json) run by onnxruntime-web, faces found by MediaPipe's BlazeFace, both vendored from npm under
 # static/vendor/ (its README: versions, sizes, how to update). The app only serves these files.
 STATIC = ROOT / "static"
-GRAPHS_DIR = WEIGHTS_DIR  # <model>.onnx + .onnx.json that the browser runs (tests point it at a fresh export)
+GRAPHS_DIR = WEIGHTS_DIR / "onnx"  # <model>.onnx + .onnx.json that the browser runs (tests point it at a fresh export)
 IN_BROWSER, ON_SERVER = "in your browser", "on the server"
 LIVE_HTML = """<div class="fkd-live">
 <div class="fkd-stage"><video muted playsinline></video><canvas class="fkd-overlay"></canvas></div>

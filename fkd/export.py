@@ -122,17 +122,13 @@ def sidecar(card: dict, weights_path: Path, onnx_name: str, model: torch.nn.Modu
     }
 
 
-def sidecar_path(onnx_path: Path) -> Path:
-    return Path(onnx_path).with_name(Path(onnx_path).name + ".json")
-
-
 def export(name_or_path: str | Path, out: Path) -> tuple[Path, Path]:
     """Write OUT (.onnx) and its sidecar (.json) for a model name or weights path."""
     model, card = load_model(name_or_path)
     out = Path(out).with_suffix(".onnx")
     blob = onnx_bytes(model)
     atomic_write(out, lambda t: Path(t).write_bytes(blob))
-    side = sidecar_path(out)
+    side = out.with_name(out.name + ".json")
     save_json(side, sidecar(card, resolve(name_or_path), out.name, model))
     return out, side
 

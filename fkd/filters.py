@@ -1,6 +1,6 @@
 """The network's first layers, read from its weights file with numpy: the filters the app shows,
 and what the first one makes of a crop. No torch: the sidecar of the shipped graph
-(weights/<model>.onnx.json, written by `python -m fkd.export`) names the layers and their stride."""
+(weights/onnx/<model>.onnx.json, written by `python -m fkd.export`) names the layers and their stride."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fkd.weights import WeightsError, resolve
+from fkd.weights import WeightsError, graph_paths, resolve
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ def first_convs(name_or_path: str | Path) -> list[Conv]:
     from safetensors.numpy import load_file
 
     path = resolve(name_or_path)
-    side = path.with_suffix(".onnx.json")
+    side = graph_paths(path)[1]
     try:
         layers = json.loads(side.read_text())["first_convs"]
     except (OSError, ValueError, KeyError) as e:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fkd.weights import WeightsError, atomic_write
+from fkd.weights import WeightsError, atomic_write, graph_paths
 
 CACHE_DIR = Path(os.environ.get("FKD_CACHE", Path.home() / ".cache" / "fkd"))
 BACKENDS = ("auto", "openvino", "onnx", "torch")
@@ -65,8 +65,7 @@ def model_graph(weights_path: Path, load_model=None) -> bytes:
     `python -m fkd.export`) when its sidecar names these very weights; else one exported now from the
     safetensors (needs torch; `load_model()` gives the torch model) and cached in CACHE_DIR."""
     weights_path = Path(weights_path)
-    shipped = weights_path.with_suffix(".onnx")
-    side = shipped.with_name(shipped.name + ".json")
+    shipped, side = graph_paths(weights_path)
     digest = hashlib.sha256(weights_path.read_bytes()).hexdigest()
     if shipped.exists() and side.exists():
         try:

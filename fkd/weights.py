@@ -69,6 +69,13 @@ def resolve(name_or_path: str | Path) -> Path:
     return p.with_suffix(".safetensors")
 
 
+def graph_paths(name_or_path: str | Path) -> tuple[Path, Path]:
+    """A model's exported graph and its sidecar JSON (`python -m fkd.export`): weights/onnx/<name>.onnx and
+    .onnx.json, apart from the cards, so that every .json beside a .safetensors is a model card."""
+    onnx = resolve(name_or_path).parent / "onnx" / f"{resolve(name_or_path).stem}.onnx"
+    return onnx, onnx.with_name(onnx.name + ".json")
+
+
 def read_card(name_or_path: str | Path) -> dict:
     card_path = resolve(name_or_path).with_suffix(".json")
     if not card_path.exists():

@@ -1,7 +1,7 @@
 // fkd live mode: the webcam's keypoints computed in the visitor's browser, at camera speed.
 //
 // The same way through a frame as fkd.stream.Tracker on the server, with the exported model
-// (python -m fkd.export: weights/<model>.onnx + .onnx.json) run by onnxruntime-web and the faces found
+// (python -m fkd.export: weights/onnx/<model>.onnx + .onnx.json) run by onnxruntime-web and the faces found
 // by MediaPipe's BlazeFace (@mediapipe/tasks-vision, weights/face_detection_short_range.tflite):
 //   faces followed from the last frame's points (Landmarker.track: crop_of, a re-crop when they moved
 //   off it, the mirrored pass for doubted faces, dropped below min_confidence); the detector on the

@@ -190,7 +190,7 @@ LIVE_CPU_MAX = 5.0      # % of one core: the app process while a browser tracks 
 
 @pytest.fixture(scope="module")
 def live_app_url(tmp_path_factory):
-    """The app with the default model's graph: weights/face68.onnx as shipped, else exported for the test."""
+    """The app with the default model's graph: weights/onnx/face68.onnx as shipped, else exported for the test."""
     import app
     from fkd.zoo import DEFAULT_MODEL
     if not (app.GRAPHS_DIR / f"{DEFAULT_MODEL}.onnx").exists():

@@ -12,14 +12,14 @@ import torch
 from conftest import FIXTURES, ROOT, val_faces
 
 import fkd
-from fkd.weights import WEIGHTS_DIR, load_model
+from fkd.weights import WEIGHTS_DIR, graph_paths, load_model
 
 NO_TORCH = "import sys; sys.modules['torch'] = sys.modules['torchvision'] = None; "
 
 
 @pytest.mark.parametrize("model", list(fkd.MODELS))
 def test_each_shipped_graph_is_made_from_its_shipped_weights(model):
-    graph, side = WEIGHTS_DIR / f"{model}.onnx", WEIGHTS_DIR / f"{model}.onnx.json"
+    graph, side = graph_paths(model)
     info = json.loads(side.read_text())
     assert info["weights_sha256"] == hashlib.sha256((WEIGHTS_DIR / f"{model}.safetensors").read_bytes()).hexdigest(), \
         f"{graph} was exported from other weights: python -m fkd.export {model} --out {graph}"
