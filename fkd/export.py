@@ -12,7 +12,6 @@ The JSON says how to cut the crop from a photo and what to add to the points (`l
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import sys
@@ -25,7 +24,7 @@ import torch
 from fkd.calibration import load_calibration
 from fkd.layouts import LAYOUTS
 from fkd.models import conv_layers
-from fkd.weights import WeightsError, atomic_write, load_model, resolve, save_json
+from fkd.weights import WeightsError, atomic_write, load_model, resolve, save_json, weights_digest
 from fkd.zoo import DEFAULT_MODEL, MODELS
 
 OPSET = 17
@@ -80,11 +79,6 @@ def _fp16_weights(blob: bytes) -> bytes:
     del m.graph.node[:]
     m.graph.node.extend(nodes)
     return m.SerializeToString()
-
-
-def weights_digest(weights_path: Path) -> str:
-    """The safetensors file's sha256: the sidecar records it, so a graph can be told from a stale one."""
-    return hashlib.sha256(Path(weights_path).read_bytes()).hexdigest()
 
 
 def first_convs(model: torch.nn.Module) -> list[dict]:

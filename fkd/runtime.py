@@ -10,7 +10,6 @@ installed, and cached under ~/.cache/fkd), so the two can never disagree.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fkd.weights import WeightsError, atomic_write, graph_paths
+from fkd.weights import WeightsError, atomic_write, graph_paths, weights_digest
 
 CACHE_DIR = Path(os.environ.get("FKD_CACHE", Path.home() / ".cache" / "fkd"))
 BACKENDS = ("auto", "openvino", "onnx", "torch")
@@ -66,7 +65,7 @@ def model_graph(weights_path: Path, load_model=None) -> bytes:
     safetensors (needs torch; `load_model()` gives the torch model) and cached in CACHE_DIR."""
     weights_path = Path(weights_path)
     shipped, side = graph_paths(weights_path)
-    digest = hashlib.sha256(weights_path.read_bytes()).hexdigest()
+    digest = weights_digest(weights_path)
     if shipped.exists() and side.exists():
         try:
             if json.loads(side.read_text()).get("weights_sha256") == digest:

@@ -6,6 +6,7 @@ against the tensors, so a mismatched or damaged pair fails with the file named.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -67,6 +68,11 @@ def resolve(name_or_path: str | Path) -> Path:
         teacher = WEIGHTS_DIR / TEACHERS_DIR / f"{name}.json"
         p = teacher if teacher.exists() and not (WEIGHTS_DIR / f"{name}.json").exists() else WEIGHTS_DIR / name
     return p.with_suffix(".safetensors")
+
+
+def weights_digest(weights_path: Path) -> str:
+    """The safetensors file's sha256: a graph's sidecar records it, so a stale graph is never used."""
+    return hashlib.sha256(Path(weights_path).read_bytes()).hexdigest()
 
 
 def graph_paths(name_or_path: str | Path) -> tuple[Path, Path]:
