@@ -132,3 +132,35 @@ def test_bulk_flags_are_checked_before_the_work(folder, tmp_path):
     assert p.returncode == 2 and "pick one" in p.stderr
     p = cli(folder, "--jsonl", tmp_path / "o.jsonl", "--workers", "2", "--model", "no_such_model")
     assert p.returncode == 2 and "no_such_model" in p.stderr and not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this OS")
+def test_each_worker_gets_a_core_of_its_own(tmp_path):
+    """claim_core pins each process to a core no other holds while it lives; with every core held the
+    next is left where the OS puts it; a core is free again once its process has ended."""
+    code = ("import os, sys; from fkd.bulk import claim_core; core = claim_core(); "
+            "print(core, *sorted(os.sched_getaffinity(0)), flush=True); sys.stdin.read()")
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # locks apart from any other run on this machine
+
+    def start():
+        p = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        core, *allowed = p.stdout.readline().split()
+        return p, core, allowed
+
+    cores = [str(c) for c in sorted(os.sched_getaffinity(0))]
+    held = [start() for _ in cores]
+    try:
+        assert sorted(core for _, core, _ in held) == cores
+        assert all(allowed == [core] for _, core, allowed in held)
+        extra, core, allowed = start()
+        assert core == "None" and allowed == cores
+        extra.communicate("")
+        first, core, _ = held.pop(0)
+        first.communicate("")
+        again, core_again, allowed = start()
+        held.append((again, core_again, allowed))
+        assert core_again == core and allowed == [core]
+    finally:
+        for p, _, _ in held:
+            p.communicate("")
