@@ -10,11 +10,14 @@ moves by 30 % from one minute to the next, so the jobs are taken in short rounds
 flips every round), and reported as the median over rounds of each round's median, and the quietest
 round (other load only ever adds time). The jobs, on the 300-W validation split:
 - face: 68 points for each validation face in the same square box for both, 1.1× its landmark box
-  (fkd: `predict(img, boxes=[b], flip_test=False)`; dlib: `shape_predictor(img, rect)` alone, without
-  turning its points into an array: the cheapest dlib call there is);
+  (fkd: `predict(img, boxes=[b], flip_test=False)`, the locator's pass placing the crop; and the same
+  with `Settings(locate=False)`, the box's own crop and a second pass on the crop of its points;
+  dlib: `shape_predictor(img, rect)` alone, without turning its points into an array: the cheapest
+  dlib call there is);
 - frame: a 640×480 frame with one face (a validation photo scaled into it, padded), found + 68 points
-  (fkd: `predict(frame, flip_test=False)`, BlazeFace short + full range; dlib: HOG detector without
-  upsampling + shape predictor on each box);
+  (fkd: `predict(frame, flip_test=False, small_faces=False)`, as video frames are read: BlazeFace short
+  range, and full range only where no face is close; and as a photo is read, both models always;
+  dlib: HOG detector without upsampling + shape predictor on each box);
 - track: the next frame (the same one moved by 3, 2 px), the face followed from the last frame's
   points without the detector (`Landmarker.track`, fkd only).
 Also: the model pass alone, the detector alone, passes per face (`Landmarker.passes`), and the NME of
@@ -44,7 +47,7 @@ from common import cpu_name, report_path  # noqa: E402
 from fkd.data import DATA_DIR, find_300w, split_300w  # noqa: E402
 from fkd.geometry import landmark_box  # noqa: E402
 from fkd.io import load_image  # noqa: E402
-from fkd.landmarker import Landmarker  # noqa: E402
+from fkd.landmarker import Landmarker, Settings  # noqa: E402
 from fkd.metrics import nme  # noqa: E402
 from fkd.zoo import DEFAULT_MODEL  # noqa: E402
 
@@ -122,6 +125,7 @@ def main() -> None:
     faces = [(photos[r.image], square_box(r.points), r.points) for r in val]
 
     lm = Landmarker(a.model, backend=a.backend, threads=1)
+    two_pass = Landmarker(a.model, backend=a.backend, threads=1, settings=Settings(locate=False))
     predictor = dlib.shape_predictor(str(dlib_model_path()))
     hog = dlib.get_frontal_face_detector()
     rects = [dlib.rectangle(*(int(round(float(v))) for v in b)) for _, b, _ in faces]
@@ -138,24 +142,33 @@ def main() -> None:
     nexts = [cv2.warpAffine(f, shift, FRAME, borderMode=cv2.BORDER_REPLICATE) for f in frames]
     last = [lm.predict(f, flip_test=False) for f in frames]
     x = lm.cut(faces[0][0], lm.box_crops([faces[0][1]]))
+    xl = lm.locator.cut(faces[0][0], lm.locator.box_crops([faces[0][1]])) if lm.locator else x
 
     # accuracy on the face job's boxes, and passes per face / frame / track
-    before = lm.passes
+    def passes():  # (the model's, the locator's) so far
+        return lm.passes, lm.locator.passes if lm.locator else 0
+
+    before = passes()
     fkd_pts = np.stack([lm.predict(im, boxes=[b], flip_test=False)[0].keypoints for im, b, _ in faces])
-    per_face = (lm.passes - before) / len(faces)
+    per_face = [(n - b) / len(faces) for n, b in zip(passes(), before)]
+    before = two_pass.passes
+    two_pts = np.stack([two_pass.predict(im, boxes=[b], flip_test=False)[0].keypoints for im, b, _ in faces])
+    per_face_two = (two_pass.passes - before) / len(faces)
     dlib_pts = np.stack([np.array([(q.x, q.y) for q in predictor(im, r).parts()], np.float64)
                          for (im, _, _), r in zip(faces, rects)])
     gt = np.stack([g for _, _, g in faces])
-    nmes = {"fkd": 100 * nme(fkd_pts, gt), "dlib": 100 * nme(dlib_pts, gt)}
-    before = lm.passes
-    found_fkd = sum(len(lm.predict(f, flip_test=False)) for f in frames)
-    per_frame = (lm.passes - before) / len(frames)
+    nmes = {"fkd": 100 * nme(fkd_pts, gt), "fkd two passes": 100 * nme(two_pts, gt), "dlib": 100 * nme(dlib_pts, gt)}
+    before = passes()
+    found_fkd = sum(len(lm.predict(f, flip_test=False, small_faces=False)) for f in frames)
+    per_frame = [(n - b) / len(frames) for n, b in zip(passes(), before)]
+    found_photo = sum(len(lm.predict(f, flip_test=False)) for f in frames)
     before = lm.passes
     followed = sum(len(lm.track(n, fs, flip_test=False)) for n, fs in zip(nexts, last))
     per_track = (lm.passes - before) / len(frames)
     found_dlib = sum(len(hog(f, 0)) for f in frames)
-    print(f"NME fkd {nmes['fkd'].mean():.2f} dlib {nmes['dlib'].mean():.2f}; passes per face {per_face:.2f}, "
-          f"frame {per_frame:.2f}, track {per_track:.2f}; faces found in {len(frames)} frames: fkd {found_fkd}, "
+    print(f"NME fkd {nmes['fkd'].mean():.2f} (two passes {nmes['fkd two passes'].mean():.2f}) dlib "
+          f"{nmes['dlib'].mean():.2f}; passes per face {per_face}, two-pass {per_face_two:.2f}, frame {per_frame}, "
+          f"track {per_track:.2f}; faces found in {len(frames)} frames: fkd {found_fkd} (as photos {found_photo}), "
           f"dlib {found_dlib}; followed {followed}", flush=True)
 
     def dlib_frame(f):
@@ -164,11 +177,17 @@ def main() -> None:
 
     jobs = {  # name -> the calls of one round
         "fkd face": lambda: [lambda im=im, b=b: lm.predict(im, boxes=[b], flip_test=False) for im, b, _ in faces],
+        "fkd face, two passes": lambda: [lambda im=im, b=b: two_pass.predict(im, boxes=[b], flip_test=False)
+                                         for im, b, _ in faces],
         "dlib face": lambda: [lambda im=im, r=r: predictor(im, r) for (im, _, _), r in zip(faces, rects)],
         "fkd model pass": lambda: [lambda: lm.run(x)] * 300,
-        "fkd frame": lambda: [lambda f=f: lm.predict(f, flip_test=False) for f in frames] * FRAME_REPEATS,
+        "fkd locator pass": lambda: [lambda: lm.locator.run(xl)] * 300,
+        "fkd frame": lambda: [lambda f=f: lm.predict(f, flip_test=False, small_faces=False)
+                              for f in frames] * FRAME_REPEATS,
+        "fkd frame as a photo": lambda: [lambda f=f: lm.predict(f, flip_test=False) for f in frames] * FRAME_REPEATS,
         "dlib frame": lambda: [lambda f=f: dlib_frame(f) for f in frames] * FRAME_REPEATS,
-        "fkd detector": lambda: [lambda f=f: lm.detect(f) for f in frames] * FRAME_REPEATS,
+        "fkd detector": lambda: [lambda f=f: lm.detect(f, small_faces=False) for f in frames] * FRAME_REPEATS,
+        "fkd detector, both models": lambda: [lambda f=f: lm.detect(f) for f in frames] * FRAME_REPEATS,
         "dlib HOG": lambda: [lambda f=f: hog(f, 0) for f in frames] * FRAME_REPEATS,
         "fkd track": lambda: [lambda n=n, fs=fs: lm.track(n, fs, flip_test=False) for n, fs in zip(nexts, last)]
         * FRAME_REPEATS,
@@ -182,6 +201,7 @@ def main() -> None:
             rounds[name].append(ms_each(jobs[name]()))
         print(f"round {r}: " + ", ".join(f"{n} {v[-1]:.2f}" for n, v in rounds.items()), flush=True)
     lm.close()
+    two_pass.close()
 
     med = {n: float(np.median(v)) for n, v in rounds.items()}
     best = {n: min(v) for n, v in rounds.items()}
@@ -196,8 +216,14 @@ def main() -> None:
         "| job | fkd | dlib | fkd / dlib (median of rounds) | fkd / dlib (quietest round) |", "|---|---|---|---|---|"]
     for job, f, d in (("68 points for a face, box given (square, 1.1× the landmark box), "
                        f"{len(faces)} validation faces", "fkd face", "dlib face"),
-                      (f"640×480 frame with one face, find + 68 points, {len(frames)} frames", "fkd frame", "dlib frame"),
-                      ("finding the face alone (BlazeFace short + full range / HOG)", "fkd detector", "dlib HOG")):
+                      ("the same without the locator (`Settings(locate=False)`)", "fkd face, two passes", "dlib face"),
+                      (f"640×480 frame with one face, find + 68 points, {len(frames)} frames "
+                       "(as video frames are read)",
+                       "fkd frame", "dlib frame"),
+                      ("the same frames read as photos (both detectors always)", "fkd frame as a photo", "dlib frame"),
+                      ("finding the face alone (BlazeFace short, full range where no face is close / HOG)",
+                       "fkd detector", "dlib HOG"),
+                      ("the same with both BlazeFace models always", "fkd detector, both models", "dlib HOG")):
         ratios = np.array(rounds[f]) / np.array(rounds[d])
         quiet = int(np.argmin(np.array(rounds[f]) + np.array(rounds[d])))
         lines.append(f"| {job} | {med[f]:.2f} ({best[f]:.2f}) | {med[d]:.2f} ({best[d]:.2f}) | "
@@ -206,13 +232,17 @@ def main() -> None:
                  f"{med['fkd track']:.2f} ({best['fkd track']:.2f}) | – | – | – |")
     lines += ["", "Quietest round in brackets.", "",
               f"- fkd's model pass alone (batch 1, the crop ready): {med['fkd model pass']:.2f} ms "
-              f"({best['fkd model pass']:.2f}).",
-              f"- Model passes per face: {per_face:.2f} (face job), {per_frame:.2f} per frame, {per_track:.2f} per "
-              "track step (`Landmarker.passes`).",
+              f"({best['fkd model pass']:.2f}); the locator's: {med['fkd locator pass']:.2f} ms "
+              f"({best['fkd locator pass']:.2f}).",
+              f"- Model passes per face (`Landmarker.passes`): {per_face[0]:.2f} + {per_face[1]:.2f} of the locator "
+              f"(face job; without it {per_face_two:.2f}), {per_frame[0]:.2f} + {per_frame[1]:.2f} per frame, "
+              f"{per_track:.2f} per track step.",
               f"- NME % (inter-ocular) on the face job's boxes: fkd {nmes['fkd'].mean():.2f} (FR@8 "
-              f"{(nmes['fkd'] > 8).mean() * 100:.1f} %), dlib {nmes['dlib'].mean():.2f} (FR@8 "
+              f"{(nmes['fkd'] > 8).mean() * 100:.1f} %; without the locator {nmes['fkd two passes'].mean():.2f}, "
+              f"FR@8 {(nmes['fkd two passes'] > 8).mean() * 100:.1f} %), dlib {nmes['dlib'].mean():.2f} (FR@8 "
               f"{(nmes['dlib'] > 8).mean() * 100:.1f} %).",
-              f"- Faces found in the {len(frames)} frames: fkd {found_fkd}, dlib HOG {found_dlib}.",
+              f"- Faces found in the {len(frames)} frames: fkd {found_fkd} (read as photos: {found_photo}), "
+              f"dlib HOG {found_dlib}.",
               "", "Every round, ms:", "", "| job | " + " | ".join(str(i) for i in range(a.rounds)) + " |",
               "|---|" + "---|" * a.rounds]
     lines += [f"| {n} | " + " | ".join(f"{t:.2f}" for t in v) + " |" for n, v in rounds.items()]

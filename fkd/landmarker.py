@@ -7,7 +7,8 @@
 
 A photo's way through `predict`, one stage after the other, each passing arrays on:
 1. find: the detector's boxes (or the given ones), mapped by the calibration to the training crop;
-2. read: cut the crops, one model pass, points back to image pixels (`read`);
+2. read: cut the crops, one model pass, points back to image pixels (`read`); where the card names a
+   locator (a small copy of the model), its pass on the box's crop places the model's crop (`locate`);
 3. settle: a face whose points lie tilted past `level_above` gets a pass on a crop turned level, one
    whose points lie off the crop they were read on (a loose box) a pass on the crop of its points
    (`settle`, at most `extra_passes` times);
@@ -49,6 +50,7 @@ class Settings:
     recrop_above: float | None = 0.05    # of the input side: a crop this far from its points' crop gets a
                                          # pass on theirs (None: never)
     extra_passes: int = 2                # levelled or re-cropped passes per face, at most
+    locate: bool = True                  # the card's locator places the crop of a face box (False: the box's own crop)
     search_below: float = 0.97           # confidence: unless a face scores this, turned copies are searched
     rolled_above: float = 45.0           # degrees of tilt: a face lying this far makes them searched too
     turns: tuple[float, ...] = (45.0, -45.0, 90.0, -90.0, 135.0, -135.0, 180.0)  # degrees: the copies
@@ -102,7 +104,7 @@ class Landmarker:
         upright: detector boxes get the levelled and re-cropped passes and photos the search of
         turned copies (see Settings); landmark boxes (box_kind="landmarks") always get one pass.
         small_faces: the detector also looks at large pictures in tiles for faces small in them
-        (a group photo); video loops skip it (fkd.stream)."""
+        (a group photo), and behind a close face; video loops skip both (fkd.stream)."""
         self.cfg, self.card = card_config(model)  # the torch model loads only where it runs (`model`)
         self._weights, self._model = resolve(model), None
         self.layout = LAYOUTS[self.card["layout"]]
@@ -125,6 +127,8 @@ class Landmarker:
         self._runner = runner(model_graph(self._weights, lambda: self.model), threads) if runner else None
         if self._runner is None:
             self.model  # noqa: B018  (load now: damaged weights fail here, not at the first photo)
+        self.locator = (Landmarker(self.card["locator"], detector=None, device=device, backend=backend, threads=threads,
+                                   settings=settings) if self.card.get("locator") and settings.locate else None)
 
     @property
     def name(self) -> str:
@@ -162,7 +166,7 @@ class Landmarker:
         flip_test, min_confidence: for this call (None = the Landmarker's; given boxes are kept whatever
         the model thinks unless min_confidence is given). search: look in turned copies when no face
         is sure (None = as `upright`); turns: which copies, in degrees (None = all of Settings.turns).
-        small_faces: look in tiles of large pictures too (None = the Landmarker's setting)."""
+        small_faces: look in tiles of large pictures and behind close faces too (None = the Landmarker's setting)."""
         rgb, (W, H) = load_image_sized(image)
         scale = W / rgb.shape[1]  # huge photos are worked on downscaled; results go back to full size
         if boxes is not None:
@@ -171,8 +175,9 @@ class Landmarker:
             faces = self.faces_in_boxes(rgb, found, kind, flip_test, min_confidence or 0.0)
         else:
             low = self.min_confidence if min_confidence is None else min_confidence
-            faces = self.faces_in_boxes(rgb, self.detect(rgb), "face", flip_test, low)
-            if (self.small_faces if small_faces is None else small_faces) and self.has_confidence:
+            small_faces = self.small_faces if small_faces is None else small_faces
+            faces = self.faces_in_boxes(rgb, self.detect(rgb, small_faces), "face", flip_test, low)
+            if small_faces and self.has_confidence:
                 faces += self.faces_in_tiles(rgb, faces, flip_test, low)
             faces = _distinct(faces)
             if (self.upright if search is None else search) and self.wants_search(faces):
@@ -181,16 +186,24 @@ class Landmarker:
         return [replace(f, box=(f.box * scale).astype(np.float32), keypoints=f.keypoints * scale) for f in faces]
 
     def predict_boxes(self, rgb: np.ndarray, boxes: list[np.ndarray], box_kind: str = "face",
-                      flip_test: FlipTest | None = None, frame=None, min_confidence: float = 0.0):
+                      flip_test: FlipTest | None = None, frame=None, min_confidence: float = 0.0, locate: bool = True):
         """Keypoints for boxes on a loaded RGB image: (list of (N, 2), list of confidences).
         frame: the boxes are in a turned copy of the image (the 2×3 map image -> copy). Crops below
-        `min_confidence` (the caller drops them) get neither a second pass nor the flip test."""
+        `min_confidence` (the caller drops them) get neither a second pass nor the flip test.
+        locate: the card's locator places the crops of face boxes (`locate`); such a face's confidence
+        is the lower of the model's and the locator's: on a crop the locator centred on something
+        face-like, the model alone is surer of a non-face than on the box's own crop."""
         flip = self._flip(flip_test)
-        reading = self.read(rgb, self.box_crops(boxes, box_kind, frame))
-        if box_kind == "face" and self.upright and self.layout.eyes:
-            reading = self.settle(rgb, reading, min_confidence)
+        settle = box_kind == "face" and self.upright and self.layout.eyes
+        located = 1.0  # the locator's confidence in each face, where it placed the crops
+        if settle and locate and self.locator is not None:
+            mats, located = self.locate(rgb, boxes, frame)
+            reading = self.settle(rgb, self.read(rgb, mats), min_confidence)
+        else:
+            reading = self.read(rgb, self.box_crops(boxes, box_kind, frame))
+            reading = self.settle(rgb, reading, min_confidence) if settle else reading
         reading = self.mirror(reading, self.to_mirror(reading.conf, flip, min_confidence))
-        return list(reading.points), [float(c) for c in reading.conf]
+        return list(reading.points), [float(c) for c in np.minimum(reading.conf, located)]
 
     def track(self, image: ImageLike, faces: Sequence[Face], flip_test: FlipTest | None = None) -> list[Face]:
         """The faces of a video's previous frame, found again in this one without the detector: each
@@ -220,10 +233,12 @@ class Landmarker:
                                keypoints=(p * scale).astype(np.float32), confidence=float(c)))
         return _distinct(out)
 
-    def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
-        """The detector's boxes. For a model without a confidence (nothing checks the boxes after), only
-        those scored at least `min_score`: the full-range detector looks down to 0.6 × min_score."""
-        found = self.detector.detect(rgb)
+    def detect(self, rgb: np.ndarray, small_faces: bool = True) -> list[tuple[np.ndarray, float]]:
+        """The detector's boxes; without small_faces, those of its `detect_fast` (a video frame's: not the
+        faces far behind a close one). For a model without a confidence (nothing checks the boxes after),
+        only those scored at least `min_score`: the full-range detector looks down to 0.6 × min_score."""
+        detect = self.detector.detect if small_faces else getattr(self.detector, "detect_fast", self.detector.detect)
+        found = detect(rgb)
         return found if self.has_confidence else [(b, s) for b, s in found if s >= self.min_score]
 
     def wants_search(self, faces: Sequence[Face]) -> bool:
@@ -235,13 +250,13 @@ class Landmarker:
 
     # -- where faces come from ----------------------------------------------------------------
     def faces_in_boxes(self, rgb: np.ndarray, found, kind: str, flip_test, min_confidence: float,
-                       frame=None) -> list[Face]:
+                       frame=None, locate: bool = True) -> list[Face]:
         """Faces for (box, score) pairs; those the model believes less than `min_confidence` are dropped.
         frame: the boxes are in a turned copy of `rgb` (2×3 map rgb -> copy); the Face gets their
-        outline in rgb."""
+        outline in rgb. locate: as in `predict_boxes`."""
         if not found:
             return []
-        pts, conf = self.predict_boxes(rgb, [b for b, _ in found], kind, flip_test, frame, min_confidence)
+        pts, conf = self.predict_boxes(rgb, [b for b, _ in found], kind, flip_test, frame, min_confidence, locate)
         if frame is not None:
             back = invert_affine(frame)
             found = [(landmark_box(apply_affine(back, corners(b))), s) for b, s in found]
@@ -250,11 +265,12 @@ class Landmarker:
 
     def faces_in_tiles(self, rgb: np.ndarray, faces: list[Face], flip_test, low: float) -> list[Face]:
         """Faces small in a large picture beside `faces`, from the detector's tiles, coarse to fine: a
-        level closer only while the last one gave faces. A face from a tile must be `small_sure`."""
+        level closer only while the last one gave faces. A face from a tile must be `small_sure`, read
+        on its box's own crop (no locator: among a crowd's many boxes it would centre more on textures)."""
         out, seen = [], [(f.box, f.score) for f in faces]
         for side in self.detector.small_face_sides(rgb.shape[1], rgb.shape[0]):
             new = self.faces_in_boxes(rgb, self.detector.detect_small(rgb, side, seen), "face", flip_test,
-                                      max(low, self.settings.small_sure))
+                                      max(low, self.settings.small_sure), locate=False)
             out, seen = out + new, seen + [(f.box, f.score) for f in new]
             if not new:
                 break
@@ -308,6 +324,17 @@ class Landmarker:
         pred, conf = self.run(x)
         points = np.stack([self.to_image(M, p) for M, p in zip(mats, pred)])
         return Reading(np.asarray(mats), x, points, np.asarray(conf, np.float64))
+
+    def locate(self, rgb: np.ndarray, boxes, frame=None) -> tuple[np.ndarray, np.ndarray]:
+        """(B, 2, 3) crops for face boxes, on the landmark box of the points the locator reads in each box,
+        upright as the box is (in the turned copy `frame` maps to, if any), and the locator's confidence
+        in each. Not turned by the points' tilt: a crop turned by a wrong angle is one the model cannot
+        read (`settle` levels by the model's own points)."""
+        reading = self.locator.read(rgb, self.locator.box_crops(boxes, "face", frame))
+        frame = np.eye(2, 3) if frame is None else frame  # image -> the frame the box is upright in
+        mats = [compose(crop_matrix(landmark_box(apply_affine(frame, p)), self.crop, self.input_size), frame)
+                for p in reading.points]
+        return np.stack(mats), reading.conf
 
     def settle(self, rgb: np.ndarray, reading: Reading, min_confidence: float = 0.0) -> Reading:
         """Up to `extra_passes` more passes for faces that lie tilted past `level_above` (on a crop turned

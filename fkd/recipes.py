@@ -51,6 +51,7 @@ class Recipe:
     init: str | None = None         # start from these weights (fine-tune); --init overrides
     teachers: tuple[str, ...] = ()  # distil from these weights (fkd/distil.py), averaged with their mirror
     distil: float = 0.0             # share of the loss that follows the teachers instead of the labels
+    locator: str | None = None      # the recipe whose model places this one's crop in a box (the card's "locator")
 
 
 RECIPES = {
@@ -104,7 +105,17 @@ RECIPES["ibug68_128_base"] = dataclasses.replace(
 RECIPES["face68"] = dataclasses.replace(
     RECIPES["ibug68_128_base"], name="face68",
     part="Part 3+: 68 points at 128² on a tighter crop, `ibug68_128_base` distilled again from face68_accurate + ibug68_quick + ibug68 at 160²",
-    init="ibug68_128_base", teachers=("face68_accurate", "ibug68_quick", "ibug68"), epochs=30)
+    init="ibug68_128_base", teachers=("face68_accurate", "ibug68_quick", "ibug68"), epochs=30,
+    locator="face68_locator")
+# face68's first pass on a box: the same network at 64², ~0.55× the time of a 128² pass, fine-tuned from
+# face68 on the labels with a wide box jitter (shift, zoom, turn), so that the crop of its points is
+# where face68 then reads a face once; before, 97 % of boxes took two 128² passes (bench/HISTORY.md)
+RECIPES["face68_locator"] = dataclasses.replace(
+    RECIPES["face68"], name="face68_locator",
+    part="face68's locator: the 68 points at 64², to cut face68's crop in a box",
+    model=dataclasses.replace(RECIPES["face68"].model, input_w=64, input_h=64), pad=(24, 24),
+    aug=dict(shift=0.15, scale=(0.7, 1.3), rotate=30), init="face68", teachers=(), distil=0.0, epochs=40,
+    locator=None)
 
 # `ibug68` on the 128² models' tighter crop (1.15 box sides, shift jitter widened to match), 100 epochs
 # instead of 170: the from-scratch route sized for 90 minutes on a CPU without bfloat16 (AVX2), where
@@ -242,8 +253,9 @@ def run(args, report=None) -> dict:
     """Train one recipe end to end: data, model, loop, checkpoints, weights + card.
     report(out_dir, name, model, card, val_set, pred, gt): draws the run's pictures (train.py's)."""
     recipe = make_recipe(args)
-    # the lineup's models go to --out, the others (teachers, starting weights) to --out/teachers/
-    out_dir = Path(args.out) if args.model in MODELS else Path(args.out) / TEACHERS_DIR
+    # the lineup's models and their locators go to --out, the others (teachers, starting weights) to --out/teachers/
+    in_use = set(MODELS) | {r.locator for r in RECIPES.values() if r.locator}
+    out_dir = Path(args.out) if args.model in in_use else Path(args.out) / TEACHERS_DIR
     run_dir = Path(args.run_dir) / recipe.name
     ckpt = run_dir / "checkpoint"
     ckpt_json = ckpt.with_suffix(".json")
@@ -380,7 +392,7 @@ def run(args, report=None) -> dict:
     metrics = numbers["val_metrics"]
     card = {
         "name": recipe.name, "part": recipe.part, "layout": recipe.layout, "config": recipe.model.to_dict(),
-        "crop": recipe.crop.to_dict(), **numbers,
+        "crop": recipe.crop.to_dict(), **({"locator": recipe.locator} if recipe.locator else {}), **numbers,
         "training": {"data": str(sub.name), "train_faces": len(train_set), "val_faces": len(val_set),
                      "split": "persons 1-32 train / 33-40 val" if recipe.data == "imm" else "fkd/splits/300w_val.txt",
                      "epochs": recipe.epochs, "batch": recipe.batch, "lr": recipe.lr, "optimizer": recipe.optimizer,

@@ -396,11 +396,11 @@ def tilted_errors(lm, degrees: float, drawn_box: bool = False) -> list[float]:
     return out
 
 
-def test_a_loose_box_drawn_by_hand_gets_a_second_pass_on_the_crop_of_its_points(landmarker, one_pass):
+def test_a_loose_box_drawn_by_hand_gets_a_second_pass_on_the_crop_of_its_points(two_pass, one_pass):
     """Boxes a person draws are looser and off-centre next to the detector's, which the training crops
     were calibrated to: the first pass is off, a second on the crop of its points is not."""
     errors = {}
-    for name, lm in (("recrop", landmarker), ("one pass", one_pass)):
+    for name, lm in (("recrop", two_pass), ("one pass", one_pass)):
         errors[name] = []
         for r, (s, dx, dy) in zip(val_faces(), [(1.5, 0.1, -0.1), (1.6, -0.12, 0.08), (1.45, 0.12, 0.12)] * 4):
             b = landmark_box(r.points)
@@ -412,22 +412,30 @@ def test_a_loose_box_drawn_by_hand_gets_a_second_pass_on_the_crop_of_its_points(
 
 
 @pytest.fixture(scope="module")
-def one_pass(landmarker):
-    """The default model without the re-crop of boxes off the training crop."""
-    lm = fkd.Landmarker(landmarker.name, settings=fkd.Settings(recrop_above=None))
+def two_pass(landmarker):
+    """The default model on the boxes' own crops (no locator), re-cropped where its points lie off them."""
+    lm = fkd.Landmarker(landmarker.name, settings=fkd.Settings(locate=False))
     yield lm
     lm.close()
 
 
-def test_the_second_pass_skips_crops_the_caller_will_drop(landmarker, one_pass):
+@pytest.fixture(scope="module")
+def one_pass(landmarker):
+    """The default model on the boxes' own crops, without the re-crop of boxes off the training crop."""
+    lm = fkd.Landmarker(landmarker.name, settings=fkd.Settings(locate=False, recrop_above=None))
+    yield lm
+    lm.close()
+
+
+def test_the_second_pass_skips_crops_the_caller_will_drop(two_pass, one_pass):
     """A detection the model does not believe is dropped: a second pass on it would be wasted time."""
     r = val_faces()[0]
     rgb = fkd.load_image(r.image)
     b = landmark_box(r.points)
     loose = [np.r_[b[:2] - 0.3 * (b[2:] - b[:2]), b[2:] + 0.1 * (b[2:] - b[:2])]]
-    refined, _ = landmarker.predict_boxes(rgb, loose, "face", flip_test=False)
+    refined, _ = two_pass.predict_boxes(rgb, loose, "face", flip_test=False)
     one, _ = one_pass.predict_boxes(rgb, loose, "face", flip_test=False)
-    dropped, _ = landmarker.predict_boxes(rgb, loose, "face", flip_test=False, min_confidence=1.01)
+    dropped, _ = two_pass.predict_boxes(rgb, loose, "face", flip_test=False, min_confidence=1.01)
     assert not np.allclose(refined[0], one[0], atol=0.5)      # the loose box got its second pass
     np.testing.assert_allclose(dropped[0], one[0], atol=1e-4)  # not when the caller drops the face
 
@@ -627,3 +635,75 @@ def test_faces_come_in_reading_order_rows_then_left_to_right():
     back_middle = face(200, 56)  # lower than back_left by less than half a face: the same row
     order = reading_order([front_left, back_right, back_middle, back_left])
     assert [f.box[0] for f in order] == [120, 200, 300, 10]
+
+
+def loose_box(points, scale: float, dx: float, dy: float) -> np.ndarray:
+    """A square box `scale` × the landmark box's longer side, its centre moved by dx, dy box widths."""
+    b = landmark_box(points)
+    c, side = (b[:2] + b[2:]) / 2 + np.array([dx, dy]) * (b[2] - b[0]), scale * (b[2:] - b[:2]).max()
+    return np.r_[c - side / 2, c + side / 2]
+
+
+@pytest.mark.parametrize("degrees", [0, 30])
+def test_the_locator_places_the_crop_so_that_a_box_takes_one_pass(degrees):
+    """face68's card names a locator (the model at 64²): its pass on a box's crop gives the crop of its
+    points, on which face68 reads the face once, as well as two of its own passes did (the first on the
+    box's crop, the second on the crop of those points)."""
+    from fkd.geometry import apply_affine, turned_image
+    located = fkd.Landmarker("face68")
+    two_pass = fkd.Landmarker("face68", settings=fkd.Settings(locate=False))
+    assert located.locator is not None and two_pass.locator is None
+    assert located.locator.cfg.input_w < located.cfg.input_w
+    errors, passes = {"located": [], "two passes": []}, {"located": 0, "two passes": 0}
+    boxes = [(1.5, 0.1, -0.1), (1.2, -0.12, 0.08), (1.1, 0.0, 0.06)] * 4
+    for r, (s, dx, dy) in zip(val_faces(), boxes):
+        img, A = turned_image(fkd.load_image(r.image), degrees)
+        gt = apply_affine(A, r.points)
+        for name, lm in (("located", located), ("two passes", two_pass)):
+            before = lm.passes
+            face = lm.predict(img, boxes=[loose_box(gt, s, dx, dy)], flip_test=False)[0]
+            passes[name] += lm.passes - before
+            errors[name].append(nme(face.keypoints[None], gt[None])[0])
+    n = len(errors["located"])
+    assert located.locator.passes == n            # one small pass per box
+    assert passes["two passes"] >= 1.75 * n       # where the box's own crop takes two
+    if degrees:  # a tilted face: the locator's crop is upright as the box is, and settle levels it
+        assert passes["located"] <= passes["two passes"]
+    else:
+        assert passes["located"] <= 1.25 * n      # mostly one of face68's
+    assert np.mean(errors["located"]) < np.mean(errors["two passes"]) + 0.002, errors
+    located.close(), two_pass.close()
+
+
+def test_only_cards_that_name_a_locator_get_one():
+    from fkd.weights import read_card
+    for m in fkd.MODELS:
+        lm = fkd.Landmarker(m, detector=None)
+        assert (lm.locator is not None) == bool(read_card(m).get("locator")), m
+    assert read_card("face68")["locator"] == "face68_locator"
+    assert "face68_locator" not in fkd.MODELS  # a part of face68, not a choice
+
+
+def test_video_frames_skip_the_full_range_detector_beside_a_close_face(face_image, group_photo):
+    """`detect_fast` (predict with small_faces=False, as video frames are read): a face filling a good
+    part of the frame is enough, the slow full-range model is not even loaded; a frame without a close
+    face gets both models, as a photo does."""
+    from fkd.detect import CLOSE_FACE, MediaPipeShortAndFull
+    rgb, _ = face_image
+    det = MediaPipeShortAndFull()
+    try:
+        close = det.detect_fast(rgb)
+        assert len(close) == 1 and max(close[0][0][2:] - close[0][0][:2]) >= CLOSE_FACE * min(rgb.shape[:2])
+        assert det._full is None
+        crowd, _ = group_photo
+        far = det.detect_fast(crowd)
+        assert det._full is not None
+        assert [b.tolist() for b, _ in far] == [b.tolist() for b, _ in det.detect(crowd)]
+    finally:
+        det.close()
+    lm = fkd.Landmarker(detector=MediaPipeShortAndFull())
+    try:
+        assert len(lm.predict(rgb, small_faces=False)) == 1 and lm.detector._full is None
+        assert len(lm.predict(rgb)) == 1 and lm.detector._full is not None  # a photo: both models
+    finally:
+        lm.close()

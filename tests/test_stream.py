@@ -77,7 +77,7 @@ def counted(monkeypatch, lm) -> list[str]:
     """The detector runs of `lm` (predict runs it through lm.detect too): "whole", or "small" when
     the tiles for small faces are wanted (there are none on a 640×480 frame, but a 1280×720 one has)."""
     calls, whole, small = [], lm.detect, lm.detector.small_face_sides
-    monkeypatch.setattr(lm, "detect", lambda rgb: calls.append("whole") or whole(rgb))
+    monkeypatch.setattr(lm, "detect", lambda rgb, *a, **k: calls.append("whole") or whole(rgb, *a, **k))
     monkeypatch.setattr(lm.detector, "small_face_sides", lambda w, h: calls.append("small") or small(w, h))
     return calls
 

@@ -221,3 +221,16 @@ def test_shipped_weights_are_what_their_recipe_trains(key):
     if "init" in card["training"]:  # the IMM cards have neither key; cards without teachers may lack that one
         assert card["training"]["init"] == recipe.init
         assert card["training"].get("teachers", []) == list(recipe.teachers)
+
+
+def test_the_locator_recipe_writes_beside_the_lineup_and_face68s_card_names_it(tmp_path):
+    """face68_locator is used at run time (it places face68's crop), so it is written where the lineup
+    is, not among the teachers; the face68 recipe's card names it."""
+    from fkd.recipes import RECIPES
+    assert RECIPES["face68"].locator == "face68_locator" in RECIPES
+    p = train("face68_locator", "--epochs", "1", "--batch", "2", tmp=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    model, card = load_model(tmp_path / "w" / "face68_locator")
+    assert not (tmp_path / "w" / "teachers" / "face68_locator.json").exists()
+    assert (card["config"]["input_w"], card["config"]["input_h"]) == (64, 64) and "locator" not in card
+    assert card["crop"] == RECIPES["face68"].crop.to_dict()  # it reads the crop face68's boxes give
