@@ -675,7 +675,8 @@ def largest_face(path: str | None, which: str) -> tuple[np.ndarray, np.ndarray]:
     if not path:
         raise UserError(f"Add {which} first.")
     rgb = load_image(path)
-    # the largest face: the whole picture's pass finds it; tiles (small_faces) would only add small ones
+    # the largest face: the whole picture's pass finds it; small_faces (tiles, and the full-range
+    # model beside a close face) would only add small ones
     faces = get_landmarker(MORPH_MODEL).predict(rgb, flip_test=PHOTO_FLIP_TEST, small_faces=False)
     if not faces:
         raise UserError(NO_MORPH_FACE.format(which=which))

@@ -181,7 +181,6 @@ def main() -> None:
                                          for im, b, _ in faces],
         "dlib face": lambda: [lambda im=im, r=r: predictor(im, r) for (im, _, _), r in zip(faces, rects)],
         "fkd model pass": lambda: [lambda: lm.run(x)] * 300,
-        "fkd locator pass": lambda: [lambda: lm.locator.run(xl)] * 300,
         "fkd frame": lambda: [lambda f=f: lm.predict(f, flip_test=False, small_faces=False)
                               for f in frames] * FRAME_REPEATS,
         "fkd frame as a photo": lambda: [lambda f=f: lm.predict(f, flip_test=False) for f in frames] * FRAME_REPEATS,
@@ -192,6 +191,8 @@ def main() -> None:
         "fkd track": lambda: [lambda n=n, fs=fs: lm.track(n, fs, flip_test=False) for n, fs in zip(nexts, last)]
         * FRAME_REPEATS,
     }
+    if lm.locator:
+        jobs["fkd locator pass"] = lambda: [lambda: lm.locator.run(xl)] * 300
     for calls in jobs.values():  # warm-up
         ms_each(calls()[:20])
     rounds = {name: [] for name in jobs}
@@ -232,8 +233,8 @@ def main() -> None:
                  f"{med['fkd track']:.2f} ({best['fkd track']:.2f}) | – | – | – |")
     lines += ["", "Quietest round in brackets.", "",
               f"- fkd's model pass alone (batch 1, the crop ready): {med['fkd model pass']:.2f} ms "
-              f"({best['fkd model pass']:.2f}); the locator's: {med['fkd locator pass']:.2f} ms "
-              f"({best['fkd locator pass']:.2f}).",
+              f"({best['fkd model pass']:.2f})" + (f"; the locator's: {med['fkd locator pass']:.2f} ms "
+                                                    f"({best['fkd locator pass']:.2f})." if lm.locator else "."),
               f"- Model passes per face (`Landmarker.passes`): {per_face[0]:.2f} + {per_face[1]:.2f} of the locator "
               f"(face job; without it {per_face_two:.2f}), {per_frame[0]:.2f} + {per_frame[1]:.2f} per frame, "
               f"{per_track:.2f} per track step.",

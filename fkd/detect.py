@@ -161,11 +161,11 @@ class MediaPipeShortAndFull(FaceDetector):
         """short: the short-range model's boxes on `rgb`, when they are known already."""
         found = self._both(rgb, short)
         h, w = rgb.shape[:2]
-        n, short = max(h, w), min(h, w)
-        if n > WIDE * short and short >= MIN_TILE:  # a panorama: the models see it at 128 / 192 px, faces vanish
-            for o in _tile_starts(n, short):
-                _add(found, self._in_tile(rgb, o, 0, short, self._both) if w > h else
-                     self._in_tile(rgb, 0, o, short, self._both))
+        n, side = max(h, w), min(h, w)
+        if n > WIDE * side and side >= MIN_TILE:  # a panorama: the models see it at 128 / 192 px, faces vanish
+            for o in _tile_starts(n, side):
+                _add(found, self._in_tile(rgb, o, 0, side, self._both) if w > h else
+                     self._in_tile(rgb, 0, o, side, self._both))
         return sorted(found, key=lambda t: t[0][0])
 
     def small_face_sides(self, w: int, h: int) -> list[int]:
@@ -231,7 +231,7 @@ class MediaPipeShortAndFull(FaceDetector):
         behind a close one is then not looked for (1 frame in 195, bench/HISTORY.md)."""
         found = self.short.detect(rgb)
         if max((box_side(b) for b, _ in found), default=0.0) >= CLOSE_FACE * min(rgb.shape[:2]):
-            return found
+            return sorted(found, key=lambda t: t[0][0])
         return self.detect(rgb, found)
 
     def close(self) -> None:

@@ -91,9 +91,10 @@ def evaluate_records(lm, records, box: str = "detector"):
             s = W / rgb.shape[1]
             p = lm.predict_boxes(rgb, [landmark_box(r.points) / s], "landmarks")[0][0] * s
         else:  # the whole pipeline, as Landmarker.predict runs it (points in original pixels), but
-            # every detection kept and no tiles for small faces (they keep only faces of 0.9): one
-            # labelled face per photo, found by the detector on the whole picture (300-W crops, under
-            # 512 px, get no tiles anyway)
+            # every detection kept, and no looking for small faces (tiles, which keep only faces of
+            # 0.9, and the full-range model beside a close face): one labelled face per photo, the
+            # close one, found by the detector on the whole picture (300-W crops, under 512 px, get no
+            # tiles anyway)
             face = nearest_face(lm.predict(r.image, min_confidence=0.0, small_faces=False), r.points)
             if face is None:
                 missed.append(r)

@@ -127,8 +127,11 @@ class Landmarker:
         self._runner = runner(model_graph(self._weights, lambda: self.model), threads) if runner else None
         if self._runner is None:
             self.model  # noqa: B018  (load now: damaged weights fail here, not at the first photo)
-        self.locator = (Landmarker(self.card["locator"], detector=None, device=device, backend=backend, threads=threads,
-                                   settings=settings) if self.card.get("locator") and settings.locate else None)
+        self.locator = None  # the card's locator: beside the model's weights, else found by name
+        if self.card.get("locator") and settings.locate and self.layout.eyes:
+            beside = self._weights.with_name(self.card["locator"])
+            self.locator = Landmarker(beside if beside.with_suffix(".json").exists() else self.card["locator"],
+                                      detector=None, device=device, backend=backend, threads=threads, settings=settings)
 
     @property
     def name(self) -> str:
@@ -190,20 +193,25 @@ class Landmarker:
         """Keypoints for boxes on a loaded RGB image: (list of (N, 2), list of confidences).
         frame: the boxes are in a turned copy of the image (the 2×3 map image -> copy). Crops below
         `min_confidence` (the caller drops them) get neither a second pass nor the flip test.
-        locate: the card's locator places the crops of face boxes (`locate`); such a face's confidence
-        is the lower of the model's and the locator's: on a crop the locator centred on something
-        face-like, the model alone is surer of a non-face than on the box's own crop."""
+        locate: the card's locator places the crops of face boxes (`locate`); a box it believes less
+        than `min_confidence` keeps the locator's points and confidence, and no pass of the model."""
         flip = self._flip(flip_test)
-        settle = box_kind == "face" and self.upright and self.layout.eyes
-        located = 1.0  # the locator's confidence in each face, where it placed the crops
-        if settle and locate and self.locator is not None:
-            mats, located = self.locate(rgb, boxes, frame)
-            reading = self.settle(rgb, self.read(rgb, mats), min_confidence)
-        else:
-            reading = self.read(rgb, self.box_crops(boxes, box_kind, frame))
-            reading = self.settle(rgb, reading, min_confidence) if settle else reading
+        upright = box_kind == "face" and self.upright and bool(self.layout.eyes)  # levelled / re-cropped passes
+        if not (upright and locate and self.locator is not None):
+            return self.finish(rgb, self.read(rgb, self.box_crops(boxes, box_kind, frame)), flip, min_confidence, upright)
+        mats, located = self.locate(rgb, boxes, frame)
+        points, conf = list(located.points), [float(c) for c in located.conf]
+        sure = np.flatnonzero(located.conf >= min_confidence)
+        if len(sure):
+            for i, p, c in zip(sure, *self.finish(rgb, self.read(rgb, mats[sure]), flip, min_confidence, upright)):
+                points[i], conf[i] = p, c
+        return points, conf
+
+    def finish(self, rgb: np.ndarray, reading: Reading, flip: FlipTest, min_confidence: float, upright: bool):
+        """A first reading settled (if upright) and mirrored: (list of points, list of confidences)."""
+        reading = self.settle(rgb, reading, min_confidence) if upright else reading
         reading = self.mirror(reading, self.to_mirror(reading.conf, flip, min_confidence))
-        return list(reading.points), [float(c) for c in np.minimum(reading.conf, located)]
+        return list(reading.points), [float(c) for c in reading.conf]
 
     def track(self, image: ImageLike, faces: Sequence[Face], flip_test: FlipTest | None = None) -> list[Face]:
         """The faces of a video's previous frame, found again in this one without the detector: each
@@ -325,16 +333,16 @@ class Landmarker:
         points = np.stack([self.to_image(M, p) for M, p in zip(mats, pred)])
         return Reading(np.asarray(mats), x, points, np.asarray(conf, np.float64))
 
-    def locate(self, rgb: np.ndarray, boxes, frame=None) -> tuple[np.ndarray, np.ndarray]:
-        """(B, 2, 3) crops for face boxes, on the landmark box of the points the locator reads in each box,
-        upright as the box is (in the turned copy `frame` maps to, if any), and the locator's confidence
-        in each. Not turned by the points' tilt: a crop turned by a wrong angle is one the model cannot
-        read (`settle` levels by the model's own points)."""
-        reading = self.locator.read(rgb, self.locator.box_crops(boxes, "face", frame))
-        frame = np.eye(2, 3) if frame is None else frame  # image -> the frame the box is upright in
-        mats = [compose(crop_matrix(landmark_box(apply_affine(frame, p)), self.crop, self.input_size), frame)
-                for p in reading.points]
-        return np.stack(mats), reading.conf
+    def locate(self, rgb: np.ndarray, boxes, frame=None) -> tuple[np.ndarray, Reading]:
+        """(B, 2, 3) crops for face boxes, on the landmark box of the points the locator reads in each box
+        and upright as the box is (in the turned copy `frame` maps to, if any), and the locator's reading.
+        Not turned by the points' tilt: the locator's is rougher than the model's (bench/HISTORY.md), and
+        a crop turned by a wrong angle is one the model cannot read; `settle` levels by the model's points."""
+        located = self.locator.read(rgb, self.locator.box_crops(boxes, "face", frame))
+        to_box = np.eye(2, 3) if frame is None else frame  # image -> the frame the box is upright in
+        mats = [compose(crop_matrix(landmark_box(apply_affine(to_box, p)), self.crop, self.input_size), to_box)
+                for p in located.points]
+        return np.stack(mats), located
 
     def settle(self, rgb: np.ndarray, reading: Reading, min_confidence: float = 0.0) -> Reading:
         """Up to `extra_passes` more passes for faces that lie tilted past `level_above` (on a crop turned
@@ -435,6 +443,8 @@ class Landmarker:
     def close(self) -> None:
         if self._detector is not None:
             self._detector.close()
+        if self.locator is not None:
+            self.locator.close()
 
 
 def _checked_flip(flip_test) -> FlipTest:

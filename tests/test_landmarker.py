@@ -645,13 +645,14 @@ def loose_box(points, scale: float, dx: float, dy: float) -> np.ndarray:
 
 
 @pytest.mark.parametrize("degrees", [0, 30])
-def test_the_locator_places_the_crop_so_that_a_box_takes_one_pass(degrees):
+def test_the_locator_places_the_crop_so_that_a_box_takes_one_pass(degrees, request):
     """face68's card names a locator (the model at 64²): its pass on a box's crop gives the crop of its
     points, on which face68 reads the face once, as well as two of its own passes did (the first on the
     box's crop, the second on the crop of those points)."""
     from fkd.geometry import apply_affine, turned_image
     located = fkd.Landmarker("face68")
     two_pass = fkd.Landmarker("face68", settings=fkd.Settings(locate=False))
+    request.addfinalizer(located.close), request.addfinalizer(two_pass.close)
     assert located.locator is not None and two_pass.locator is None
     assert located.locator.cfg.input_w < located.cfg.input_w
     errors, passes = {"located": [], "two passes": []}, {"located": 0, "two passes": 0}
@@ -672,7 +673,21 @@ def test_the_locator_places_the_crop_so_that_a_box_takes_one_pass(degrees):
     else:
         assert passes["located"] <= 1.25 * n      # mostly one of face68's
     assert np.mean(errors["located"]) < np.mean(errors["two passes"]) + 0.002, errors
-    located.close(), two_pass.close()
+
+
+def test_a_box_the_locator_does_not_believe_costs_no_pass_of_the_model(landmarker, face_image):
+    """A box on a blank wall: the locator's confidence is under min_confidence, so the face is dropped
+    without face68's pass (nor its second pass or mirror); with no threshold, the face68 pass runs."""
+    rgb, gt = face_image
+    wall = np.full_like(rgb, 128)
+    box = loose_box(gt, 1.2, 0.0, 0.0)
+    before = landmarker.passes, landmarker.locator.passes
+    assert landmarker.predict(wall, boxes=[box], flip_test=True, min_confidence=landmarker.min_confidence) == []
+    assert landmarker.passes == before[0] and landmarker.locator.passes == before[1] + 1
+    points, conf = landmarker.predict_boxes(wall, [box], "face", flip_test=True, min_confidence=landmarker.min_confidence)
+    assert conf[0] < landmarker.min_confidence and landmarker.passes == before[0]  # the locator's answer
+    face = landmarker.predict(rgb, boxes=[box], flip_test=False, min_confidence=landmarker.min_confidence)[0]
+    assert landmarker.passes > before[0] and nme(face.keypoints[None], gt[None])[0] < 0.05
 
 
 def test_only_cards_that_name_a_locator_get_one():
@@ -682,6 +697,17 @@ def test_only_cards_that_name_a_locator_get_one():
         assert (lm.locator is not None) == bool(read_card(m).get("locator")), m
     assert read_card("face68")["locator"] == "face68_locator"
     assert "face68_locator" not in fkd.MODELS  # a part of face68, not a choice
+    assert fkd.Landmarker("face68", settings=fkd.Settings(locate=False)).locator is None
+
+
+def test_a_retrained_model_finds_its_locator_beside_its_weights(tmp_path):
+    """A copy of face68's files elsewhere (a retrained pair) uses the locator beside it, not the shipped one."""
+    from fkd.weights import WEIGHTS_DIR
+    for name in ("face68", "face68_locator"):
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(WEIGHTS_DIR / f"{name}{suffix}", tmp_path / f"{name}{suffix}")
+    lm = fkd.Landmarker(tmp_path / "face68", detector=None, backend="onnx")
+    assert lm.locator._weights == tmp_path / "face68_locator.safetensors"
 
 
 def test_video_frames_skip_the_full_range_detector_beside_a_close_face(face_image, group_photo):

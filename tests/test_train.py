@@ -227,7 +227,8 @@ def test_the_locator_recipe_writes_beside_the_lineup_and_face68s_card_names_it(t
     """face68_locator is used at run time (it places face68's crop), so it is written where the lineup
     is, not among the teachers; the face68 recipe's card names it."""
     from fkd.recipes import RECIPES
-    assert RECIPES["face68"].locator == "face68_locator" in RECIPES
+    assert RECIPES["face68"].locator == "face68_locator"
+    assert "face68_locator" in RECIPES
     p = train("face68_locator", "--epochs", "1", "--batch", "2", tmp=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     model, card = load_model(tmp_path / "w" / "face68_locator")
