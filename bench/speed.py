@@ -162,6 +162,9 @@ def main() -> None:
     found_fkd = sum(len(lm.predict(f, flip_test=False, small_faces=False)) for f in frames)
     per_frame = [(n - b) / len(frames) for n, b in zip(passes(), before)]
     found_photo = sum(len(lm.predict(f, flip_test=False)) for f in frames)
+    before = two_pass.passes
+    found_two = sum(len(two_pass.predict(f, flip_test=False, small_faces=False)) for f in frames)
+    per_frame_two = (two_pass.passes - before) / len(frames)
     before = lm.passes
     followed = sum(len(lm.track(n, fs, flip_test=False)) for n, fs in zip(nexts, last))
     per_track = (lm.passes - before) / len(frames)
@@ -183,6 +186,8 @@ def main() -> None:
         "fkd model pass": lambda: [lambda: lm.run(x)] * 300,
         "fkd frame": lambda: [lambda f=f: lm.predict(f, flip_test=False, small_faces=False)
                               for f in frames] * FRAME_REPEATS,
+        "fkd frame, two passes": lambda: [lambda f=f: two_pass.predict(f, flip_test=False, small_faces=False)
+                                          for f in frames] * FRAME_REPEATS,
         "fkd frame as a photo": lambda: [lambda f=f: lm.predict(f, flip_test=False) for f in frames] * FRAME_REPEATS,
         "dlib frame": lambda: [lambda f=f: dlib_frame(f) for f in frames] * FRAME_REPEATS,
         "fkd detector": lambda: [lambda f=f: lm.detect(f, small_faces=False) for f in frames] * FRAME_REPEATS,
@@ -221,6 +226,7 @@ def main() -> None:
                       (f"640×480 frame with one face, find + 68 points, {len(frames)} frames "
                        "(as video frames are read)",
                        "fkd frame", "dlib frame"),
+                      ("the same without the locator (`Settings(locate=False)`)", "fkd frame, two passes", "dlib frame"),
                       ("the same frames read as photos (both detectors always)", "fkd frame as a photo", "dlib frame"),
                       ("finding the face alone (BlazeFace short, full range where no face is close / HOG)",
                        "fkd detector", "dlib HOG"),
@@ -236,13 +242,15 @@ def main() -> None:
               f"({best['fkd model pass']:.2f})" + (f"; the locator's: {med['fkd locator pass']:.2f} ms "
                                                     f"({best['fkd locator pass']:.2f})." if lm.locator else "."),
               f"- Model passes per face (`Landmarker.passes`): {per_face[0]:.2f} + {per_face[1]:.2f} of the locator "
-              f"(face job; without it {per_face_two:.2f}), {per_frame[0]:.2f} + {per_frame[1]:.2f} per frame, "
+              f"(face job; without it {per_face_two:.2f}), {per_frame[0]:.2f} + {per_frame[1]:.2f} per frame "
+              f"(without it {per_frame_two:.2f}), "
               f"{per_track:.2f} per track step.",
               f"- NME % (inter-ocular) on the face job's boxes: fkd {nmes['fkd'].mean():.2f} (FR@8 "
               f"{(nmes['fkd'] > 8).mean() * 100:.1f} %; without the locator {nmes['fkd two passes'].mean():.2f}, "
               f"FR@8 {(nmes['fkd two passes'] > 8).mean() * 100:.1f} %), dlib {nmes['dlib'].mean():.2f} (FR@8 "
               f"{(nmes['dlib'] > 8).mean() * 100:.1f} %).",
-              f"- Faces found in the {len(frames)} frames: fkd {found_fkd} (read as photos: {found_photo}), "
+              f"- Faces found in the {len(frames)} frames: fkd {found_fkd} (without the locator {found_two}, read as "
+              f"photos {found_photo}), "
               f"dlib HOG {found_dlib}.",
               "", "Every round, ms:", "", "| job | " + " | ".join(str(i) for i in range(a.rounds)) + " |",
               "|---|" + "---|" * a.rounds]
