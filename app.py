@@ -501,11 +501,20 @@ def live_browser_config(strength: float = 0.5, contours: bool = True) -> dict:
     from fkd.stream import DETECT_EVERY_S
 
     vendor = {name: max(STATIC.glob(f"vendor/{name}@*"), default=None) for name in ("onnxruntime-web", "mediapipe-tasks-vision")}
-    graphs = {m: {"onnx": static_url(GRAPHS_DIR / f"{m}.onnx"), "json": static_url(GRAPHS_DIR / f"{m}.onnx.json")}
-              for m in MODELS if (GRAPHS_DIR / f"{m}.onnx").exists() and (GRAPHS_DIR / f"{m}.onnx.json").exists()}
+    def shipped(name: str | None) -> bool:
+        return bool(name) and all((GRAPHS_DIR / f"{name}.onnx{x}").exists() for x in ("", ".json"))
+
+    def urls(name: str) -> dict:
+        return {"onnx": static_url(GRAPHS_DIR / f"{name}.onnx"), "json": static_url(GRAPHS_DIR / f"{name}.onnx.json")}
+
+    graphs = {m: urls(m) for m in MODELS if shipped(m)}
+    for m, g in graphs.items():  # the model's locator, when its card names one (Landmarker.locate)
+        if shipped(locator := read_card(m).get("locator")):
+            g["locator"] = urls(locator) | {"name": locator}
     if not all(vendor.values()):
         graphs = {}  # no runtime: the page says so and streams to the server
-    gr.set_static_paths([STATIC, BLAZEFACE] + [GRAPHS_DIR / f"{m}.onnx{x}" for m in graphs for x in ("", ".json")])
+    names = [n for m, g in graphs.items() for n in (m, g.get("locator", {}).get("name")) if n]
+    gr.set_static_paths([STATIC, BLAZEFACE] + [GRAPHS_DIR / f"{n}.onnx{x}" for n in names for x in ("", ".json")])
     return {"script": static_url(STATIC / "live.js"), "graphs": graphs, "model": DEFAULT_MODEL,
             "vendor": {"ort": static_url(vendor["onnxruntime-web"]) + "/" if graphs else "",
                        "mediapipe": static_url(vendor["mediapipe-tasks-vision"]) + "/" if graphs else ""},

@@ -161,11 +161,12 @@ class PointSmoother {
 
 // -- the landmark model: Landmarker's read / settle / mirror / track, per face ----------------------
 class Model {
-  static async load(ort, url, side, settings) {
-    const [graph, card] = await Promise.all([fetchBytes(url), fetch(side).then((r) => r.json())]);
+  static async load(ort, g, settings) {  // g: {onnx, json, locator?: {onnx, json}}
+    const [graph, card] = await Promise.all([fetchBytes(g.onnx), fetch(g.json).then((r) => r.json())]);
     const session = await ort.InferenceSession.create(graph, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
     const model = new Model(ort, session, card, settings);
     await model.run(model.x);  // the first run sets the session up: not on a camera frame
+    if (g.locator) model.locator = await Model.load(ort, g.locator, settings);
     return model;
   }
 
@@ -229,8 +230,16 @@ class Model {
     return [cx - h, cy - h, cx + h, cy + h];
   }
 
-  async fromBox(frame, box, score, low) {  // Landmarker.faces_in_boxes for one detector box: settle, mirror
-    let r = await this.read(frame, cropMatrix(this.calibrated(box), this.crop, this.size));
+  async first(frame, box, low) {  // the first pass on a detector box: on the crop the locator places (Landmarker.locate)
+    if (!this.locator) return this.read(frame, cropMatrix(this.calibrated(box), this.crop, this.size));
+    const l = await this.locator.read(frame, cropMatrix(this.locator.calibrated(box), this.locator.crop, this.locator.size));
+    this.ms += this.locator.ms; this.locator.ms = 0;  // the frame's model time counts the locator's too
+    return l.conf < low ? null : this.read(frame, cropMatrix(landmarkBox(l.points), this.crop, this.size));
+  }
+
+  async fromBox(frame, box, score, low) {  // Landmarker.faces_in_boxes for one detector box: locate, settle, mirror
+    let r = await this.first(frame, box, low);
+    if (!r) return null;
     let levelled = 0;
     for (let k = 0; this.eyes && k < this.s.extra_passes; k++) {
       let M = null;
@@ -365,7 +374,7 @@ class Live {
     const g = this.cfg.graphs[this.modelName];
     if (!g) throw new Error(`${this.modelName} has no exported graph on this server`);
     if (!this.models) this.models = {};
-    if (!this.models[this.modelName]) this.models[this.modelName] = await Model.load(this.ort, g.onnx, g.json, this.cfg.settings);
+    if (!this.models[this.modelName]) this.models[this.modelName] = await Model.load(this.ort, g, this.cfg.settings);
     return this.models[this.modelName];
   }
 
@@ -536,7 +545,8 @@ class Live {
 export function mount(root, cfg) {
   const abs = (u) => new URL(u, location.href).href;  // the app's paths, wherever it is served from
   cfg = { ...cfg, detector: abs(cfg.detector), vendor: { ort: abs(cfg.vendor.ort), mediapipe: abs(cfg.vendor.mediapipe) },
-    graphs: Object.fromEntries(Object.entries(cfg.graphs).map(([k, g]) => [k, { onnx: abs(g.onnx), json: abs(g.json) }])) };
+    graphs: Object.fromEntries(Object.entries(cfg.graphs).map(([k, g]) => [k, { onnx: abs(g.onnx), json: abs(g.json),
+      ...(g.locator ? { locator: { onnx: abs(g.locator.onnx), json: abs(g.locator.json) } } : {}) }])) };
   const live = new Live(root, cfg);
   window.fkdLive = live;
   const why = unsupported();

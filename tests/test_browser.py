@@ -249,6 +249,8 @@ def test_live_mode_runs_in_the_browser(pw, live_app_url, tmp_path):
         page.get_by_role("button", name="Start the camera", exact=True).click()
         expect(status).to_contain_text("in your browser", timeout=90_000)
         expect(status).to_contain_text("1 face(s)", timeout=30_000)
+        # face68's card names a locator: the browser places a detected face's crop with it too
+        assert page.evaluate("() => window.fkdLive.lm.locator.size") == [64, 64]
         page.wait_for_timeout(6000)   # V8 optimises the wasm in the background: slower on a busy machine
 
         # fps, and the app's CPU time meanwhile (this process serves the app), against the same time idle:
