@@ -39,7 +39,7 @@ from fkd import filters, media, morph, results, video, viz
 from fkd.io import ImageError, load_image, load_image_sized, open_image
 from fkd.landmarker import Face, Landmarker, WeightsError, check_box, face_side
 from fkd.stream import Tracker
-from fkd.weights import WEIGHTS_DIR, read_card
+from fkd.weights import WEIGHTS_DIR, graph_paths, read_card
 from fkd.zoo import DEFAULT_MODEL, MODELS
 
 # -----------------------------------------------------------------------------------------------
@@ -462,7 +462,6 @@ def video_api(video: str | None, model: str = DEFAULT_MODEL, smoothing: float = 
 # + .onnx.json) run by onnxruntime-web, faces found by MediaPipe's BlazeFace, both vendored from npm under
 # static/vendor/ (its README: versions, sizes, how to update). The app only serves these files.
 STATIC = ROOT / "static"
-GRAPHS_DIR = WEIGHTS_DIR / "onnx"  # <model>.onnx + .onnx.json that the browser runs (tests point it at a fresh export)
 IN_BROWSER, ON_SERVER = "in your browser", "on the server"
 LIVE_HTML = """<div class="fkd-live">
 <div class="fkd-stage"><video muted playsinline></video><canvas class="fkd-overlay"></canvas></div>
@@ -491,6 +490,10 @@ def static_url(path: Path) -> str:
     return f"gradio_api/file={Path(path).resolve().as_posix()}"
 
 
+def graph_urls(onnx: Path, side: Path) -> dict:
+    return {"onnx": static_url(onnx), "json": static_url(side)}
+
+
 def live_browser_config(strength: float = 0.5, contours: bool = True) -> dict:
     """What static/live.js needs: where the files are, and the numbers it shares with fkd (one source)."""
     from dataclasses import asdict
@@ -501,20 +504,18 @@ def live_browser_config(strength: float = 0.5, contours: bool = True) -> dict:
     from fkd.stream import DETECT_EVERY_S
 
     vendor = {name: max(STATIC.glob(f"vendor/{name}@*"), default=None) for name in ("onnxruntime-web", "mediapipe-tasks-vision")}
-    def shipped(name: str | None) -> bool:
-        return bool(name) and all((GRAPHS_DIR / f"{name}.onnx{x}").exists() for x in ("", ".json"))
 
-    def urls(name: str) -> dict:
-        return {"onnx": static_url(GRAPHS_DIR / f"{name}.onnx"), "json": static_url(GRAPHS_DIR / f"{name}.onnx.json")}
+    def shipped(name: str | None) -> tuple[Path, ...]:
+        """The graph and its sidecar of a model, where both ship; () otherwise."""
+        paths = graph_paths(name) if name else ()
+        return paths if paths and all(p.exists() for p in paths) else ()
 
-    graphs = {m: urls(m) for m in MODELS if shipped(m)}
-    for m, g in graphs.items():  # the model's locator, when its card names one (Landmarker.locate)
-        if shipped(locator := read_card(m).get("locator")):
-            g["locator"] = urls(locator) | {"name": locator}
-    if not all(vendor.values()):
-        graphs = {}  # no runtime: the page says so and streams to the server
-    names = [n for m, g in graphs.items() for n in (m, g.get("locator", {}).get("name")) if n]
-    gr.set_static_paths([STATIC, BLAZEFACE] + [GRAPHS_DIR / f"{n}.onnx{x}" for n in names for x in ("", ".json")])
+    # each model's files and its locator's, when its card names one (Landmarker.locate); without the
+    # vendored runtime none: the page says so and streams to the server
+    files = {m: (shipped(m), shipped(read_card(m).get("locator"))) for m in MODELS} if all(vendor.values()) else {}
+    graphs = {m: graph_urls(*model) | ({"locator": graph_urls(*locator)} if locator else {})
+              for m, (model, locator) in files.items() if model}
+    gr.set_static_paths([STATIC, BLAZEFACE] + [p for m in graphs for pair in files[m] for p in pair])
     return {"script": static_url(STATIC / "live.js"), "graphs": graphs, "model": DEFAULT_MODEL,
             "vendor": {"ort": static_url(vendor["onnxruntime-web"]) + "/" if graphs else "",
                        "mediapipe": static_url(vendor["mediapipe-tasks-vision"]) + "/" if graphs else ""},

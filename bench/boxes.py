@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import cpu_name, report_path  # noqa: E402
+from common import cpu_name, passes_of, report_path  # noqa: E402
 from fkd.landmarker import Landmarker, Settings  # noqa: E402
 from fkd.data import DATA_DIR, find_300w, split_300w  # noqa: E402
 from fkd.evaluate import nearest_face  # noqa: E402
@@ -60,10 +60,6 @@ def scores(lm, images, records, boxes, flip) -> tuple[float, float, int]:
     return float(e[found].mean()), float(100 * (e[found] > 8).mean()), missed
 
 
-def located_passes(lm) -> int:
-    return lm.locator.passes if lm.locator else 0
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=DEFAULT_MODEL)
@@ -87,11 +83,11 @@ def main() -> None:
         for (locate, refine), lm in lms.items():
             cells = []
             for flip in (False, "auto"):
-                model0, locator0 = lm.passes, located_passes(lm)
+                before = passes_of(lm)
                 mean, fr8, missed = scores(lm, images, val, boxes, flip)
                 cells.append(f"{mean:.3f} | {fr8:.1f}")
                 if flip is False:
-                    per_face, located = (lm.passes - model0) / len(val), (located_passes(lm) - locator0) / len(val)
+                    per_face, located = ((n - b) / len(val) for n, b in zip(passes_of(lm), before))
             rows.append(f"| {name} | {'the locator' if locate else 'the box'} | "
                         f"{'off' if refine is None else f'on ({refine:g})'} | {' | '.join(cells)} | "
                         f"{per_face:.2f} + {located:.2f} | {missed} |")

@@ -6,6 +6,7 @@ import platform
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 
@@ -43,3 +44,26 @@ def timed(fn, repeats: int, warmup: int = 1) -> list[float]:
 def median_ms(fn, n: int = 200, warmup: int = 20) -> float:
     """Median milliseconds per call: the median, because a shared machine's hiccups land in the mean."""
     return 1000 * float(np.median(timed(fn, n, warmup)))
+
+
+def webcam_frame(rgb: np.ndarray, size=(640, 480), fill: int = 90) -> np.ndarray:
+    """The photo letterboxed into a webcam-sized frame (no stretching), on grey `fill`."""
+    W, H = size
+    k = min(W / rgb.shape[1], H / rgb.shape[0])
+    small = cv2.resize(rgb, (round(rgb.shape[1] * k), round(rgb.shape[0] * k)), interpolation=cv2.INTER_AREA)
+    out = np.full((H, W, 3), fill, np.uint8)
+    y, x = (H - small.shape[0]) // 2, (W - small.shape[1]) // 2
+    out[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return out
+
+
+def passes_of(lm) -> tuple[int, int]:
+    """The passes so far of a Landmarker's model and of its locator (`Landmarker.passes`; 0 without one)."""
+    return lm.passes, lm.locator.passes if lm.locator else 0
+
+
+def counting(lm, fn, items) -> tuple[list, tuple[float, float]]:
+    """[fn(item) for item in items], and the passes per item meanwhile (`passes_of`)."""
+    before = passes_of(lm)
+    out = [fn(item) for item in items]
+    return out, tuple((n - b) / max(1, len(items)) for n, b in zip(passes_of(lm), before))

@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import cpu_name, report_path  # noqa: E402
+from common import counting, cpu_name, report_path, webcam_frame  # noqa: E402
 from fkd.data import DATA_DIR, find_300w, split_300w  # noqa: E402
 from fkd.geometry import landmark_box  # noqa: E402
 from fkd.io import load_image  # noqa: E402
@@ -73,17 +73,6 @@ def square_box(points: np.ndarray, scale: float = BOX_SCALE) -> np.ndarray:
     b = landmark_box(points)
     c, half = (b[:2] + b[2:]) / 2, scale * float((b[2:] - b[:2]).max()) / 2
     return np.r_[c - half, c + half].astype(np.float32)
-
-
-def in_frame(rgb: np.ndarray) -> np.ndarray:
-    """The photo scaled to fit FRAME, centred on grey: a webcam-sized frame with its face."""
-    W, H = FRAME
-    k = min(W / rgb.shape[1], H / rgb.shape[0])
-    small = cv2.resize(rgb, (round(rgb.shape[1] * k), round(rgb.shape[0] * k)), interpolation=cv2.INTER_AREA)
-    out = np.full((H, W, 3), 114, np.uint8)
-    y, x = (H - small.shape[0]) // 2, (W - small.shape[1]) // 2
-    out[y:y + small.shape[0], x:x + small.shape[1]] = small
-    return out
 
 
 def ms_each(calls) -> float:
@@ -133,7 +122,7 @@ def main() -> None:
     # frames: validation photos in which BlazeFace sees exactly one face (each detection costs a pass)
     frames = []
     for im in photos.values():
-        f = in_frame(im)
+        f = webcam_frame(im, FRAME, fill=114)
         if len(lm.detect(f)) == 1:
             frames.append(f)
         if len(frames) == a.frames:
@@ -145,29 +134,22 @@ def main() -> None:
     xl = lm.locator.cut(faces[0][0], lm.locator.box_crops([faces[0][1]])) if lm.locator else x
 
     # accuracy on the face job's boxes, and passes per face / frame / track
-    def passes():  # (the model's, the locator's) so far
-        return lm.passes, lm.locator.passes if lm.locator else 0
-
-    before = passes()
-    fkd_pts = np.stack([lm.predict(im, boxes=[b], flip_test=False)[0].keypoints for im, b, _ in faces])
-    per_face = [(n - b) / len(faces) for n, b in zip(passes(), before)]
-    before = two_pass.passes
-    two_pts = np.stack([two_pass.predict(im, boxes=[b], flip_test=False)[0].keypoints for im, b, _ in faces])
-    per_face_two = (two_pass.passes - before) / len(faces)
+    fkd_pts, per_face = counting(lm, lambda f: lm.predict(f[0], boxes=[f[1]], flip_test=False)[0].keypoints, faces)
+    two_pts, (per_face_two, _) = counting(
+        two_pass, lambda f: two_pass.predict(f[0], boxes=[f[1]], flip_test=False)[0].keypoints, faces)
     dlib_pts = np.stack([np.array([(q.x, q.y) for q in predictor(im, r).parts()], np.float64)
                          for (im, _, _), r in zip(faces, rects)])
     gt = np.stack([g for _, _, g in faces])
-    nmes = {"fkd": 100 * nme(fkd_pts, gt), "fkd two passes": 100 * nme(two_pts, gt), "dlib": 100 * nme(dlib_pts, gt)}
-    before = passes()
-    found_fkd = sum(len(lm.predict(f, flip_test=False, small_faces=False)) for f in frames)
-    per_frame = [(n - b) / len(frames) for n, b in zip(passes(), before)]
+    nmes = {"fkd": 100 * nme(np.stack(fkd_pts), gt), "fkd two passes": 100 * nme(np.stack(two_pts), gt),
+            "dlib": 100 * nme(dlib_pts, gt)}
+    found, per_frame = counting(lm, lambda f: len(lm.predict(f, flip_test=False, small_faces=False)), frames)
+    found_fkd = sum(found)
     found_photo = sum(len(lm.predict(f, flip_test=False)) for f in frames)
-    before = two_pass.passes
-    found_two = sum(len(two_pass.predict(f, flip_test=False, small_faces=False)) for f in frames)
-    per_frame_two = (two_pass.passes - before) / len(frames)
-    before = lm.passes
-    followed = sum(len(lm.track(n, fs, flip_test=False)) for n, fs in zip(nexts, last))
-    per_track = (lm.passes - before) / len(frames)
+    found, (per_frame_two, _) = counting(two_pass, lambda f: len(two_pass.predict(f, flip_test=False, small_faces=False)),
+                                         frames)
+    found_two = sum(found)
+    followed, (per_track, _) = counting(lm, lambda nf: len(lm.track(*nf, flip_test=False)), list(zip(nexts, last)))
+    followed = sum(followed)
     found_dlib = sum(len(hog(f, 0)) for f in frames)
     print(f"NME fkd {nmes['fkd'].mean():.2f} (two passes {nmes['fkd two passes'].mean():.2f}) dlib "
           f"{nmes['dlib'].mean():.2f}; passes per face {per_face}, two-pass {per_face_two:.2f}, frame {per_frame}, "

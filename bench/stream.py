@@ -27,22 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import cpu_name, report_path  # noqa: E402
+from common import cpu_name, report_path, webcam_frame  # noqa: E402
 from fkd.geometry import turned_image  # noqa: E402
 from fkd.io import load_image  # noqa: E402
 
 PHOTO = ROOT / "tests" / "fixtures" / "data" / "300w" / "afw" / "2086996835_3.jpg"  # a validation face
-
-
-def webcam_frame(rgb: np.ndarray, size=(640, 480)) -> np.ndarray:
-    """The photo letterboxed into a webcam-sized frame (no stretching)."""
-    W, H = size
-    k = min(W / rgb.shape[1], H / rgb.shape[0])
-    small = cv2.resize(rgb, (round(rgb.shape[1] * k), round(rgb.shape[0] * k)), interpolation=cv2.INTER_AREA)
-    out = np.full((H, W, 3), 90, np.uint8)
-    y, x = (H - small.shape[0]) // 2, (W - small.shape[1]) // 2
-    out[y:y + small.shape[0], x:x + small.shape[1]] = small
-    return out
 
 
 MODES = {"followed (the app)": dict(), "detector every frame, search paced": dict(follow=False),

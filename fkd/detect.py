@@ -231,7 +231,7 @@ class MediaPipeShortAndFull(FaceDetector):
         behind a close one is then not looked for (1 frame in 195, bench/HISTORY.md)."""
         found = self.short.detect(rgb)
         if max((box_side(b) for b, _ in found), default=0.0) >= CLOSE_FACE * min(rgb.shape[:2]):
-            return sorted(found, key=lambda t: t[0][0])
+            return found  # left to right, as the short-range model gives them
         return self.detect(rgb, found)
 
     def close(self) -> None:

@@ -24,7 +24,7 @@ import torch
 from fkd.calibration import load_calibration
 from fkd.layouts import LAYOUTS
 from fkd.models import conv_layers
-from fkd.weights import WeightsError, atomic_write, load_model, resolve, save_json, weights_digest
+from fkd.weights import WeightsError, atomic_write, load_model, resolve, save_json, sidecar_path, weights_digest
 from fkd.zoo import DEFAULT_MODEL, MODELS
 
 OPSET = 17
@@ -122,7 +122,7 @@ def export(name_or_path: str | Path, out: Path) -> tuple[Path, Path]:
     out = Path(out).with_suffix(".onnx")
     blob = onnx_bytes(model)
     atomic_write(out, lambda t: Path(t).write_bytes(blob))
-    side = out.with_name(out.name + ".json")
+    side = sidecar_path(out)
     save_json(side, sidecar(card, resolve(name_or_path), out.name, model))
     return out, side
 

@@ -78,8 +78,14 @@ def weights_digest(weights_path: Path) -> str:
 def graph_paths(name_or_path: str | Path) -> tuple[Path, Path]:
     """A model's exported graph and its sidecar JSON (`python -m fkd.export`): weights/onnx/<name>.onnx and
     .onnx.json, apart from the cards, so that every .json beside a .safetensors is a model card."""
-    onnx = resolve(name_or_path).parent / "onnx" / f"{resolve(name_or_path).stem}.onnx"
-    return onnx, onnx.with_name(onnx.name + ".json")
+    weights = resolve(name_or_path)
+    onnx = weights.parent / "onnx" / f"{weights.stem}.onnx"
+    return onnx, sidecar_path(onnx)
+
+
+def sidecar_path(onnx: Path) -> Path:
+    """The JSON beside an exported graph: <graph>.onnx.json."""
+    return onnx.with_name(onnx.name + ".json")
 
 
 def read_card(name_or_path: str | Path) -> dict:

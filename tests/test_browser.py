@@ -3,8 +3,8 @@
 Runs an example in the Keypoints tab and checks the annotated image and the face summary appear,
 then morphs an example pair. Screenshots go to tests/artifacts/ for a person to look at.
 """
+import contextlib
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -33,6 +33,26 @@ def page(pw, app_url):
         pg.goto(app_url, wait_until="domcontentloaded")
         pg.errors = errors
         yield pg
+    finally:
+        browser.close()
+
+
+@contextlib.contextmanager
+def webcam_tab(pw, url, clip=None, init_script=None):
+    """A Chromium page on the app's Webcam & video tab, and the list its script errors go to. clip: a .y4m
+    the fake camera plays; init_script: run in the page before the app's own."""
+    camera = [] if clip is None else ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                                      f"--use-file-for-fake-video-capture={clip}"]
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS + camera)
+    try:
+        page = browser.new_context(viewport={"width": 1360, "height": 1000}, permissions=["camera"]).new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        if init_script:
+            page.add_init_script(init_script)
+        page.goto(url, wait_until="domcontentloaded")
+        page.get_by_role("tab", name="Webcam & video", exact=True).click()
+        yield page, errors
     finally:
         browser.close()
 
@@ -119,15 +139,7 @@ def test_live_webcam_streams_keypoints(pw, app_url, tmp_path):
     from fkd.io import load_image
     face = load_image(IMM / "33-1m.jpg")                                  # 640×480
     write_y4m(tmp_path / "cam.y4m", [np.roll(face, 2 * k, 1) for k in range(10)])
-    args = ARGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                   f"--use-file-for-fake-video-capture={tmp_path / 'cam.y4m'}"]
-    browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
-    try:
-        page = browser.new_context(viewport={"width": 1360, "height": 1000}, permissions=["camera"]).new_page()
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(app_url, wait_until="domcontentloaded")
-        page.get_by_role("tab", name="Webcam & video", exact=True).click()
+    with webcam_tab(pw, app_url, tmp_path / "cam.y4m") as (page, errors):
         page.locator("#live-mode").get_by_text("on the server", exact=True).click()  # the fallback of the live mode
         page.get_by_text("Click to Access Webcam").click()
         page.get_by_role("button", name="capture photo").click()      # start streaming
@@ -138,8 +150,6 @@ def test_live_webcam_streams_keypoints(pw, app_url, tmp_path):
         page.wait_for_timeout(1500)
         page.screenshot(path=str(ARTIFACTS / "app_live.png"), full_page=True)
         assert not errors, errors
-    finally:
-        browser.close()
 
 
 def test_point_numbers_redraw_at_once(page):
@@ -188,27 +198,6 @@ LIVE_NME_MAX = 0.5      # % of the outer-eye-corner distance, mean over the reco
 LIVE_CPU_MAX = 5.0      # % of one core: the app process while a browser tracks (46 % when it streamed)
 
 
-@pytest.fixture(scope="module")
-def live_app_url(tmp_path_factory):
-    """The app with the default model's graph: weights/onnx/face68.onnx as shipped, else exported for the test."""
-    import app
-    from fkd.zoo import DEFAULT_MODEL
-    if not (app.GRAPHS_DIR / f"{DEFAULT_MODEL}.onnx").exists():
-        from fkd.export import export
-        app.GRAPHS_DIR = tmp_path_factory.mktemp("graphs")
-        export(DEFAULT_MODEL, app.GRAPHS_DIR / f"{DEFAULT_MODEL}.onnx")
-    demo = app.build_demo()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.queue(**app.QUEUE_KW).launch(**app.LAUNCH_KW, prevent_thread_lock=True, server_name="127.0.0.1",
-                                      server_port=port, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
-
-
 def face_clip(path, n=60, fps=30):
     """A fixture face (640×480) swaying left and right, one period over the clip (the fake camera loops it)."""
     from fkd.io import load_image
@@ -223,7 +212,7 @@ def nme_percent(a, b, eyes=(36, 45)):
     return 100 * float(np.linalg.norm(a - b, axis=1).mean() / np.linalg.norm(b[eyes[1]] - b[eyes[0]]))
 
 
-def test_live_mode_runs_in_the_browser(pw, live_app_url, tmp_path):
+def test_live_mode_runs_in_the_browser(pw, app_url, tmp_path):
     """The live mode follows the fake camera's face in the browser at camera speed, with the Python
     Landmarker's points, while the app process idles."""
     import base64
@@ -235,15 +224,7 @@ def test_live_mode_runs_in_the_browser(pw, live_app_url, tmp_path):
     import app
     from fkd.landmarker import Face
     clip = face_clip(tmp_path / "cam.y4m")
-    args = ARGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                   f"--use-file-for-fake-video-capture={clip}"]
-    browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
-    try:
-        page = browser.new_context(viewport={"width": 1360, "height": 1000}, permissions=["camera"]).new_page()
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(live_app_url, wait_until="domcontentloaded")
-        page.get_by_role("tab", name="Webcam & video", exact=True).click()
+    with webcam_tab(pw, app_url, clip) as (page, errors):
         status = page.locator("#live-browser-status")
         expect(status).to_contain_text("Start the camera", timeout=30_000)
         page.get_by_role("button", name="Start the camera", exact=True).click()
@@ -299,26 +280,15 @@ def test_live_mode_runs_in_the_browser(pw, live_app_url, tmp_path):
         print(f"browser vs Python Landmarker on {len(errs)} faces: NME mean {np.mean(errs):.3f} %, max {np.max(errs):.3f} %")
         assert np.mean(errs) <= LIVE_NME_MAX, errs
         assert not errors, errors
-    finally:
-        browser.close()
 
 
-def test_live_mode_falls_back_to_the_server_without_webassembly(pw, live_app_url):
+def test_live_mode_falls_back_to_the_server_without_webassembly(pw, app_url):
     """A browser that cannot run the model (here: no WebAssembly) gets the server's streaming at once."""
     from playwright.sync_api import expect
-    browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-    try:
-        page = browser.new_page(viewport={"width": 1360, "height": 1000})
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.add_init_script("delete window.WebAssembly")
-        page.goto(live_app_url, wait_until="domcontentloaded")
-        page.get_by_role("tab", name="Webcam & video", exact=True).click()
+    with webcam_tab(pw, app_url, init_script="delete window.WebAssembly") as (page, errors):
         expect(page.locator("#live-browser-status")).to_contain_text("runs on the server", timeout=30_000)
         expect(page.locator("#live-browser-status")).to_contain_text("no WebAssembly")
         expect(page.locator('#live-mode input[value="on the server"]')).to_be_checked()
         expect(page.get_by_text("Click to Access Webcam")).to_be_visible(timeout=30_000)
         expect(page.locator("#live-browser video")).to_be_hidden()
         assert not errors, errors
-    finally:
-        browser.close()
