@@ -31,12 +31,25 @@ def onnx_available() -> bool:
         return False
 
 
+# oneDNN's ISA caps (its ONEDNN_MAX_CPU_ISA values) that keep native bfloat16; a lower cap (AVX2 ...)
+# makes OpenVINO refuse a bf16 model ("object is not initialized") on a CPU that has bf16
+BF16_ISA_CAPS = ("ALL", "DEFAULT", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX10")
+
+
+def isa_cap() -> str | None:
+    """The instruction-set cap the user set for oneDNN (ONEDNN_MAX_CPU_ISA, or its older name), if any."""
+    return os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or None
+
+
 @functools.cache
 def openvino_bf16() -> bool:
     """OpenVINO is installed and this CPU computes in bfloat16 natively (where it beats ONNX Runtime;
-    in float32 the two were level, 2.95 against 2.90 ms per face, so "auto" keeps ONNX Runtime).
-    Asked once per process: every Landmarker and its runner would otherwise load OpenVINO's CPU
-    plugin again to ask."""
+    in float32 the two were level, 2.95 against 2.90 ms per face, so "auto" keeps ONNX Runtime), and no
+    `isa_cap` below bfloat16 is set. Asked once per process: every Landmarker and its runner would
+    otherwise load OpenVINO's CPU plugin again to ask."""
+    cap = isa_cap()
+    if cap is not None and not cap.upper().startswith(BF16_ISA_CAPS):
+        return False
     try:
         import openvino as ov
         return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")

@@ -1,5 +1,6 @@
 """The committed weights, end to end: accuracy on fixture faces, every input form, boxes."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -236,6 +237,31 @@ def test_auto_backend_is_the_fastest_one_installed(monkeypatch):
     assert runtime.pick_backend("onnx", "cpu") == "onnx"
     with pytest.raises(ValueError, match="backend must be one of"):
         runtime.pick_backend("tensorrt", "cpu")
+
+
+def test_a_capped_instruction_set_runs_in_float32(face_image, tmp_path):
+    """ONEDNN_MAX_CPU_ISA=AVX2 (a user's cap, or a bench playing an AVX2-only CPU): OpenVINO cannot
+    compile a bfloat16 model then, so the runner asks for float32 and gives the uncapped points."""
+    pytest.importorskip("openvino")
+    rgb, gt = face_image
+    np.save(tmp_path / "face.npy", rgb)
+    box = landmark_box(gt)
+    code = ("import sys, numpy as np, fkd\n"
+            "lm = fkd.Landmarker(backend='openvino', threads=1)\n"
+            f"f = lm.predict(np.load(sys.argv[1]), boxes=[{box.tolist()}], flip_test=False)[0]\n"
+            "np.save(sys.argv[2], f.keypoints)\n")
+    points = {}
+    for cap in ("AVX2", ""):
+        env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")}
+        if cap:
+            env["ONEDNN_MAX_CPU_ISA"] = cap
+        out = tmp_path / f"points{cap}.npy"
+        run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "face.npy"), str(out)], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        points[cap] = np.load(out)
+    assert 100 * nme(points["AVX2"][None], gt[None]).mean() < 6.0
+    assert np.abs(points["AVX2"] - points[""]).mean() < 0.3  # px: float32 against bfloat16 at most
 
 
 def test_the_default_model_is_the_fastest_within_a_hair_of_the_best():
