@@ -20,13 +20,18 @@ def report_path(text: str) -> Path:
 
 def cpu_name() -> str:
     """The CPU model and its vector units: the same graph takes ~1.8 ms per face where the CPU computes
-    in bfloat16 and ~2-3x that with AVX2 alone, so a report must say which CPU it ran on."""
+    in bfloat16 and ~2-3x that with AVX2 alone, so a report must say which CPU it ran on, and the
+    instruction-set cap a run plays a smaller CPU with (`fkd.runtime.isa_cap`)."""
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), platform.machine())
     flags = set(next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), []))
     units = [u for u, f in (("AVX2", "avx2"), ("AVX-512", "avx512f"), ("AVX512-BF16", "avx512_bf16"), ("AMX", "amx_bf16"))
              if f in flags]
-    return f"{model} ({os.cpu_count()} cores; {', '.join(units) or 'no AVX2'})"
+    from fkd.runtime import isa_cap
+
+    cap = isa_cap()
+    capped = f"; oneDNN capped at {cap} (ONEDNN_MAX_CPU_ISA), so OpenVINO computes in float32" if cap else ""
+    return f"{model} ({os.cpu_count()} cores; {', '.join(units) or 'no AVX2'}{capped})"
 
 
 def timed(fn, repeats: int, warmup: int = 1) -> list[float]:

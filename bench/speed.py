@@ -2,6 +2,11 @@
 
     pip install -r requirements-bench.txt    # dlib, bench-only (see that file for --no-deps)
     python bench/speed.py [--model face68] [--rounds 9] [--core 1] [--out bench/speed_report.md]
+    ONEDNN_MAX_CPU_ISA=AVX2 python bench/speed.py --backend openvino --out bench/speed_report_avx2.md
+
+The second line plays an AVX2-only CPU on a bfloat16 one: OpenVINO's kernels stop at AVX2 and compute
+in float32 (on a real AVX2 CPU "auto" picks ONNX Runtime, which took as long in float32). MediaPipe's
+detector and dlib are not capped, so only the face and track rows play that CPU.
 
 Both run in this one process, every thread of it pinned to one core (`--core`, default the last
 one), with one thread each (`Landmarker(threads=1)`, OMP_NUM_THREADS=1; dlib's HOG and shape
@@ -49,6 +54,7 @@ from fkd.geometry import landmark_box  # noqa: E402
 from fkd.io import load_image  # noqa: E402
 from fkd.landmarker import Landmarker, Settings  # noqa: E402
 from fkd.metrics import nme  # noqa: E402
+from fkd.runtime import isa_cap  # noqa: E402
 from fkd.zoo import DEFAULT_MODEL  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -193,7 +199,8 @@ def main() -> None:
 
     med = {n: float(np.median(v)) for n, v in rounds.items()}
     best = {n: min(v) for n, v in rounds.items()}
-    cmd = "python bench/speed.py " + " ".join(sys.argv[1:])
+    cap = isa_cap()
+    cmd = (f"ONEDNN_MAX_CPU_ISA={cap} " if cap else "") + "python bench/speed.py " + " ".join(sys.argv[1:])
     lines = [
         "# fkd and dlib side by side, one pinned core", "",
         f"`{cmd.strip()}` on {time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, Python {platform.python_version()}, "
