@@ -245,8 +245,7 @@ class Landmarker:
         """The detector's boxes; without small_faces, those of its `detect_fast` (a video frame's: not the
         faces far behind a close one). For a model without a confidence (nothing checks the boxes after),
         only those scored at least `min_score`: the full-range detector looks down to 0.6 × min_score."""
-        detect = self.detector.detect if small_faces else getattr(self.detector, "detect_fast", self.detector.detect)
-        found = detect(rgb)
+        found = self.detector.detect(rgb) if small_faces else self.detector.detect_fast(rgb)
         return found if self.has_confidence else [(b, s) for b, s in found if s >= self.min_score]
 
     def wants_search(self, faces: Sequence[Face]) -> bool:
