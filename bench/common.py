@@ -6,7 +6,6 @@ import platform
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 
@@ -53,13 +52,8 @@ def median_ms(fn, n: int = 200, warmup: int = 20) -> float:
 
 def webcam_frame(rgb: np.ndarray, size=(640, 480), fill: int = 90) -> np.ndarray:
     """The photo letterboxed into a webcam-sized frame (no stretching), on grey `fill`."""
-    W, H = size
-    k = min(W / rgb.shape[1], H / rgb.shape[0])
-    small = cv2.resize(rgb, (round(rgb.shape[1] * k), round(rgb.shape[0] * k)), interpolation=cv2.INTER_AREA)
-    out = np.full((H, W, 3), fill, np.uint8)
-    y, x = (H - small.shape[0]) // 2, (W - small.shape[1]) // 2
-    out[y:y + small.shape[0], x:x + small.shape[1]] = small
-    return out
+    from fkd.geometry import letterbox  # here: as cpu_name, for benches that put fkd on sys.path after
+    return letterbox(rgb, size, fill)[0]
 
 
 def passes_of(lm) -> tuple[int, int]:

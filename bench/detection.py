@@ -47,7 +47,7 @@ class ShortThenFull(detect.MediaPipeShortAndFull):
     """The default before 2026-11-28, for comparison: the full-range model (at the same threshold)
     only where the short-range one finds nothing."""
 
-    def detect(self, rgb: np.ndarray, short: list | None = None) -> list[tuple[np.ndarray, float]]:
+    def detect(self, rgb: np.ndarray, short: list | None = None) -> list[detect.Detection]:
         if self._full is None:
             self._full = detect.MediaPipeDetector(detect.BLAZEFACE_FULL, self._min_score)
         return (self.short.detect(rgb) if short is None else short) or self._to_short(self._full.detect(rgb))

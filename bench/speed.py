@@ -21,8 +21,9 @@ round (other load only ever adds time). The jobs, on the 300-W validation split:
   dlib call there is);
 - frame: a 640×480 frame with one face (a validation photo scaled into it, padded), found + 68 points
   (fkd: `predict(frame, flip_test=False, small_faces=False)`, as video frames are read: BlazeFace short
-  range, and full range only where no face is close; and as a photo is read, both models always;
-  dlib: HOG detector without upsampling + shape predictor on each box);
+  range, and full range only where no face is close, its face points placing the crop; the same with
+  the locator placing it instead (`Settings(marks=False)`), and with neither; and as a photo is read,
+  both models always; dlib: HOG detector without upsampling + shape predictor on each box);
 - track: the next frame (the same one moved by 3, 2 px), the face followed from the last frame's
   points without the detector (`Landmarker.track`, fkd only).
 Also: the model pass alone, the detector alone, passes per face (`Landmarker.passes`), and the NME of
@@ -120,7 +121,8 @@ def main() -> None:
     faces = [(photos[r.image], square_box(r.points), r.points) for r in val]
 
     lm = Landmarker(a.model, backend=a.backend, threads=1)
-    two_pass = Landmarker(a.model, backend=a.backend, threads=1, settings=Settings(locate=False))
+    two_pass = Landmarker(a.model, backend=a.backend, threads=1, settings=Settings(locate=False, marks=False))
+    located = Landmarker(a.model, backend=a.backend, threads=1, settings=Settings(marks=False))
     predictor = dlib.shape_predictor(str(dlib_model_path()))
     hog = dlib.get_frontal_face_detector()
     rects = [dlib.rectangle(*(int(round(float(v))) for v in b)) for _, b, _ in faces]
@@ -154,6 +156,9 @@ def main() -> None:
     found, (per_frame_two, _) = counting(two_pass, lambda f: len(two_pass.predict(f, flip_test=False, small_faces=False)),
                                          frames)
     found_two = sum(found)
+    found, per_frame_located = counting(
+        located, lambda f: len(located.predict(f, flip_test=False, small_faces=False)), frames)
+    found_located = sum(found)
     followed, (per_track, _) = counting(lm, lambda nf: len(lm.track(*nf, flip_test=False)), list(zip(nexts, last)))
     followed = sum(followed)
     found_dlib = sum(len(hog(f, 0)) for f in frames)
@@ -176,6 +181,8 @@ def main() -> None:
                               for f in frames] * FRAME_REPEATS,
         "fkd frame, two passes": lambda: [lambda f=f: two_pass.predict(f, flip_test=False, small_faces=False)
                                           for f in frames] * FRAME_REPEATS,
+        "fkd frame, located": lambda: [lambda f=f: located.predict(f, flip_test=False, small_faces=False)
+                                       for f in frames] * FRAME_REPEATS,
         "fkd frame as a photo": lambda: [lambda f=f: lm.predict(f, flip_test=False) for f in frames] * FRAME_REPEATS,
         "dlib frame": lambda: [lambda f=f: dlib_frame(f) for f in frames] * FRAME_REPEATS,
         "fkd detector": lambda: [lambda f=f: lm.detect(f, small_faces=False) for f in frames] * FRAME_REPEATS,
@@ -196,6 +203,7 @@ def main() -> None:
         print(f"round {r}: " + ", ".join(f"{n} {v[-1]:.2f}" for n, v in rounds.items()), flush=True)
     lm.close()
     two_pass.close()
+    located.close()
 
     med = {n: float(np.median(v)) for n, v in rounds.items()}
     best = {n: min(v) for n, v in rounds.items()}
@@ -215,7 +223,10 @@ def main() -> None:
                       (f"640×480 frame with one face, find + 68 points, {len(frames)} frames "
                        "(as video frames are read)",
                        "fkd frame", "dlib frame"),
-                      ("the same without the locator (`Settings(locate=False)`)", "fkd frame, two passes", "dlib frame"),
+                      ("the same, the crop placed by the locator instead of the detector's face points "
+                       "(`Settings(marks=False)`)", "fkd frame, located", "dlib frame"),
+                      ("the same with neither (`Settings(locate=False, marks=False)`)", "fkd frame, two passes",
+                       "dlib frame"),
                       ("the same frames read as photos (both detectors always)", "fkd frame as a photo", "dlib frame"),
                       ("finding the face alone (BlazeFace short, full range where no face is close / HOG)",
                        "fkd detector", "dlib HOG"),
@@ -232,14 +243,15 @@ def main() -> None:
                                                     f"({best['fkd locator pass']:.2f})." if lm.locator else "."),
               f"- Model passes per face (`Landmarker.passes`): {per_face[0]:.2f} + {per_face[1]:.2f} of the locator "
               f"(face job; without it {per_face_two:.2f}), {per_frame[0]:.2f} + {per_frame[1]:.2f} per frame "
-              f"(without it {per_frame_two:.2f}), "
+              f"(placed by the locator {per_frame_located[0]:.2f} + {per_frame_located[1]:.2f}, by neither "
+              f"{per_frame_two:.2f}), "
               f"{per_track:.2f} per track step.",
               f"- NME % (inter-ocular) on the face job's boxes: fkd {nmes['fkd'].mean():.2f} (FR@8 "
               f"{(nmes['fkd'] > 8).mean() * 100:.1f} %; without the locator {nmes['fkd two passes'].mean():.2f}, "
               f"FR@8 {(nmes['fkd two passes'] > 8).mean() * 100:.1f} %), dlib {nmes['dlib'].mean():.2f} (FR@8 "
               f"{(nmes['dlib'] > 8).mean() * 100:.1f} %).",
-              f"- Faces found in the {len(frames)} frames: fkd {found_fkd} (without the locator {found_two}, read as "
-              f"photos {found_photo}), "
+              f"- Faces found in the {len(frames)} frames: fkd {found_fkd} (placed by the locator {found_located}, "
+              f"by neither {found_two}, read as photos {found_photo}), "
               f"dlib HOG {found_dlib}.",
               "", "Every round, ms:", "", "| job | " + " | ".join(str(i) for i in range(a.rounds)) + " |",
               "|---|" + "---|" * a.rounds]

@@ -3,7 +3,9 @@
 The models crop around the landmark bounding box; BlazeFace's box is bigger, higher (forehead)
 and square. A three-number map fitted on the training images closes that gap:
     centre = detector centre + (dx, dy) · side,   side = scale · detector side.
-`python -m training.calibrate` refits it and writes weights/calibration.json with its residuals.
+The short-range detector also gives six face points (eyes, nose tip, mouth, ears): a linear map from
+them places the landmark box about half as far off (`MarkCalibration`, "<layout>_marks").
+`python -m training.calibrate` refits both and writes weights/calibration.json with their residuals.
 """
 from __future__ import annotations
 
@@ -37,6 +39,29 @@ class BoxCalibration:
 IDENTITY = BoxCalibration()
 
 
+def mark_features(marks: np.ndarray, side: float) -> tuple[np.ndarray, np.ndarray]:
+    """(features (13,), centre (2,)) of a detector's six face points (level: turned as the crop will be)
+    and its box side: a constant, then the points about the centre of the eyes, nose and mouth, in box sides."""
+    marks = np.asarray(marks, np.float64)
+    centre = marks[:4].mean(0)
+    return np.concatenate([[1.0], ((marks - centre) / side).reshape(-1)]), centre
+
+
+@dataclass(frozen=True)
+class MarkCalibration:
+    """Detector face points -> the square landmark box: `weights` (3 rows of 13) turn `mark_features`
+    into the box centre's offset from the points' centre (x, y, in box sides) and the log of its side
+    over the box side; fitted by least squares on the training faces."""
+    weights: tuple[tuple[float, ...], ...]
+
+    def apply(self, marks: np.ndarray, side: float) -> np.ndarray:
+        """The six points (level) and the detector box's side -> the landmark box, square (4,)."""
+        f, centre = mark_features(marks, side)
+        dx, dy, log_scale = np.asarray(self.weights) @ f
+        c, h = centre + np.array([dx, dy]) * side, np.exp(log_scale) * side / 2
+        return np.array([c[0] - h, c[1] - h, c[0] + h, c[1] + h], np.float32)
+
+
 def _damaged(path: Path, why: object) -> WeightsError:
     return WeightsError(f"{path}: damaged calibration file ({why}); `python -m training.calibrate` refits it, "
                         "or `git checkout` restores it")
@@ -65,3 +90,17 @@ def load_calibration(layout: str, path: Path = CALIBRATION_FILE) -> BoxCalibrati
         return BoxCalibration(**{k: float(d[k]) for k in ("dx", "dy", "scale")})
     except (KeyError, TypeError, ValueError) as e:
         raise _damaged(path, f"{layout}: {e!r}") from None
+
+
+def load_mark_calibration(layout: str, path: Path = CALIBRATION_FILE) -> MarkCalibration | None:
+    """The fitted map from the detector's face points for a layout ("<layout>_marks"); None if none was fitted."""
+    d = read_maps(path).get(f"{layout}_marks")
+    if not d:
+        return None
+    try:
+        w = tuple(tuple(float(v) for v in row) for row in d["weights"])
+        if len(w) != 3 or any(len(row) != 13 for row in w):
+            raise ValueError("weights must be 3 rows of 13")
+        return MarkCalibration(w)
+    except (KeyError, TypeError, ValueError) as e:
+        raise _damaged(path, f"{layout}_marks: {e!r}") from None

@@ -1,4 +1,5 @@
-"""Face detectors, picked by name. Each returns [(box (x0, y0, x1, y1), score), ...] in image pixels.
+"""Face detectors, picked by name. Each returns [Detection(box (x0, y0, x1, y1), score, marks), ...] in
+image pixels: `marks` are the six face points of the short-range model (else None).
 
 "mediapipe": BlazeFace through MediaPipe's Tasks API, with the model files shipped in weights/
 (mediapipe 1.x wheels carry none and we never download): the short-range model (faces that fill a
@@ -16,6 +17,7 @@ import os
 import threading
 import weakref
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,10 +38,18 @@ CLOSE_FACE = 0.4        # of the picture's short side: a short-range face this l
                         # the full-range model (a webcam's face; what it would add is far behind it)
 
 
-class FaceDetector:
-    """Base class: `detect(rgb uint8 (H, W, 3)) -> list[(box float32 (4,), score float)]`."""
+class Detection(NamedTuple):
+    """A face found: its box (x0, y0, x1, y1) and score (0-1), and where the detector gives them its six
+    face points (6, 2): the eyes (the image's left one first), the nose tip, the mouth, the ears."""
+    box: np.ndarray
+    score: float
+    marks: np.ndarray | None = None
 
-    def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+
+class FaceDetector:
+    """Base class: `detect(rgb uint8 (H, W, 3)) -> list[Detection]` (box float32 (4,), score float, marks)."""
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
         raise NotImplementedError
 
     def small_face_sides(self, w: int, h: int) -> list[int]:
@@ -47,16 +57,16 @@ class FaceDetector:
         that `detect_small` can look at, coarse to fine; none by default."""
         return []
 
-    def detect_small(self, rgb: np.ndarray, side: int, found: list) -> list[tuple[np.ndarray, float]]:
+    def detect_small(self, rgb: np.ndarray, side: int, found: list[Detection]) -> list[Detection]:
         """Faces in tiles of `side` (one of `small_face_sides`) that are not among `found`."""
         return []
 
-    def detect_near(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    def detect_near(self, rgb: np.ndarray) -> list[Detection]:
         """Only faces that fill a fair part of the picture, as fast as the detector can: for second
         looks at the same image (turned copies), where the slower full-range model would add up."""
         return self.detect(rgb)
 
-    def detect_fast(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    def detect_fast(self, rgb: np.ndarray) -> list[Detection]:
         """The faces of a video frame: `detect`, or less where the detector can spare time without
         missing the faces that matter there (the close ones)."""
         return self.detect(rgb)
@@ -88,7 +98,7 @@ class MediaPipeDetector(FaceDetector):
         self._finalizer = weakref.finalize(self, _close_quietly, self._det)
         threading._register_atexit(self._finalizer)
 
-    def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
         import mediapipe as mp
 
         h, w = rgb.shape[:2]
@@ -100,9 +110,10 @@ class MediaPipeDetector(FaceDetector):
             b = d.bounding_box
             box = np.array([b.origin_x, b.origin_y, b.origin_x + b.width, b.origin_y + b.height], np.float32)
             box = np.clip(box, 0, [w, h, w, h]).astype(np.float32)
+            marks = np.array([(k.x * w, k.y * h) for k in d.keypoints], np.float32) if len(d.keypoints) == 6 else None
             if box[2] - box[0] >= 4 and box[3] - box[1] >= 4:
-                out.append((box, float(d.categories[0].score)))
-        return sorted(out, key=lambda t: t[0][0])  # left to right: stable face order
+                out.append(Detection(box, float(d.categories[0].score), marks))
+        return sorted(out, key=lambda d: d.box[0])  # left to right: stable face order
 
     def close(self) -> None:
         self._finalizer()
@@ -157,7 +168,7 @@ class MediaPipeShortAndFull(FaceDetector):
             self._full = MediaPipeDetector(BLAZEFACE_FULL, FULL_SCORE_RATIO * self._min_score)
         return self._full
 
-    def detect(self, rgb: np.ndarray, short: list | None = None) -> list[tuple[np.ndarray, float]]:
+    def detect(self, rgb: np.ndarray, short: list | None = None) -> list[Detection]:
         """short: the short-range model's boxes on `rgb`, when they are known already."""
         found = self._both(rgb, short)
         h, w = rgb.shape[:2]
@@ -166,7 +177,7 @@ class MediaPipeShortAndFull(FaceDetector):
             for o in _tile_starts(n, side):
                 _add(found, self._in_tile(rgb, o, 0, side, self._both) if w > h else
                      self._in_tile(rgb, 0, o, side, self._both))
-        return sorted(found, key=lambda t: t[0][0])
+        return sorted(found, key=lambda d: d.box[0])
 
     def small_face_sides(self, w: int, h: int) -> list[int]:
         """Half the short side, a quarter, ... down to SMALL_TILE px, while all the levels' tiles
@@ -181,7 +192,7 @@ class MediaPipeShortAndFull(FaceDetector):
             side //= 2
         return sides
 
-    def detect_small(self, rgb: np.ndarray, side: int, found: list) -> list[tuple[np.ndarray, float]]:
+    def detect_small(self, rgb: np.ndarray, side: int, found: list[Detection]) -> list[Detection]:
         """The full-range model on tiles of `side` overlapping by half: the boxes that neither overlap
         a face of `found` nor are centred in one (a part of a face seen close, an eye)."""
         h, w = rgb.shape[:2]
@@ -190,47 +201,49 @@ class MediaPipeShortAndFull(FaceDetector):
             for x in _tile_starts(w, side, None):
                 # mapped to the short-range convention after the edge test (a clipped box stays on the edge)
                 boxes = self._to_short(self._in_tile(rgb, x, y, side, self._small))
-                _add(seen, [(b, s) for b, s in boxes if not any(_holds(c, b) for c, _ in found)])
-        return sorted(seen[len(found):], key=lambda t: t[0][0])
+                _add(seen, [d for d in boxes if not any(_holds(f.box, d.box) for f in found)])
+        return sorted(seen[len(found):], key=lambda d: d.box[0])
 
-    def _small(self, tile: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    def _small(self, tile: np.ndarray) -> list[Detection]:
         """The full-range model's boxes (its own, unmapped) that are small for the tile: the whole
         picture's pass finds the larger faces, and a tile may show a part of one as a face."""
-        return [(b, s) for b, s in self.full.detect(tile) if max(b[2] - b[0], b[3] - b[1]) <= tile.shape[0] / 2]
+        return [d for d in self.full.detect(tile) if box_side(d.box) <= tile.shape[0] / 2]
 
     @staticmethod
-    def _in_tile(rgb: np.ndarray, x: int, y: int, side: int, run) -> list[tuple[np.ndarray, float]]:
+    def _in_tile(rgb: np.ndarray, x: int, y: int, side: int, run) -> list[Detection]:
         """What `run` finds in the square tile at (x, y), in the picture's pixels, without the faces
         the tile cuts at an inner edge: they are whole in the next tile (tiles overlap by half)."""
         h, w = rgb.shape[:2]
         out = []
-        for b, s in run(np.ascontiguousarray(rgb[y:y + side, x:x + side])):
+        for b, s, marks in run(np.ascontiguousarray(rgb[y:y + side, x:x + side])):
             cut = (x > 0 and b[0] <= 1) or (y > 0 and b[1] <= 1) or (x + side < w and b[2] >= side - 1) \
                 or (y + side < h and b[3] >= side - 1)
             if not cut:
-                out.append((b + np.array([x, y, x, y], np.float32), s))
+                out.append(Detection(b + np.array([x, y, x, y], np.float32), s,
+                                     None if marks is None else marks + np.array([x, y], np.float32)))
         return out
 
-    def _both(self, rgb: np.ndarray, short: list | None = None) -> list[tuple[np.ndarray, float]]:
+    def _both(self, rgb: np.ndarray, short: list | None = None) -> list[Detection]:
         """The short-range boxes (`short`, when known), then the full-range ones (mapped) that no
         short-range box covers."""
         found = self.short.detect(rgb) if short is None else list(short)
         _add(found, self._to_short(self.full.detect(rgb)))
         return found
 
-    def _to_short(self, found: list) -> list[tuple[np.ndarray, float]]:
-        """Full-range boxes mapped to the short-range convention (`full_to_short`)."""
-        return [(self.full_to_short.apply(b), s) for b, s in found]
+    def _to_short(self, found: list[Detection]) -> list[Detection]:
+        """Full-range boxes mapped to the short-range convention (`full_to_short`), without their face
+        points: the map from points to the training crop (`MarkCalibration`) is the short-range model's."""
+        return [Detection(self.full_to_short.apply(d.box), d.score) for d in found]
 
-    def detect_near(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    def detect_near(self, rgb: np.ndarray) -> list[Detection]:
         return self.short.detect(rgb)
 
-    def detect_fast(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    def detect_fast(self, rgb: np.ndarray) -> list[Detection]:
         """`detect` without the full-range model where the short-range one found a face of CLOSE_FACE × the
         picture's short side or more: ~2.7 instead of ~9 ms for a 640×480 webcam frame; a face far
         behind a close one is then not looked for (1 frame in 195, bench/HISTORY.md)."""
         found = self.short.detect(rgb)
-        if max((box_side(b) for b, _ in found), default=0.0) >= CLOSE_FACE * min(rgb.shape[:2]):
+        if max((box_side(d.box) for d in found), default=0.0) >= CLOSE_FACE * min(rgb.shape[:2]):
             return found  # left to right, as the short-range model gives them
         return self.detect(rgb, found)
 
@@ -240,11 +253,11 @@ class MediaPipeShortAndFull(FaceDetector):
             self._full.close()
 
 
-def _add(found: list, more: list) -> None:
-    """Append the boxes of `more` that no box in `found` (nor one added before them) covers."""
-    for b, s in more:
-        if all(box_iou(b, c) < SAME_FACE_IOU for c, _ in found):
-            found.append((b, s))
+def _add(found: list[Detection], more: list[Detection]) -> None:
+    """Append the detections of `more` that no box in `found` (nor one added before them) covers."""
+    for d in more:
+        if all(box_iou(d.box, f.box) < SAME_FACE_IOU for f in found):
+            found.append(d)
 
 
 def _holds(box: np.ndarray, other: np.ndarray) -> bool:

@@ -94,6 +94,15 @@ def eye_roll(points: np.ndarray, eyes: tuple[int, int]) -> float:
     return math.degrees(math.atan2(d[1], d[0]))
 
 
+def level_turn(points: np.ndarray, eyes: tuple[int, int], above: float) -> tuple[np.ndarray, float]:
+    """The turn (2×3) about the points' centre that levels their eye line when it lies tilted past `above`
+    degrees, and its angle; else no turn (identity, 0)."""
+    roll = eye_roll(points, eyes)
+    if abs(roll) <= above:
+        return np.eye(2, 3), 0.0
+    return turn(np.asarray(points, np.float64).mean(0), roll), roll
+
+
 def upright_crop_matrix(points: np.ndarray, eyes: tuple[int, int], spec: CropSpec, out_wh: tuple[int, int]) -> np.ndarray:
     """The crop of a face whose points are roughly known, turned so that its eyes are level: the
     landmark box taken in the levelled frame, so the model sees the upright faces it trained on."""
@@ -111,6 +120,20 @@ def turned_image(image: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndar
     A = turn(((w - 1) / 2, (h - 1) / 2), degrees)
     A[:, 2] += [(W - w) / 2, (H - h) / 2]
     return cv2.warpAffine(image, A, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT), A
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int], fill: int = 90) -> tuple[np.ndarray, np.ndarray]:
+    """The image scaled to fit a frame of `size` (width, height) without stretching, centred on grey
+    `fill` (a webcam frame), and the 2×3 affine from image pixels to frame pixels."""
+    W, H = size
+    k = min(W / image.shape[1], H / image.shape[0])
+    w, h = round(image.shape[1] * k), round(image.shape[0] * k)
+    small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    out = np.full((H, W, *image.shape[2:]), fill, np.uint8)
+    x, y = (W - w) // 2, (H - h) // 2
+    out[y:y + h, x:x + w] = small
+    kx, ky = w / image.shape[1], h / image.shape[0]  # pixel centres on integers on both sides
+    return out, np.array([[kx, 0, (kx - 1) / 2 + x], [0, ky, (ky - 1) / 2 + y]])
 
 
 def warp(image: np.ndarray, M: np.ndarray, out_wh: tuple[int, int]) -> np.ndarray:

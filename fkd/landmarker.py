@@ -7,7 +7,8 @@
 
 A photo's way through `predict`, one stage after the other, each passing arrays on:
 1. find: the detector's boxes (or the given ones), mapped by the calibration to the training crop;
-2. read: cut the crops, one model pass, points back to image pixels (`read`); where the card names a
+2. read: cut the crops, one model pass, points back to image pixels (`read`). The detector's six face
+   points place the crops of its boxes (`marked_crops`); for other boxes, where the card names a
    locator (a small copy of the model), its pass on the box's crop places the model's crop (`locate`);
 3. settle: a face whose points lie tilted past `level_above` gets a pass on a crop turned level, one
    whose points lie off the crop they were read on (a loose box) a pass on the crop of its points
@@ -28,9 +29,10 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from fkd.calibration import IDENTITY, load_calibration
+from fkd.calibration import IDENTITY, load_calibration, load_mark_calibration
+from fkd.detect import Detection
 from fkd.geometry import (CropSpec, apply_affine, box_side, compose, crop_matrix, eye_roll, face_side, invert_affine,
-                          landmark_box, mirror_points, to_gray, turned_image, upright_crop_matrix, warp)
+                          landmark_box, level_turn, mirror_points, to_gray, turned_image, upright_crop_matrix, warp)
 from fkd.io import ImageError, ImageLike, load_image_sized
 from fkd.layouts import LAYOUTS
 from fkd.weights import WeightsError, card_config, load_model, resolve
@@ -51,6 +53,7 @@ class Settings:
                                          # pass on theirs (None: never)
     extra_passes: int = 2                # levelled or re-cropped passes per face, at most
     locate: bool = True                  # the card's locator places the crop of a face box (False: the box's own crop)
+    marks: bool = True                   # the detector's face points place the crops of its boxes (False: as `locate`)
     search_below: float = 0.97           # confidence: unless a face scores this, turned copies are searched
     rolled_above: float = 45.0           # degrees of tilt: a face lying this far makes them searched too
     turns: tuple[float, ...] = (45.0, -45.0, 90.0, -90.0, 135.0, -135.0, 180.0)  # degrees: the copies
@@ -116,6 +119,7 @@ class Landmarker:
         # input pixels added to every pass's points, in the unmirrored crop (see fkd.recipes.training_face_stats)
         self.label_shift = np.asarray(self.card.get("label_shift", (0.0, 0.0)), np.float32)
         self.calibration = load_calibration("imm58" if self.card["layout"] in ("imm58", "nose") else "ibug68")
+        self.mark_calibration = load_mark_calibration(self.card["layout"]) if settings.marks and self.layout.eyes else None
         self.device, self.flip_test = device, _checked_flip(flip_test)
         self.min_score, self.upright, self.small_faces = min_score, upright, small_faces
         self._detector = None if isinstance(detector, str) else detector
@@ -173,7 +177,7 @@ class Landmarker:
         rgb, (W, H) = load_image_sized(image)
         scale = W / rgb.shape[1]  # huge photos are worked on downscaled; results go back to full size
         if boxes is not None:
-            found = [(check_box(b, W, H) / scale, 1.0) for b in boxes]
+            found = [Detection(check_box(b, W, H) / scale, 1.0) for b in boxes]
             kind = "landmarks" if box_kind == "landmarks" else "face"
             faces = self.faces_in_boxes(rgb, found, kind, flip_test, min_confidence or 0.0)
         else:
@@ -189,14 +193,29 @@ class Landmarker:
         return [replace(f, box=(f.box * scale).astype(np.float32), keypoints=f.keypoints * scale) for f in faces]
 
     def predict_boxes(self, rgb: np.ndarray, boxes: list[np.ndarray], box_kind: str = "face",
-                      flip_test: FlipTest | None = None, frame=None, min_confidence: float = 0.0, locate: bool = True):
+                      flip_test: FlipTest | None = None, frame=None, min_confidence: float = 0.0, locate: bool = True,
+                      marks: Sequence[np.ndarray | None] | None = None):
         """Keypoints for boxes on a loaded RGB image: (list of (N, 2), list of confidences).
         frame: the boxes are in a turned copy of the image (the 2×3 map image -> copy). Crops below
         `min_confidence` (the caller drops them) get neither a second pass nor the flip test.
-        locate: the card's locator places the crops of face boxes (`locate`); a box it believes less
-        than `min_confidence` keeps the locator's points and confidence, and no pass of the model."""
+        marks: the detector's face points of each box (or None): they place its crop (`marked_crops`).
+        locate: the card's locator places the crops of the other face boxes (`locate`); a box it believes
+        less than `min_confidence` keeps the locator's points and confidence, and no pass of the model."""
         flip = self._flip(flip_test)
         upright = box_kind == "face" and self.upright and bool(self.layout.eyes)  # levelled / re-cropped passes
+        marked = [] if marks is None or frame is not None or self.mark_calibration is None or not upright \
+            else [i for i, m in enumerate(marks) if m is not None]
+        if marked:
+            points, conf = [None] * len(boxes), [0.0] * len(boxes)
+            mats, levelled = self.marked_crops([boxes[i] for i in marked], [marks[i] for i in marked])
+            for i, p, c in zip(marked, *self.finish(rgb, self.read(rgb, mats), flip, min_confidence, upright, levelled)):
+                points[i], conf[i] = p, c
+            rest = [i for i in range(len(boxes)) if i not in marked]
+            if rest:
+                for i, p, c in zip(rest, *self.predict_boxes(rgb, [boxes[i] for i in rest], box_kind, flip_test,
+                                                             None, min_confidence, locate)):
+                    points[i], conf[i] = p, c
+            return points, conf
         if not (upright and locate and self.locator is not None):
             return self.finish(rgb, self.read(rgb, self.box_crops(boxes, box_kind, frame)), flip, min_confidence, upright)
         mats, located = self.locate(rgb, boxes, frame)
@@ -207,9 +226,11 @@ class Landmarker:
                 points[i], conf[i] = p, c
         return points, conf
 
-    def finish(self, rgb: np.ndarray, reading: Reading, flip: FlipTest, min_confidence: float, upright: bool):
-        """A first reading settled (if upright) and mirrored: (list of points, list of confidences)."""
-        reading = self.settle(rgb, reading, min_confidence) if upright else reading
+    def finish(self, rgb: np.ndarray, reading: Reading, flip: FlipTest, min_confidence: float, upright: bool,
+               levelled: Sequence[float] | None = None):
+        """A first reading settled (if upright; `levelled` as in `settle`) and mirrored: (list of points,
+        list of confidences)."""
+        reading = self.settle(rgb, reading, min_confidence, levelled) if upright else reading
         reading = self.mirror(reading, self.to_mirror(reading.conf, flip, min_confidence))
         return list(reading.points), [float(c) for c in reading.conf]
 
@@ -241,12 +262,13 @@ class Landmarker:
                                keypoints=(p * scale).astype(np.float32), confidence=float(c)))
         return _distinct(out)
 
-    def detect(self, rgb: np.ndarray, small_faces: bool = True) -> list[tuple[np.ndarray, float]]:
-        """The detector's boxes; without small_faces, those of its `detect_fast` (a video frame's: not the
+    def detect(self, rgb: np.ndarray, small_faces: bool = True) -> list[Detection]:
+        """The detector's faces; without small_faces, those of its `detect_fast` (a video frame's: not the
         faces far behind a close one). For a model without a confidence (nothing checks the boxes after),
-        only those scored at least `min_score`: the full-range detector looks down to 0.6 × min_score."""
-        found = self.detector.detect(rgb) if small_faces else self.detector.detect_fast(rgb)
-        return found if self.has_confidence else [(b, s) for b, s in found if s >= self.min_score]
+        only those scored at least `min_score`: the full-range detector looks down to 0.6 × min_score.
+        A detector of one's own may give (box, score) pairs."""
+        found = [Detection(*d) for d in (self.detector.detect(rgb) if small_faces else self.detector.detect_fast(rgb))]
+        return found if self.has_confidence else [d for d in found if d.score >= self.min_score]
 
     def wants_search(self, faces: Sequence[Face]) -> bool:
         """Whether `predict` also looks in turned copies of a picture whose upright pass found `faces`:
@@ -263,22 +285,24 @@ class Landmarker:
         outline in rgb. locate: as in `predict_boxes`."""
         if not found:
             return []
-        pts, conf = self.predict_boxes(rgb, [b for b, _ in found], kind, flip_test, frame, min_confidence, locate)
+        pts, conf = self.predict_boxes(rgb, [d.box for d in found], kind, flip_test, frame, min_confidence, locate,
+                                       [d.marks for d in found])
+        boxes = [d.box for d in found]
         if frame is not None:
             back = invert_affine(frame)
-            found = [(landmark_box(apply_affine(back, corners(b))), s) for b, s in found]
-        return [Face(box=np.asarray(b, np.float32), score=s, keypoints=p, confidence=c)
-                for (b, s), p, c in zip(found, pts, conf) if c >= min_confidence]
+            boxes = [landmark_box(apply_affine(back, corners(b))) for b in boxes]
+        return [Face(box=np.asarray(b, np.float32), score=d.score, keypoints=p, confidence=c)
+                for b, d, p, c in zip(boxes, found, pts, conf) if c >= min_confidence]
 
     def faces_in_tiles(self, rgb: np.ndarray, faces: list[Face], flip_test, low: float) -> list[Face]:
         """Faces small in a large picture beside `faces`, from the detector's tiles, coarse to fine: a
         level closer only while the last one gave faces. A face from a tile must be `small_sure`, read
         on its box's own crop (no locator: among a crowd's many boxes it would centre more on textures)."""
-        out, seen = [], [(f.box, f.score) for f in faces]
+        out, seen = [], [Detection(f.box, f.score) for f in faces]
         for side in self.detector.small_face_sides(rgb.shape[1], rgb.shape[0]):
             new = self.faces_in_boxes(rgb, self.detector.detect_small(rgb, side, seen), "face", flip_test,
                                       max(low, self.settings.small_sure), locate=False)
-            out, seen = out + new, seen + [(f.box, f.score) for f in new]
+            out, seen = out + new, seen + [Detection(f.box, f.score) for f in new]
             if not new:
                 break
         return out
@@ -332,6 +356,18 @@ class Landmarker:
         points = np.stack([self.to_image(M, p) for M, p in zip(mats, pred)])
         return Reading(np.asarray(mats), x, points, np.asarray(conf, np.float64))
 
+    def marked_crops(self, boxes, marks) -> tuple[np.ndarray, list[float]]:
+        """(B, 2, 3) crops for detector boxes placed by the detector's six face points: on the landmark box
+        that `mark_calibration` gives for them, turned level when their eyes lie tilted past `level_above`;
+        and the tilt each crop was levelled for (degrees)."""
+        mats, levelled = [], []
+        for b, m in zip(boxes, marks):
+            to_level, degrees = level_turn(m, (0, 1), self.settings.level_above)
+            box = self.mark_calibration.apply(apply_affine(to_level, m), box_side(b))
+            mats.append(compose(crop_matrix(box, self.crop, self.input_size), to_level))
+            levelled.append(degrees)
+        return np.stack(mats), levelled
+
     def locate(self, rgb: np.ndarray, boxes, frame=None) -> tuple[np.ndarray, Reading]:
         """(B, 2, 3) crops for face boxes, on the landmark box of the points the locator reads in each box
         and upright as the box is (in the turned copy `frame` maps to, if any), and the locator's reading.
@@ -343,11 +379,13 @@ class Landmarker:
                 for p in located.points]
         return np.stack(mats), located
 
-    def settle(self, rgb: np.ndarray, reading: Reading, min_confidence: float = 0.0) -> Reading:
-        """Up to `extra_passes` more passes for faces that lie tilted past `level_above` (on a crop turned
-        level) or off their crop (on the crop of their points, `recrop`)."""
+    def settle(self, rgb: np.ndarray, reading: Reading, min_confidence: float = 0.0,
+               levelled: Sequence[float] | None = None) -> Reading:
+        """Up to `extra_passes` more passes for faces that lie tilted past `level_above` of the tilt their
+        crop was levelled for (`levelled`, degrees; None: upright crops) on a crop turned level, or off
+        their crop (on the crop of their points, `recrop`)."""
         eyes = self.layout.eyes
-        levelled = [0.0] * len(reading)  # the tilt each face's last crop was levelled for
+        levelled = [0.0] * len(reading) if levelled is None else list(levelled)  # each face's last crop's tilt
         for _ in range(self.settings.extra_passes):
             again = {}  # face index -> the crop of its next pass
             for i, p in enumerate(reading.points):

@@ -381,6 +381,44 @@ def test_damaged_calibration_names_the_file(tmp_path):
         load_calibration("ibug68", folder)
 
 
+def test_a_damaged_map_from_the_detectors_points_is_named_and_a_missing_one_falls_back(tmp_path):
+    from fkd.calibration import load_mark_calibration
+    bad = tmp_path / "calibration.json"
+    row = [0.1] * 13
+    for entry in ("broken", {"weights": [[1, 2]]}, {"weights": [row, row]}, {"weights": [row, row, row[:12]]}):
+        bad.write_text(json.dumps({"ibug68_marks": entry}))
+        with pytest.raises(fkd.WeightsError, match="damaged calibration file.*ibug68_marks"):
+            load_mark_calibration("ibug68", bad)
+    bad.write_text('{"ibug68": {"dx": 0.0, "dy": 0.06, "scale": 0.96}}')
+    assert load_mark_calibration("ibug68", bad) is None  # no map: the Landmarker places crops by its locator
+
+
+def test_the_map_from_the_detectors_points_fits_in_the_frame_it_is_used_in():
+    """`fit_marks` on faces that are one face moved, scaled and turned past level_above: the fitted map
+    gives back each landmark box exactly, taken in the frame `Landmarker.marked_crops` levels to (a
+    landmark box taken unlevelled would change shape with the turn, and the fit would miss it)."""
+    from fkd.detect import Detection
+    from fkd.geometry import apply_affine, turn
+    from training.calibrate import box_errors, fit_marks
+
+    rng = np.random.default_rng(0)
+    points = rng.normal(0, 30, (68, 2)) + [200, 200]
+    points[36], points[45] = [160, 190], [240, 190]  # outer eye corners, level
+    marks = np.array([[170, 190], [230, 190], [200, 215], [200, 240], [140, 200], [260, 200]], np.float64)
+    box = np.array([130, 140, 270, 280], np.float64)
+    found, labelled = [], []
+    for i in range(30):  # upright, or tilted past level_above (10°) either way
+        A = turn([200, 200], 0 if i % 3 == 0 else rng.uniform(12, 40) * rng.choice([-1, 1])) * rng.uniform(0.5, 2)
+        A[:, 2] += rng.uniform(-50, 50, 2)
+        k = float(np.sqrt(abs(np.linalg.det(A[:, :2]))))
+        c = apply_affine(A, [[200, 210]])[0]
+        found.append(Detection(np.r_[c - 70 * k, c + 70 * k], 0.9, apply_affine(A, marks)))
+        labelled.append(apply_affine(A, points))
+    cal, boxes, targets = fit_marks(found, labelled)
+    errors = box_errors(boxes, targets)
+    assert errors["centre_err_mean"] < 1e-6 and errors["size_ratio_log_std"] < 1e-6
+
+
 def test_calibration_refits_what_it_has_data_for_and_keeps_the_rest(tmp_path, capsys):
     """A wrong --data used to write {} over the shipped calibration (and the models then ran
     uncalibrated without a word)."""

@@ -604,7 +604,7 @@ def test_weak_detections_need_a_model_that_can_doubt_them(face_image):
     found = [(face, 0.9), (face + [40, 0, 40, 0], 0.35)]
     for name, kept in (("face68_baseline", [0.9]), ("face68_accurate", [0.9, 0.35])):
         lm = fkd.Landmarker(name, detector=FixedDetector(found))
-        assert [s for _, s in lm.detect(rgb)] == kept
+        assert [d.score for d in lm.detect(rgb)] == kept
 
 
 def test_one_face_found_twice_is_given_once(face_image):
@@ -701,6 +701,80 @@ def test_the_locator_places_the_crop_so_that_a_box_takes_one_pass(degrees, reque
     assert np.mean(errors["located"]) < np.mean(errors["two passes"]) + 0.002, errors
 
 
+@pytest.mark.parametrize("degrees", [0, 30])
+def test_the_detectors_face_points_place_the_crop_without_the_locator(degrees, request):
+    """MediaPipe's six face points place the crop of its box (turned level by its eye line when the head
+    is tilted): the fixture faces, upright and turned, take no pass of the locator, no more of face68
+    than through the locator (Settings(marks=False)), and read as well."""
+    from fkd.evaluate import nearest_face
+    from fkd.geometry import apply_affine, eye_roll, turned_image
+    marked = fkd.Landmarker("face68")
+    located = fkd.Landmarker("face68", settings=fkd.Settings(marks=False))
+    request.addfinalizer(marked.close), request.addfinalizer(located.close)
+    assert marked.mark_calibration is not None and located.mark_calibration is None
+    errors, passes, tilts = {"marked": [], "located": []}, {"marked": 0, "located": 0}, []
+    for r in val_faces():
+        img, A = turned_image(fkd.load_image(r.image), degrees)
+        gt = apply_affine(A, r.points)
+        for name, lm in (("marked", marked), ("located", located)):
+            before = lm.passes
+            face = nearest_face(lm.predict(img, flip_test=False, small_faces=False, search=False), gt)
+            passes[name] += lm.passes - before
+            errors[name].append(nme(face.keypoints[None], gt[None])[0])
+        found = marked.detect(img, small_faces=False)
+        (tilt,) = marked.marked_crops([d.box for d in found], [d.marks for d in found])[1]
+        tilts.append((tilt, eye_roll(gt, marked.layout.eyes)))
+    n = len(errors["marked"])
+    assert marked.locator.passes == 0 and located.locator.passes == n
+    assert passes["marked"] <= passes["located"]
+    assert np.mean(errors["marked"]) < np.mean(errors["located"]) + 0.002, errors
+    # levelled where the labelled eyes lie tilted, by the detector's eyes (a few degrees off the labelled ones)
+    assert all(abs(t - roll) < 10 if t else abs(roll) < 15 for t, roll in tilts), tilts
+    assert all(t for t, _ in tilts) if degrees else not all(t for t, _ in tilts)
+
+
+def test_a_head_lying_on_its_side_is_read_upright_by_the_detectors_eye_line(request):
+    """BlazeFace finds a head turned 90° in the picture as it is; its eye points turn the crop level, so
+    the model reads the head surely without searching turned copies (`search=False`). A crop placed by
+    the locator is upright as the box is: the model doubts it, and the face is dropped or far off."""
+    from fkd.evaluate import nearest_face
+    from fkd.geometry import apply_affine, turned_image
+    marked = fkd.Landmarker("face68")
+    located = fkd.Landmarker("face68", settings=fkd.Settings(marks=False))
+    request.addfinalizer(marked.close), request.addfinalizer(located.close)
+    errors = {"marked": [], "located": []}
+    for r in val_faces():
+        img, A = turned_image(fkd.load_image(r.image), 90)
+        gt = apply_affine(A, r.points)
+        for name, lm in (("marked", marked), ("located", located)):
+            face = nearest_face(lm.predict(img, flip_test=False, search=False, small_faces=False), gt)
+            errors[name].append(1.0 if face is None else nme(face.keypoints[None], gt[None])[0])
+    assert max(errors["marked"]) < 0.06, errors
+    assert np.median(errors["located"]) > 0.2, errors
+
+
+def test_mediapipe_gives_each_face_its_eyes_nose_mouth_and_ears(face_image):
+    """The short-range model's six points per face, in image pixels: eyes (the image's left first),
+    nose tip and mouth where the face's 68 labelled points have them; the full-range model's boxes,
+    mapped to the short-range convention, come without them (the map from points is fitted on the
+    short-range ones), and a tile's points move with its boxes."""
+    from fkd.detect import Detection, MediaPipeShortAndFull
+    rgb, gt = face_image
+    det = MediaPipeShortAndFull()
+    try:
+        (face,) = det.short.detect(rgb)
+        assert face.marks.shape == (6, 2)
+        eyes = np.linalg.norm(gt[36:42].mean(0) - gt[42:48].mean(0))
+        for mark, where in zip(face.marks[:4], (gt[36:42].mean(0), gt[42:48].mean(0), gt[30], gt[48:68].mean(0))):
+            assert np.linalg.norm(mark - where) < 0.25 * eyes, (mark, where)
+        assert all(d.marks is None for d in det._to_short(det.full.detect(rgb)))
+        moved = det._in_tile(rgb, 40, 30, 200, lambda tile: [Detection(np.array([10, 10, 50, 50], np.float32), 0.9,
+                                                                        np.zeros((6, 2), np.float32))])
+        assert moved[0].box.tolist() == [50, 40, 90, 80] and (moved[0].marks == [40, 30]).all()
+    finally:
+        det.close()
+
+
 def test_a_box_the_locator_does_not_believe_costs_no_pass_of_the_model(landmarker, face_image):
     """A box on a blank wall: the locator's confidence is under min_confidence, so the face is dropped
     without face68's pass (nor its second pass or mirror); with no threshold, the face68 pass runs."""
@@ -745,12 +819,12 @@ def test_video_frames_skip_the_full_range_detector_beside_a_close_face(face_imag
     det = MediaPipeShortAndFull()
     try:
         close = det.detect_fast(rgb)
-        assert len(close) == 1 and max(close[0][0][2:] - close[0][0][:2]) >= CLOSE_FACE * min(rgb.shape[:2])
+        assert len(close) == 1 and max(close[0].box[2:] - close[0].box[:2]) >= CLOSE_FACE * min(rgb.shape[:2])
         assert det._full is None
         crowd, _ = group_photo
         far = det.detect_fast(crowd)
         assert det._full is not None
-        assert [b.tolist() for b, _ in far] == [b.tolist() for b, _ in det.detect(crowd)]
+        assert [d.box.tolist() for d in far] == [d.box.tolist() for d in det.detect(crowd)]
     finally:
         det.close()
     lm = fkd.Landmarker(detector=MediaPipeShortAndFull())

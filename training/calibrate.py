@@ -3,8 +3,11 @@
     python -m training.calibrate [--data ../shared/data] [--out weights/calibration.json]
 
 Each map is fitted on the training faces of its data set: the detector's box of each face, matched
-to its landmark box, and the medians of their offsets and size ratio. `full_to_short` maps the
-full-range detector's boxes to the short-range one's, on the 300-W training faces both find once.
+to its landmark box, and the medians of their offsets and size ratio. `ibug68_marks` maps the
+detector's six face points to the landmark box (least squares, in the frame the Landmarker levels
+them in), on the photos and on the same photos letterboxed into webcam frames (`FRAMES`): the points
+land differently on a face that fills less of the detector's view. `full_to_short` maps the full-range detector's boxes to the short-range one's, on the
+300-W training faces both find once.
 """
 from __future__ import annotations
 
@@ -15,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fkd.calibration import CALIBRATION_FILE, BoxCalibration, read_maps
+from fkd.calibration import CALIBRATION_FILE, BoxCalibration, MarkCalibration, mark_features, read_maps
 from fkd.data import DATA_DIR, find_300w, find_imm, split_300w, split_imm
-from fkd.detect import BLAZEFACE_FULL, MediaPipeDetector, make_detector
-from fkd.geometry import box_side, landmark_box
+from fkd.detect import BLAZEFACE_FULL, Detection, MediaPipeDetector, make_detector
+from fkd.geometry import apply_affine, box_side, landmark_box, letterbox, level_turn
 from fkd.io import load_image
+from fkd.landmarker import Settings
 from fkd.weights import WeightsError, save_json
 
 
@@ -42,24 +46,49 @@ def fit(det_boxes: np.ndarray, lm_boxes: np.ndarray) -> BoxCalibration:
     return BoxCalibration(float(np.median(d[:, 0])), float(np.median(d[:, 1])), float(np.median(sl / sd)))
 
 
-def detect_matched(records, detector) -> tuple[np.ndarray, np.ndarray, int]:
-    """For each record, the detection that overlaps its landmark box most. Returns boxes, targets, misses."""
-    det, lm, misses = [], [], 0
+FRAMES = ((640, 480), (1280, 720))  # pixels (width, height): webcam frames the points' map also sees
+
+
+def detect_matched(records, detector, frame: tuple[int, int] | None = None) -> tuple[list[Detection], list, int]:
+    """For each record, the detection nearest its landmark box, in its photo or in the photo letterboxed
+    into a `frame` (width, height). Returns detections, the labelled points in their pixels, misses."""
+    det, kept, misses = [], [], 0
     for r in records:
-        rgb = load_image(r.image, max_side=100_000)
-        target = landmark_box(r.points)
+        rgb, points = load_image(r.image, max_side=100_000), r.points
+        if frame is not None:
+            rgb, to_frame = letterbox(rgb, frame)
+            points = apply_affine(to_frame, points)
+        target = landmark_box(points)
         found = detector.detect(rgb)
         if not found:
             misses += 1
             continue
         cl = (target[:2] + target[2:]) / 2
-        best = min(found, key=lambda t: np.linalg.norm((t[0][:2] + t[0][2:]) / 2 - cl))[0]
-        if np.linalg.norm((best[:2] + best[2:]) / 2 - cl) > box_side(target):
+        best = min(found, key=lambda d: np.linalg.norm((d.box[:2] + d.box[2:]) / 2 - cl))
+        if np.linalg.norm((best.box[:2] + best.box[2:]) / 2 - cl) > box_side(target):
             misses += 1  # the only face found is someone else's
             continue
         det.append(best)
-        lm.append(target)
-    return np.array(det), np.array(lm), misses
+        kept.append(points)
+    return det, kept, misses
+
+
+def fit_marks(found: list[Detection], points: list[np.ndarray]) -> tuple[MarkCalibration, np.ndarray, np.ndarray]:
+    """Least squares from each face's six points (`mark_features`) to its landmark box, both turned
+    as `Landmarker.marked_crops` levels them. Returns the map, its boxes and the targets (level)."""
+    above = Settings().level_above
+    features, targets, levelled = [], [], []
+    for d, p in zip(found, points):
+        to_level, _ = level_turn(d.marks, (0, 1), above)
+        side = box_side(d.box)
+        f, centre = mark_features(apply_affine(to_level, d.marks), side)
+        t = landmark_box(apply_affine(to_level, p))
+        features.append(f)
+        targets.append([*(((t[:2] + t[2:]) / 2 - centre) / side), np.log(box_side(t) / side)])
+        levelled.append((apply_affine(to_level, d.marks), side, t))
+    w = np.linalg.lstsq(np.array(features), np.array(targets), rcond=None)[0].T
+    cal = MarkCalibration(tuple(tuple(row) for row in w.tolist()))
+    return cal, np.array([cal.apply(m, s) for m, s, _ in levelled]), np.array([t for _, _, t in levelled])
 
 
 def main(argv=None) -> None:
@@ -84,12 +113,22 @@ def main(argv=None) -> None:
             continue
         recs, _ = find_300w(data / sub) if layout == "ibug68" else find_imm(data / sub)
         train, _ = split_300w(recs, data / sub) if layout == "ibug68" else split_imm(recs)
-        d, t, misses = detect_matched(train, det)
+        found, kept, misses = detect_matched(train, det)
+        d, t = np.array([f.box for f in found]), np.array([landmark_box(p) for p in kept])
         cal = fit(d, t)
         before, after = box_errors(d, t), box_errors(np.array([cal.apply(b) for b in d]), t)
-        result[layout] = {**asdict(cal), "fitted_on": f"{len(d)} training faces of {sub} ({misses} not detected)",
-                          "without": before, "with": after}
+        fitted_on = f"{len(d)} training faces of {sub} ({misses} not detected)"
+        result[layout] = {**asdict(cal), "fitted_on": fitted_on, "without": before, "with": after}
         print(layout, json.dumps(result[layout], indent=1))
+        if layout == "ibug68":  # IMM's 29 training faces are too few for the points' 39 numbers
+            for frame in FRAMES:
+                more, points, _ = detect_matched(train, det, frame)
+                found, kept = found + more, kept + points
+            marks, boxes, level_targets = fit_marks(found, kept)
+            result["ibug68_marks"] = {"weights": [list(row) for row in marks.weights], "with": box_errors(boxes, level_targets),
+                                      "fitted_on": f"{len(found)} faces: {fitted_on} as they are and letterboxed into "
+                                                   + " and ".join(f"{w}×{h}" for w, h in FRAMES) + " frames"}
+            print("ibug68_marks", json.dumps(result["ibug68_marks"]["with"], indent=1))
     # full-range boxes → short-range convention, on the 300-W training faces both models find
     if (data / "300w").is_dir():
         full = MediaPipeDetector(BLAZEFACE_FULL)
@@ -100,7 +139,7 @@ def main(argv=None) -> None:
             rgb = load_image(r.image, max_side=100_000)
             s, f = det.detect(rgb), full.detect(rgb)
             if len(s) == 1 and len(f) == 1:
-                pairs.append((f[0][0], s[0][0]))
+                pairs.append((f[0].box, s[0].box))
         full.close()
         fb, sb = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
         cal = fit(fb, sb)
