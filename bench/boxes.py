@@ -8,8 +8,9 @@ hand is looser and off-centre, and a detector's box can be off on a photo unlike
 - MediaPipe's boxes on the photos, and on grey copies of them;
 - boxes drawn loose at random, the way a person might: 1.15-1.6× the landmark box, its centre moved
   up to 12 % of the box's side (seeded: the same boxes every run);
-each with the second pass (`Settings.recrop_above`, the default) and without it (None), and the
-model passes per face with the flip test off.
+each with its first crop placed by the box itself, by the card's locator, or (MediaPipe's boxes) by the
+detector's six face points (the default), with the second pass (`Settings.recrop_above`, the default)
+and without it (None), and the model passes per face with the flip test off.
 """
 from __future__ import annotations
 
@@ -74,13 +75,17 @@ def main() -> None:
     sets = (("MediaPipe boxes", photos, [None] * len(val)), ("MediaPipe boxes, grey photos", greys, [None] * len(val)),
             ("boxes drawn loose (1.15-1.6×, moved ≤ 12 %)", photos, loose_boxes(val)))
     default = Settings().recrop_above
-    lms = {(locate, refine): Landmarker(a.model, threads=1, settings=Settings(locate=locate, recrop_above=refine))
-           for locate in (False, True) for refine in (None, default)}
-    if all(lm.locator is None for lm in lms.values()):  # a card without a locator: two rows per set
-        lms = {k: lm for k, lm in lms.items() if not k[0]}
+    firsts = {"the box": dict(locate=False, marks=False), "the locator": dict(locate=True, marks=False),
+              "the detector's points": dict(locate=True, marks=True)}
+    lms = {(first, refine): Landmarker(a.model, threads=1, settings=Settings(**kw, recrop_above=refine))
+           for first, kw in firsts.items() for refine in (None, default)}
+    if all(lm.locator is None for lm in lms.values()):  # a card without a locator
+        lms = {k: lm for k, lm in lms.items() if k[0] != "the locator"}
     rows = []
     for name, images, boxes in sets:
-        for (locate, refine), lm in lms.items():
+        for (first, refine), lm in lms.items():
+            if first == "the detector's points" and boxes[0] is not None:
+                continue  # drawn boxes have no points: the same as the row before
             cells = []
             for flip in (False, "auto"):
                 before = passes_of(lm)
@@ -88,18 +93,19 @@ def main() -> None:
                 cells.append(f"{mean:.3f} | {fr8:.1f}")
                 if flip is False:
                     per_face, located = ((n - b) / len(val) for n, b in zip(passes_of(lm), before))
-            rows.append(f"| {name} | {'the locator' if locate else 'the box'} | "
+            rows.append(f"| {name} | {first} | "
                         f"{'off' if refine is None else f'on ({refine:g})'} | {' | '.join(cells)} | "
                         f"{per_face:.2f} + {located:.2f} | {missed} |")
             print(rows[-1], flush=True)
     for lm in lms.values():
         lm.close()
     text = "\n".join([
-        "# Boxes off the training crop: the locator and the second pass on the crop of the points", "",
+        "# Boxes off the training crop: the first crop and the second pass on the crop of the points", "",
         f"`python bench/boxes.py` on {cpu_name()}, model `{a.model}`. Validation split: {len(val)} faces of 300-W "
         "(fkd/splits/300w_val.txt). NME % (inter-ocular) and FR@8 % of the found faces. 'first crop': the box's "
-        "own crop (`Settings(locate=False)`) or the crop of the points the card's locator reads in it (the "
-        "default where the card names one); 'second pass': `Settings.recrop_above`; 'passes per face': the model's "
+        "own crop (`Settings(locate=False, marks=False)`), the crop of the points the card's locator reads in it "
+        "(`Settings(marks=False)`; the default for drawn boxes where the card names one), or the crop the detector's "
+        "six face points place (the default for its boxes); 'second pass': `Settings.recrop_above`; 'passes per face': the model's "
         "passes (levelled and re-cropped ones too, detections dropped after too) + the locator's, per labelled "
         "face, flip test off.", "",
         "| boxes | first crop | second pass | NME, one pass | FR@8, one pass | NME, flip test auto | FR@8, auto | "

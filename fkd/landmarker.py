@@ -91,6 +91,9 @@ class Reading:
     def __len__(self) -> int:
         return len(self.mats)
 
+    def rows(self, idx) -> "Reading":
+        return Reading(self.mats[idx], self.x[idx], self.points[idx], self.conf[idx])
+
 
 class Landmarker:
     """Loads a landmark model (weights/<model>.safetensors + card) and, lazily, the face detector."""
@@ -198,7 +201,8 @@ class Landmarker:
         """Keypoints for boxes on a loaded RGB image: (list of (N, 2), list of confidences).
         frame: the boxes are in a turned copy of the image (the 2×3 map image -> copy). Crops below
         `min_confidence` (the caller drops them) get neither a second pass nor the flip test.
-        marks: the detector's face points of each box (or None): they place its crop (`marked_crops`).
+        marks: the detector's face points of each box (or None): they place its crop (`marked_crops`); a
+        face the model believes less than `min_confidence` there goes on as a box without them.
         locate: the card's locator places the crops of the other face boxes (`locate`); a box it believes
         less than `min_confidence` keeps the locator's points and confidence, and no pass of the model."""
         flip = self._flip(flip_test)
@@ -208,7 +212,11 @@ class Landmarker:
         if marked:
             points, conf = [None] * len(boxes), [0.0] * len(boxes)
             mats, levelled = self.marked_crops([boxes[i] for i in marked], [marks[i] for i in marked])
-            for i, p, c in zip(marked, *self.finish(rgb, self.read(rgb, mats), flip, min_confidence, upright, levelled)):
+            reading = self.read(rgb, mats)
+            sure = np.flatnonzero(reading.conf >= min_confidence)
+            marked = [marked[j] for j in sure]
+            for i, p, c in zip(marked, *self.finish(rgb, reading.rows(sure), flip, min_confidence, upright,
+                                                    [levelled[j] for j in sure])):
                 points[i], conf[i] = p, c
             rest = [i for i in range(len(boxes)) if i not in marked]
             if rest:

@@ -753,6 +753,22 @@ def test_a_head_lying_on_its_side_is_read_upright_by_the_detectors_eye_line(requ
     assert np.median(errors["located"]) > 0.2, errors
 
 
+def test_a_face_whose_points_place_a_bad_crop_gets_the_locators(face_image):
+    """Face points off the face (here moved by the box's width: a detector fooled) place a crop the model
+    does not believe; the box then goes on without them, through the locator, and the face is read."""
+    from fkd.detect import Detection, make_detector
+    from fkd.geometry import box_side
+    rgb, gt = face_image
+    det = make_detector("mediapipe-short")
+    (d,) = det.detect(rgb)
+    det.close()
+    for marks, located in ((d.marks, 0), (d.marks + [box_side(d.box), 0], 1)):
+        lm = fkd.Landmarker("face68", detector=FixedDetector([Detection(d.box, d.score, marks)]))
+        (face,) = lm.predict(rgb, flip_test=False, search=False)
+        assert lm.locator.passes == located and nme(face.keypoints[None], gt[None])[0] < 0.05
+        lm.close()
+
+
 def test_mediapipe_gives_each_face_its_eyes_nose_mouth_and_ears(face_image):
     """The short-range model's six points per face, in image pixels: eyes (the image's left first),
     nose tip and mouth where the face's 68 labelled points have them; the full-range model's boxes,
