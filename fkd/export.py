@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fkd.calibration import load_calibration
+from fkd.calibration import load_calibration, load_mark_calibration
 from fkd.layouts import LAYOUTS
 from fkd.models import conv_layers
 from fkd.weights import WeightsError, atomic_write, load_model, resolve, save_json, sidecar_path, weights_digest
@@ -92,6 +92,7 @@ def sidecar(card: dict, weights_path: Path, onnx_name: str, model: torch.nn.Modu
     """What a caller needs beside the graph: the input, the crop, the points' layout and shift."""
     cfg, layout = card["config"], LAYOUTS[card["layout"]]
     face_map = load_calibration("imm58" if card["layout"] in ("imm58", "nose") else "ibug68")
+    marks_map = load_mark_calibration(card["layout"]) if layout.eyes else None
     return {
         "model": card["name"], "onnx": onnx_name, "weights_sha256": weights_digest(weights_path),
         "points": layout.n_points, "layout": layout.name,
@@ -107,6 +108,13 @@ def sidecar(card: dict, weights_path: Path, onnx_name: str, model: torch.nn.Modu
                         "From a detector's box, first map it with detector_box_to_landmark_box."),
         "detector_box_to_landmark_box": {"dx": face_map.dx, "dy": face_map.dy, "scale": face_map.scale,
                                          "rule": "side = scale * max(w, h); centre = box centre + (dx, dy) * max(w, h); square"},
+        "detector_points_to_landmark_box": None if marks_map is None else {
+            "weights": [list(row) for row in marks_map.weights],
+            "rule": ("from BlazeFace's six face points (eyes, the image's left one first, nose tip, mouth, ears), "
+                     "in place of the box map: turn them level about their mean when the eye line lies past 10°; "
+                     "c = the mean of the first four, s = the box's max(w, h); f = [1, (x0 - cx) / s, (y0 - cy) / s, "
+                     "..., (y5 - cy) / s]; (dx, dy, log_side) = weights · f; the landmark box: centre c + (dx, dy) * s, "
+                     "side exp(log_side) * s, square, in the levelled frame (its crop turned back)")},
         "label_shift": card.get("label_shift", [0.0, 0.0]),
         "label_shift_rule": "add to the points (input pixels) before mapping them back to the photo",
         "flip_pairs": list(layout.flip), "eye_corners": list(layout.eyes) if layout.eyes else None,

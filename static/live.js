@@ -6,7 +6,8 @@
 //   faces followed from the last frame's points (Landmarker.track: crop_of, a re-crop when they moved
 //   off it, the mirrored pass for doubted faces, dropped below min_confidence); the detector on the
 //   first frame, when every face is lost, and every detect_every_s for newcomers (Landmarker.predict
-//   on its boxes: calibrated crop, levelled / re-cropped passes, mirror); One-Euro smoothing
+//   on its boxes: the crop the detector's six points place, else the calibrated one or the locator's,
+//   levelled / re-cropped passes, mirror; newcomers, as fkd.stream's, as boxes alone); One-Euro smoothing
 //   (fkd.smoothing.PointSmoother); drawing as fkd.viz.draw_faces.
 // Not done here: the search of turned copies (a head lying down); the server mode has it.
 // Every file comes from the app (static/vendor/, weights/): nothing from a CDN, single-threaded wasm,
@@ -176,6 +177,7 @@ class Model {
     Object.assign(this, { C, size: [W, H], crop: card.crop, shift: card.label_shift, flip: card.flip_pairs, eyes: card.eye_corners });
     this.flipBelow = settings.flip_below ?? card.flip_below ?? 0.996;
     this.cal = card.detector_box_to_landmark_box;
+    this.marksMap = settings.marks ? card.detector_points_to_landmark_box : null;
     this.x = new Float32Array(C * H * W);
     this.xf = new Float32Array(C * H * W);
     this.ms = 0;  // model time of the last frame
@@ -230,17 +232,31 @@ class Model {
     return [cx - h, cy - h, cx + h, cy + h];
   }
 
-  async first(frame, box, low) {  // the first pass on a detector box: on the crop the locator places (Landmarker.locate)
-    if (!this.locator) return this.read(frame, cropMatrix(this.calibrated(box), this.crop, this.size));
-    const l = await this.locator.read(frame, cropMatrix(this.locator.calibrated(box), this.locator.crop, this.locator.size));
-    this.ms += this.locator.ms; this.locator.ms = 0;  // the frame's model time counts the locator's too
-    return l.conf < low ? null : this.read(frame, cropMatrix(landmarkBox(l.points), this.crop, this.size));
+  markedCrop(box, marks) {  // Landmarker.marked_crops: the crop the detector's six points place, and its tilt
+    const roll = eyeRoll(marks, [0, 1]), levelled = Math.abs(roll) > this.s.level_above ? roll : 0;
+    const L = turn(mean(marks), levelled), p = apply(L, marks), c = mean(p.slice(0, 4)), s = boxSide(box);
+    const f = [1, ...p.flatMap(([x, y]) => [(x - c[0]) / s, (y - c[1]) / s])];
+    const [dx, dy, logSide] = this.marksMap.weights.map((w) => w.reduce((a, v, k) => a + v * f[k], 0));
+    const cx = c[0] + dx * s, cy = c[1] + dy * s, h = Math.exp(logSide) * s / 2;
+    return [compose(cropMatrix([cx - h, cy - h, cx + h, cy + h], this.crop, this.size), L), levelled];
   }
 
-  async fromBox(frame, box, score, low) {  // Landmarker.faces_in_boxes for one detector box: locate, settle, mirror
-    let r = await this.first(frame, box, low);
+  async first(frame, box, low, marks) {  // the first pass on a detector box and its crop's tilt: on the crop its
+    // points place (a face the model doubts there goes on as a box), else the locator's (Landmarker.locate)
+    if (marks && this.marksMap && this.eyes) {
+      const [M, levelled] = this.markedCrop(box, marks);
+      const r = await this.read(frame, M);
+      if (r.conf >= low) return [r, levelled];
+    }
+    if (!this.locator) return [await this.read(frame, cropMatrix(this.calibrated(box), this.crop, this.size)), 0];
+    const l = await this.locator.read(frame, cropMatrix(this.locator.calibrated(box), this.locator.crop, this.locator.size));
+    this.ms += this.locator.ms; this.locator.ms = 0;  // the frame's model time counts the locator's too
+    return [l.conf < low ? null : await this.read(frame, cropMatrix(landmarkBox(l.points), this.crop, this.size)), 0];
+  }
+
+  async fromBox(frame, box, score, low, marks = null) {  // Landmarker.faces_in_boxes for one detector box: place, settle, mirror
+    let [r, levelled] = await this.first(frame, box, low, marks);
     if (!r) return null;
-    let levelled = 0;
     for (let k = 0; this.eyes && k < this.s.extra_passes; k++) {
       let M = null;
       if (Math.abs(wrap(eyeRoll(r.points, this.eyes) - levelled)) > this.s.level_above) {
@@ -452,7 +468,8 @@ class Live {
       const b = d.boundingBox;
       const box = [Math.min(Math.max(b.originX, 0), w), Math.min(Math.max(b.originY, 0), h),
         Math.min(Math.max(b.originX + b.width, 0), w), Math.min(Math.max(b.originY + b.height, 0), h)];
-      if (box[2] - box[0] >= 4 && box[3] - box[1] >= 4) out.push([box, d.categories[0].score]);
+      const marks = d.keypoints && d.keypoints.length === 6 ? d.keypoints.map((k) => [k.x * w, k.y * h]) : null;
+      if (box[2] - box[0] >= 4 && box[3] - box[1] >= 4) out.push([box, d.categories[0].score, marks]);
     }
     return out.sort((a, b) => a[0][0] - b[0][0]);
   }
@@ -474,7 +491,9 @@ class Live {
     faces = distinct(faces);
     if (!faces.length) {
       kind = "detect";
-      for (const [box, score] of this.detect(frame, t0)) { const f = await lm.fromBox(frame, box, score, low); if (f) faces.push(f); }
+      const found = this.detect(frame, t0);
+      if (rec) rec.found = found.map(([box, score, marks]) => ({ box, score, marks }));
+      for (const [box, score, marks] of found) { const f = await lm.fromBox(frame, box, score, low, marks); if (f) faces.push(f); }
       faces = distinct(faces);
       this.lastDetect = now;
     } else if (this.lastDetect === null || now - this.lastDetect >= this.cfg.detect_every_s) {
@@ -534,11 +553,12 @@ class Live {
     } else if (this.mode === "server") { this.mode = "idle"; this.say("press <b>Start the camera</b>"); }
   }
 
-  // for tests and benches: the next n frames' pixels, the faces they were followed from, and their points
+  // for tests and benches: the next n frames' pixels, the faces they were followed from (or the detector
+  // found, with its points), and their points
   record(n) { this.records = []; this.recording = n; }
   take() {
     const b64 = (d) => { let s = ""; for (let i = 0; i < d.length; i += 0x8000) s += String.fromCharCode.apply(null, d.subarray(i, i + 0x8000)); return btoa(s); };
-    return this.records.map((r) => ({ kind: r.kind, width: r.frame.width, height: r.frame.height, rgba: b64(r.frame.data), prev: r.prev, faces: r.faces }));
+    return this.records.map((r) => ({ kind: r.kind, width: r.frame.width, height: r.frame.height, rgba: b64(r.frame.data), prev: r.prev, faces: r.faces, found: r.found }));
   }
 }
 

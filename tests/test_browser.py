@@ -222,6 +222,7 @@ def test_live_mode_runs_in_the_browser(pw, app_url, tmp_path):
     from playwright.sync_api import expect
 
     import app
+    from fkd.detect import Detection
     from fkd.landmarker import Face
     clip = face_clip(tmp_path / "cam.y4m")
     with webcam_tab(pw, app_url, clip) as (page, errors):
@@ -249,7 +250,8 @@ def test_live_mode_runs_in_the_browser(pw, app_url, tmp_path):
         assert shown, status.inner_text()
 
         # the same frames through the Python Landmarker: the browser's pixels, the faces it followed
-        page.evaluate("() => window.fkdLive.record(16)")
+        # (the faces dropped first: the first recorded frame is found by the detector, its points placing the crop)
+        page.evaluate("() => { window.fkdLive.record(16); window.fkdLive.faces = []; }")
         page.wait_for_function("() => window.fkdLive.records.length >= 16 && window.fkdLive.recording == 0", timeout=30_000)
         records = page.evaluate("() => window.fkdLive.take()")
         page.screenshot(path=str(tmp_path / "live_browser.png"), full_page=True)
@@ -269,14 +271,19 @@ def test_live_mode_runs_in_the_browser(pw, app_url, tmp_path):
         for r in records:
             rgb = np.frombuffer(base64.b64decode(r["rgba"]), np.uint8).reshape(r["height"], r["width"], 4)[..., :3].copy()
             assert r["faces"], f"the browser lost the face ({r['kind']})"
-            if r["kind"] == "detect":     # found by the browser's detector: Python on its box
-                py = lm.predict(rgb, boxes=[r["faces"][0]["box"]], flip_test=app.LIVE_FLIP_TEST)
+            if r["kind"] == "detect":     # found by the browser's detector: Python on its box and points
+                (d,) = [d for d in r["found"] if d["box"] == r["faces"][0]["box"]]
+                found = Detection(np.asarray(d["box"], np.float32), d["score"],
+                                  None if d["marks"] is None else np.asarray(d["marks"], np.float32))
+                py = lm.faces_in_boxes(rgb, [found], "face", app.LIVE_FLIP_TEST, lm.min_confidence)
             else:                         # followed from the last frame's points
                 prev = [Face(np.asarray(f["box"], np.float32), 1.0, np.asarray(f["points"], np.float32), 1.0)
                         for f in r["prev"]]
                 py = lm.track(rgb, prev, app.LIVE_FLIP_TEST)
             assert len(py) == len(r["faces"]), (r["kind"], len(py), len(r["faces"]))
             errs += [nme_percent(b["points"], p.keypoints) for b, p in zip(r["faces"], py)]
+        detected = [r for r in records if r["kind"] == "detect"]
+        assert detected and all(d["marks"] is not None and len(d["marks"]) == 6 for r in detected for d in r["found"])
         print(f"browser vs Python Landmarker on {len(errs)} faces: NME mean {np.mean(errs):.3f} %, max {np.max(errs):.3f} %")
         assert np.mean(errs) <= LIVE_NME_MAX, errs
         assert not errors, errors

@@ -65,3 +65,30 @@ def test_the_sidecar_describes_the_model_and_the_cli_refuses_unknown_models(tmp_
     assert capsys.readouterr().err.strip().endswith("no_such_model.json: model card not found (train it with train.py, "
                                                     "or pick another model)")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_the_sidecar_says_how_the_detectors_points_place_the_crop():
+    """From the sidecar's words alone: BlazeFace's six points, turned level as the rule says, give the
+    crop `Landmarker.marked_crops` cuts, for an upright head and one turned 30°; IMM's layout has none."""
+    from fkd.detect import make_detector
+    from fkd.geometry import turned_image
+    info = json.loads((ROOT / "weights" / "onnx" / "face68.onnx.json").read_text())
+    rule = info["detector_points_to_landmark_box"]
+    assert json.loads((ROOT / "weights" / "onnx" / "imm58.onnx.json").read_text())["detector_points_to_landmark_box"] is None
+    lm = fkd.Landmarker("face68", detector=None)
+    det = make_detector("mediapipe-short")
+    for degrees in (0, 30):
+        rgb, _ = turned_image(fkd.load_image(val_faces()[0].image), degrees)
+        (d,) = det.detect(rgb)
+        p = d.marks.astype(np.float64)
+        roll = np.degrees(np.arctan2(p[1, 1] - p[0, 1], p[1, 0] - p[0, 0]))
+        level = cv2.getRotationMatrix2D(tuple(p.mean(0)), roll, 1.0) if abs(roll) > 10 else np.eye(2, 3)
+        assert (abs(roll) > 10) == bool(degrees)
+        p = p @ level[:, :2].T + level[:, 2]
+        c, s = p[:4].mean(0), max(d.box[2] - d.box[0], d.box[3] - d.box[1])
+        dx, dy, log_side = np.asarray(rule["weights"]) @ np.r_[1.0, ((p - c) / s).reshape(-1)]
+        centre, half = c + np.array([dx, dy]) * s, np.exp(log_side) * s / 2
+        M = crop_by_the_sidecar(rgb, np.r_[centre - half, centre + half], info)[1]
+        expected = (np.vstack([M, [0, 0, 1]]) @ np.vstack([level, [0, 0, 1]]))[:2]
+        np.testing.assert_allclose(lm.marked_crops([d.box], [d.marks])[0][0], expected, atol=1e-4)
+    det.close()
