@@ -92,6 +92,7 @@ class Reading:
         return len(self.mats)
 
     def rows(self, idx) -> "Reading":
+        """The faces `idx` alone."""
         return Reading(self.mats[idx], self.x[idx], self.points[idx], self.conf[idx])
 
 
