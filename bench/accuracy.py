@@ -4,8 +4,10 @@
 
 Writes bench/accuracy_report.md (+ bench/ced.png, bench/point_error_<first model>.png; with
 `--out accuracy_report_X.md` the figures are ced_X.png and point_error_<model>_X.png) with: NME mean /
-median, FR@8 %, AUC@8 % and faces not found for both box protocols (landmark box, MediaPipe +
-calibration) with the flip test off, auto (the default: mirrored only where the model doubts) and on,
+median, FR@8 %, AUC@8 % and faces not found for both box protocols (landmark box, MediaPipe: its face
+points or its calibrated box placing the crop) with the flip test off, auto (the default: mirrored
+only where the model doubts) and on, through MediaPipe without the face points (with and without the
+box calibration),
 ms per face at 1 and 2 threads and for each flip-test setting on the validation crops, webcam-frame
 rate, file sizes, and the first model on head tilts from 0 to 180° (validation photos turned), with
 and without the levelling of tilted heads.
@@ -30,7 +32,7 @@ from fkd.data import DATA_DIR, find_300w, split_300w  # noqa: E402
 from fkd.evaluate import evaluate_records, nearest_face  # noqa: E402
 from fkd.geometry import apply_affine, landmark_box, turned_image  # noqa: E402
 from fkd.io import load_image, load_image_sized  # noqa: E402
-from fkd.landmarker import MODELS, Landmarker  # noqa: E402
+from fkd.landmarker import MODELS, Landmarker, Settings  # noqa: E402
 from fkd.metrics import nme, point_nme, summary  # noqa: E402
 from fkd.runtime import onnx_available, openvino_bf16, pick_backend  # noqa: E402
 from fkd.viz import ced_plot, draw_faces, point_error_plot, save_png  # noqa: E402
@@ -176,14 +178,17 @@ def main() -> None:
                     save_png(Path(a.out).parent / pe_png, point_error_plot(list(pe)))
                     worst = np.argsort(pe)[::-1][:8]
             lm.close()
-        # the same detector boxes without the calibration: what the calibration is worth
-        lm = Landmarker(name, flip_test=False)
-        lm.calibration = IDENTITY
-        preds, gts, _, missed = evaluate_records(lm, val, "detector")
-        rows.append({"model": name, "flip_test": False, "box": "detector, no calibration",
-                     **summary(np.stack(preds), np.stack(gts)), "not_found": len(missed)})
-        print(json.dumps(rows[-1]), flush=True)
-        lm.close()
+        # the same detector boxes with their crops placed without the detector's face points (the box
+        # map, then the card's locator if any), and that without the box map: what each is worth
+        for box, calibration in (("detector, no face points", None), ("detector, no face points, no calibration", IDENTITY)):
+            lm = Landmarker(name, flip_test=False, settings=Settings(marks=False))
+            if calibration is not None:
+                lm.calibration = calibration
+            preds, gts, _, missed = evaluate_records(lm, val, "detector")
+            rows.append({"model": name, "flip_test": False, "box": box,
+                         **summary(np.stack(preds), np.stack(gts)), "not_found": len(missed)})
+            print(json.dumps(rows[-1]), flush=True)
+            lm.close()
     tilts = tilted_rows(a.models[0], val)
     # timings drift with the machine's other load: measure the models in turns, several rounds,
     # and keep each model's median over the rounds, so that the side-by-side stays fair
@@ -231,7 +236,7 @@ def main() -> None:
         lines.append(f"| {name} | {s['flip_below']:.4f} | {s['val_off_ms']:.2f} | {s['val_auto_ms']:.2f} "
                      f"({100 * s['auto_share']:.0f} % mirrored) | {s['val_on_ms']:.2f} |")
     lines += ["", f"Tilted heads, {a.models[0]}: every validation photo turned by the angle about its centre, MediaPipe "
-              "+ calibration, no flip test; `Landmarker(upright=...)`: a levelled second pass for faces tilted more "
+              "(its face points placing the crop), no flip test; `Landmarker(upright=...)`: a levelled second pass for faces tilted more "
               "than 10°, and turned copies searched when no face is sure. NME % / FR@8 % / not found.", "",
               "| upright | " + " | ".join(f"{d}°" for d in TILTS) + " |", "|---|" + "---|" * len(TILTS)]
     for upright in (True, False):
