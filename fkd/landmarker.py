@@ -174,6 +174,7 @@ class Landmarker:
                 min_confidence: float | None = None, search: bool | None = None,
                 turns: Sequence[float] | None = None, small_faces: bool | None = None) -> list[Face]:
         """Every face in `image` (or one per given box), in original-image pixels. [] = no face.
+        boxes: (x0, y0, x1, y1) each, or the `Detection`s of `detect` (their face points place the crops).
         flip_test, min_confidence: for this call (None = the Landmarker's; given boxes are kept whatever
         the model thinks unless min_confidence is given). search: look in turned copies when no face
         is sure (None = as `upright`); turns: which copies, in degrees (None = all of Settings.turns).
@@ -181,7 +182,8 @@ class Landmarker:
         rgb, (W, H) = load_image_sized(image)
         scale = W / rgb.shape[1]  # huge photos are worked on downscaled; results go back to full size
         if boxes is not None:
-            found = [Detection(check_box(b, W, H) / scale, 1.0) for b in boxes]
+            found = [Detection(check_box(b.box, W, H) / scale, b.score, None if b.marks is None else b.marks / scale)
+                     if isinstance(b, Detection) else Detection(check_box(b, W, H) / scale, 1.0) for b in boxes]
             kind = "landmarks" if box_kind == "landmarks" else "face"
             faces = self.faces_in_boxes(rgb, found, kind, flip_test, min_confidence or 0.0)
         else:

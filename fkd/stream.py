@@ -106,8 +106,8 @@ class Tracker:
             self.pacer.seen(faces, clock(), searched, turns)
             self.last_detect = now
         elif self.last_detect is None or now - self.last_detect >= self.detect_every_s:
-            boxes = [d.box for d in lm.detect(frame, small_faces=False) if not any(near(d.box, f) for f in faces)]
-            new = lm.predict(frame, boxes=boxes, flip_test=self.flip_test, min_confidence=lm.min_confidence) if boxes else []
+            found = [d for d in lm.detect(frame, small_faces=False) if not any(near(d.box, f) for f in faces)]
+            new = lm.predict(frame, boxes=found, flip_test=self.flip_test, min_confidence=lm.min_confidence) if found else []
             faces = sorted(faces + new, key=lambda f: f.box[0])
             self.last_detect = now
         self.faces = faces

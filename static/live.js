@@ -6,8 +6,8 @@
 //   faces followed from the last frame's points (Landmarker.track: crop_of, a re-crop when they moved
 //   off it, the mirrored pass for doubted faces, dropped below min_confidence); the detector on the
 //   first frame, when every face is lost, and every detect_every_s for newcomers (Landmarker.predict
-//   on its boxes: the crop the detector's six points place, else the calibrated one or the locator's,
-//   levelled / re-cropped passes, mirror; newcomers, as fkd.stream's, as boxes alone); One-Euro smoothing
+//   on its detections: the crop the detector's six points place, else the calibrated one or the
+//   locator's, levelled / re-cropped passes, mirror); One-Euro smoothing
 //   (fkd.smoothing.PointSmoother); drawing as fkd.viz.draw_faces.
 // Not done here: the search of turned copies (a head lying down); the server mode has it.
 // Every file comes from the app (static/vendor/, weights/): nothing from a CDN, single-threaded wasm,
@@ -498,8 +498,8 @@ class Live {
       this.lastDetect = now;
     } else if (this.lastDetect === null || now - this.lastDetect >= this.cfg.detect_every_s) {
       kind = "track+detect";
-      for (const [box, score] of this.detect(frame, t0).filter(([b]) => !faces.some((f) => near(b, f)))) {
-        const f = await lm.fromBox(frame, box, score, low); if (f) faces.push(f);
+      for (const [box, score, marks] of this.detect(frame, t0).filter(([b]) => !faces.some((f) => near(b, f)))) {
+        const f = await lm.fromBox(frame, box, score, low, marks); if (f) faces.push(f);
       }
       faces.sort((a, b) => a.box[0] - b.box[0]);
       this.lastDetect = now;

@@ -769,6 +769,26 @@ def test_a_face_whose_points_place_a_bad_crop_gets_the_locators(face_image):
         lm.close()
 
 
+def test_predict_takes_the_detectors_own_detections_as_its_boxes(landmarker, face_image):
+    """`predict(img, boxes=lm.detect(img))` (as a video loop adds newcomers): their points place the
+    crops as `predict(img)` does, and each face keeps its detector score; bare boxes take the locator.
+    On a huge picture (worked on downscaled) the points are scaled with the boxes."""
+    rgb, gt = face_image
+    found = landmarker.detect(rgb, small_faces=False)
+    (auto,) = landmarker.predict(rgb, flip_test=False, small_faces=False, search=False)
+    before = landmarker.locator.passes
+    (given,) = landmarker.predict(rgb, boxes=found, flip_test=False)
+    assert landmarker.locator.passes == before and given.score == found[0].score
+    np.testing.assert_allclose(given.keypoints, auto.keypoints, atol=1e-3)
+    (bare,) = landmarker.predict(rgb, boxes=[d.box for d in found], flip_test=False)
+    assert landmarker.locator.passes == before + 1 and bare.score == 1.0
+    big = np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] * 12, rgb.shape[0] * 12), Image.BILINEAR))
+    found = landmarker.detect(big, small_faces=False)
+    (face,) = landmarker.predict(big, boxes=found, flip_test=False)
+    assert landmarker.locator.passes == before + 1
+    assert nme(face.keypoints[None], (gt[None] + 0.5) * 12 - 0.5)[0] < 0.05
+
+
 def test_mediapipe_gives_each_face_its_eyes_nose_mouth_and_ears(face_image):
     """The short-range model's six points per face, in image pixels: eyes (the image's left first),
     nose tip and mouth where the face's 68 labelled points have them; the full-range model's boxes,
