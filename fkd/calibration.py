@@ -4,7 +4,7 @@ The models crop around the landmark bounding box; BlazeFace's box is bigger, hig
 and square. A three-number map fitted on the training images closes that gap:
     centre = detector centre + (dx, dy) · side,   side = scale · detector side.
 The short-range detector also gives six face points (eyes, nose tip, mouth, ears): a linear map from
-them places the landmark box about half as far off (`MarkCalibration`, "<layout>_marks").
+them places the landmark box closer than the box does (`MarkCalibration`, "<layout>_marks").
 `python -m training.calibrate` refits both and writes weights/calibration.json with their residuals.
 """
 from __future__ import annotations

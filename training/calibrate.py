@@ -6,8 +6,8 @@ Each map is fitted on the training faces of its data set: the detector's box of 
 to its landmark box, and the medians of their offsets and size ratio. `ibug68_marks` maps the
 detector's six face points to the landmark box (least squares, in the frame the Landmarker levels
 them in), on the photos and on the same photos letterboxed into webcam frames (`FRAMES`): the points
-land differently on a face that fills less of the detector's view. `full_to_short` maps the full-range detector's boxes to the short-range one's, on the
-300-W training faces both find once.
+land differently on a face that fills less of the detector's view. `full_to_short` maps the
+full-range detector's boxes to the short-range one's, on the 300-W training faces both find once.
 """
 from __future__ import annotations
 
