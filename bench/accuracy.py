@@ -182,8 +182,10 @@ def main() -> None:
         # map, then the card's locator if any), and that without the box map: what each is worth
         for box, calibration in (("detector, no face points", None), ("detector, no face points, no calibration", IDENTITY)):
             lm = Landmarker(name, flip_test=False, settings=Settings(marks=False))
-            if calibration is not None:
-                lm.calibration = calibration
+            if calibration is not None:  # the locator, if any, crops the box by its own calibration
+                for m in (lm, lm.locator):
+                    if m is not None:
+                        m.calibration = calibration
             preds, gts, _, missed = evaluate_records(lm, val, "detector")
             rows.append({"model": name, "flip_test": False, "box": box,
                          **summary(np.stack(preds), np.stack(gts)), "not_found": len(missed)})
@@ -236,7 +238,7 @@ def main() -> None:
         lines.append(f"| {name} | {s['flip_below']:.4f} | {s['val_off_ms']:.2f} | {s['val_auto_ms']:.2f} "
                      f"({100 * s['auto_share']:.0f} % mirrored) | {s['val_on_ms']:.2f} |")
     lines += ["", f"Tilted heads, {a.models[0]}: every validation photo turned by the angle about its centre, MediaPipe "
-              "(its face points placing the crop), no flip test; `Landmarker(upright=...)`: a levelled second pass for faces tilted more "
+              "(its face points placing the crop; upright=False: its calibrated box), no flip test; `Landmarker(upright=...)`: a levelled second pass for faces tilted more "
               "than 10°, and turned copies searched when no face is sure. NME % / FR@8 % / not found.", "",
               "| upright | " + " | ".join(f"{d}°" for d in TILTS) + " |", "|---|" + "---|" * len(TILTS)]
     for upright in (True, False):

@@ -76,7 +76,10 @@ class FaceDetector:
 
 
 class MediaPipeDetector(FaceDetector):
-    def __init__(self, model_path: str | Path = BLAZEFACE, min_score: float = 0.5):
+    def __init__(self, model_path: str | Path = BLAZEFACE, min_score: float = 0.5, marks: bool = True):
+        """marks: give each face's six points (the map from them to the training crop is fitted on the
+        short-range model's: the full-range model's detectors pass False)."""
+        self.marks = marks
         model_path = Path(model_path)
         if not model_path.exists():
             raise WeightsError(f"{model_path}: face detector model not found (it ships in the repository's weights/)")
@@ -110,7 +113,8 @@ class MediaPipeDetector(FaceDetector):
             b = d.bounding_box
             box = np.array([b.origin_x, b.origin_y, b.origin_x + b.width, b.origin_y + b.height], np.float32)
             box = np.clip(box, 0, [w, h, w, h]).astype(np.float32)
-            marks = np.array([(k.x * w, k.y * h) for k in d.keypoints], np.float32) if len(d.keypoints) == 6 else None
+            marks = np.array([(k.x * w, k.y * h) for k in d.keypoints], np.float32) \
+                if self.marks and len(d.keypoints) == 6 else None
             if box[2] - box[0] >= 4 and box[3] - box[1] >= 4:
                 out.append(Detection(box, float(d.categories[0].score), marks))
         return sorted(out, key=lambda d: d.box[0])  # left to right: stable face order
@@ -165,11 +169,11 @@ class MediaPipeShortAndFull(FaceDetector):
     @property
     def full(self) -> MediaPipeDetector:
         if self._full is None:
-            self._full = MediaPipeDetector(BLAZEFACE_FULL, FULL_SCORE_RATIO * self._min_score)
+            self._full = MediaPipeDetector(BLAZEFACE_FULL, FULL_SCORE_RATIO * self._min_score, marks=False)
         return self._full
 
     def detect(self, rgb: np.ndarray, short: list | None = None) -> list[Detection]:
-        """short: the short-range model's boxes on `rgb`, when they are known already."""
+        """short: the short-range model's detections on `rgb`, when they are known already."""
         found = self._both(rgb, short)
         h, w = rgb.shape[:2]
         n, side = max(h, w), min(h, w)
@@ -231,8 +235,7 @@ class MediaPipeShortAndFull(FaceDetector):
         return found
 
     def _to_short(self, found: list[Detection]) -> list[Detection]:
-        """Full-range boxes mapped to the short-range convention (`full_to_short`), without their face
-        points: the map from points to the training crop (`MarkCalibration`) is the short-range model's."""
+        """Full-range boxes mapped to the short-range convention (`full_to_short`)."""
         return [Detection(self.full_to_short.apply(d.box), d.score) for d in found]
 
     def detect_near(self, rgb: np.ndarray) -> list[Detection]:
@@ -275,7 +278,7 @@ def _tile_starts(n: int, side: int, most: int | None = MAX_TILES) -> list[int]:
 
 
 DETECTORS = {"mediapipe": MediaPipeShortAndFull, "mediapipe-short": MediaPipeDetector,
-             "mediapipe-full": lambda min_score=0.5: MediaPipeDetector(BLAZEFACE_FULL, min_score)}
+             "mediapipe-full": lambda min_score=0.5: MediaPipeDetector(BLAZEFACE_FULL, min_score, marks=False)}
 
 
 def make_detector(name: str = "mediapipe", **kw) -> FaceDetector:

@@ -182,8 +182,8 @@ class Landmarker:
         rgb, (W, H) = load_image_sized(image)
         scale = W / rgb.shape[1]  # huge photos are worked on downscaled; results go back to full size
         if boxes is not None:
-            found = [Detection(check_box(b.box, W, H) / scale, b.score, None if b.marks is None else b.marks / scale)
-                     if isinstance(b, Detection) else Detection(check_box(b, W, H) / scale, 1.0) for b in boxes]
+            found = [check_detection(b, W, H) for b in boxes]
+            found = [Detection(d.box / scale, d.score, None if d.marks is None else d.marks / scale) for d in found]
             kind = "landmarks" if box_kind == "landmarks" else "face"
             faces = self.faces_in_boxes(rgb, found, kind, flip_test, min_confidence or 0.0)
         else:
@@ -204,8 +204,9 @@ class Landmarker:
         """Keypoints for boxes on a loaded RGB image: (list of (N, 2), list of confidences).
         frame: the boxes are in a turned copy of the image (the 2×3 map image -> copy). Crops below
         `min_confidence` (the caller drops them) get neither a second pass nor the flip test.
-        marks: the detector's face points of each box (or None): they place its crop (`marked_crops`); a
-        face the model believes less than `min_confidence` there goes on as a box without them.
+        marks: the detector's face points of each box (or None): they place its crop (`marked_crops`) where
+        the card's layout has a fitted map and the boxes are upright face boxes of this image (not `frame`'s);
+        a face the model believes less than `min_confidence` there goes on as a box without them.
         locate: the card's locator places the crops of the other face boxes (`locate`); a box it believes
         less than `min_confidence` keeps the locator's points and confidence, and no pass of the model."""
         flip = self._flip(flip_test)
@@ -291,9 +292,10 @@ class Landmarker:
     # -- where faces come from ----------------------------------------------------------------
     def faces_in_boxes(self, rgb: np.ndarray, found, kind: str, flip_test, min_confidence: float,
                        frame=None, locate: bool = True) -> list[Face]:
-        """Faces for (box, score) pairs; those the model believes less than `min_confidence` are dropped.
-        frame: the boxes are in a turned copy of `rgb` (2×3 map rgb -> copy); the Face gets their
-        outline in rgb. locate: as in `predict_boxes`."""
+        """Faces for the detector's finds (`Detection`s, or a detector of one's own's (box, score) pairs);
+        those the model believes less than `min_confidence` are dropped. frame: the boxes are in a turned
+        copy of `rgb` (2×3 map rgb -> copy); the Face gets their outline in rgb. locate: as in `predict_boxes`."""
+        found = [Detection(*d) for d in found]
         if not found:
             return []
         pts, conf = self.predict_boxes(rgb, [d.box for d in found], kind, flip_test, frame, min_confidence, locate,
@@ -551,6 +553,16 @@ def _wrap(degrees: float) -> float:
 def corners(box: np.ndarray) -> np.ndarray:
     x0, y0, x1, y1 = box
     return np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float32)
+
+
+def check_detection(given, W: int, H: int) -> Detection:
+    """A given box (`check_box`, score 1), or a `Detection` of `detect` with its face points checked."""
+    if not isinstance(given, Detection):
+        return Detection(check_box(given, W, H), 1.0)
+    marks = None if given.marks is None else np.asarray(given.marks, np.float64)
+    if marks is not None and (marks.shape != (6, 2) or not np.isfinite(marks).all()):
+        raise ValueError(f"a detection's face points must be six finite (x, y) pairs, got {given.marks!r}")
+    return Detection(check_box(given.box, W, H), float(given.score), marks)
 
 
 def check_box(box, W: int, H: int) -> np.ndarray:

@@ -498,7 +498,9 @@ class Live {
       this.lastDetect = now;
     } else if (this.lastDetect === null || now - this.lastDetect >= this.cfg.detect_every_s) {
       kind = "track+detect";
-      for (const [box, score, marks] of this.detect(frame, t0).filter(([b]) => !faces.some((f) => near(b, f)))) {
+      const found = this.detect(frame, t0).filter(([b]) => !faces.some((f) => near(b, f)));
+      if (rec) rec.found = found.map(([box, score, marks]) => ({ box, score, marks }));
+      for (const [box, score, marks] of found) {
         const f = await lm.fromBox(frame, box, score, low, marks); if (f) faces.push(f);
       }
       faces.sort((a, b) => a.box[0] - b.box[0]);

@@ -12,7 +12,7 @@ from conftest import FIXTURES, ROOT, W300, val_faces
 from PIL import Image
 
 import fkd
-from fkd.detect import FaceDetector
+from fkd.detect import Detection, FaceDetector
 from fkd.geometry import landmark_box
 from fkd.metrics import nme
 
@@ -65,8 +65,12 @@ def test_a_loose_hand_drawn_box_works_like_a_detector_box(landmarker, face_image
     assert np.allclose(again, faces[0].keypoints, atol=1e-3)
 
 
-@pytest.mark.parametrize("box,msg", [([5000, 5000, 6000, 6000], "outside"), ([10, 10, 12, 12], "too small"),
-                                     ([1, 2, 3], "four numbers"), ([0, 0, float("nan"), 10], "non-finite")])
+@pytest.mark.parametrize("box,msg", [
+    ([5000, 5000, 6000, 6000], "outside"), ([10, 10, 12, 12], "too small"), ([1, 2, 3], "four numbers"),
+    ([0, 0, float("nan"), 10], "non-finite"),
+    (Detection(np.array([20, 20, 120, 120]), 0.9, np.zeros((5, 2))), "six finite"),    # a detection's points
+    (Detection(np.array([20, 20, 120, 120]), 0.9, np.full((6, 2), np.inf)), "six finite"),
+    (Detection(np.array([5000, 5000, 6000, 6000]), 0.9, None), "outside")])
 def test_bad_boxes_are_explained(landmarker, face_image, box, msg):
     with pytest.raises(ValueError, match=msg):
         landmarker.predict(face_image[0], boxes=[box])
@@ -594,6 +598,20 @@ class FixedDetector(FaceDetector):
 
     def detect(self, rgb):
         return list(self.found)
+
+
+def test_a_detector_of_ones_own_may_give_box_and_score_pairs(face_image):
+    """A detector that gives (box, score) pairs, not `Detection`s: its boxes are read on every path, the
+    search of turned copies too (on a blank wall no face is sure, so the copies are searched)."""
+    rgb, gt = face_image
+    lm = fkd.Landmarker("face68", detector=FixedDetector([(landmark_box(gt), 0.9)]))
+    (face,) = lm.predict(rgb, flip_test=False)
+    assert face.score == 0.9 and nme(face.keypoints[None], gt[None])[0] < 0.05
+    searched = []
+    real = lm.faces_in_turned_copies
+    lm.faces_in_turned_copies = lambda *a: searched.append(a[-1]) or real(*a)
+    assert lm.predict(np.full_like(rgb, 128), turns=(90.0,)) == [] and searched == [(90.0,)]
+    lm.close()
 
 
 def test_weak_detections_need_a_model_that_can_doubt_them(face_image):

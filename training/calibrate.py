@@ -124,6 +124,7 @@ def main(argv=None) -> None:
             for frame in FRAMES:
                 more, points, _ = detect_matched(train, det, frame)
                 found, kept = found + more, kept + points
+            found, kept = zip(*[(d, p) for d, p in zip(found, kept) if d.marks is not None])
             marks, boxes, level_targets = fit_marks(found, kept)
             result["ibug68_marks"] = {"weights": [list(row) for row in marks.weights], "with": box_errors(boxes, level_targets),
                                       "fitted_on": f"{len(found)} faces: {fitted_on} as they are and letterboxed into "
