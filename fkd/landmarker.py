@@ -556,16 +556,17 @@ def corners(box: np.ndarray) -> np.ndarray:
 
 
 def check_detection(given, W: int, H: int) -> Detection:
-    """A given box (`check_box`, score 1), or a `Detection` of `detect` with its face points checked."""
+    """A given box (`check_box`, score 1), or a `Detection` of `detect` with its face points checked (a
+    detector's box may be as small as it found it: a video loop must not stop on a distant face)."""
     if not isinstance(given, Detection):
         return Detection(check_box(given, W, H), 1.0)
     marks = None if given.marks is None else np.asarray(given.marks, np.float64)
     if marks is not None and (marks.shape != (6, 2) or not np.isfinite(marks).all()):
         raise ValueError(f"a detection's face points must be six finite (x, y) pairs, got {given.marks!r}")
-    return Detection(check_box(given.box, W, H), float(given.score), marks)
+    return Detection(check_box(given.box, W, H, min_side=1), float(given.score), marks)
 
 
-def check_box(box, W: int, H: int) -> np.ndarray:
+def check_box(box, W: int, H: int, min_side: float = 8) -> np.ndarray:
     """A user's box as float (x0, y0, x1, y1), corners in any order; clear errors when unusable."""
     try:
         b = np.asarray(box, dtype=np.float64).reshape(4)
@@ -577,6 +578,6 @@ def check_box(box, W: int, H: int) -> np.ndarray:
     y0, y1 = sorted((b[1], b[3]))
     if x1 <= 0 or y1 <= 0 or x0 >= W or y0 >= H:
         raise ValueError(f"box ({x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}) lies outside the {W}×{H} image")
-    if x1 - x0 < 8 or y1 - y0 < 8:
-        raise ValueError(f"box ({x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}) is too small (under 8 pixels)")
+    if x1 - x0 < min_side or y1 - y0 < min_side:
+        raise ValueError(f"box ({x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}) is too small (under {min_side:g} pixels)")
     return np.array([x0, y0, x1, y1], np.float32)

@@ -70,7 +70,8 @@ def test_a_loose_hand_drawn_box_works_like_a_detector_box(landmarker, face_image
     ([0, 0, float("nan"), 10], "non-finite"),
     (Detection(np.array([20, 20, 120, 120]), 0.9, np.zeros((5, 2))), "six finite"),    # a detection's points
     (Detection(np.array([20, 20, 120, 120]), 0.9, np.full((6, 2), np.inf)), "six finite"),
-    (Detection(np.array([5000, 5000, 6000, 6000]), 0.9, None), "outside")])
+    (Detection(np.array([5000, 5000, 6000, 6000]), 0.9, None), "outside"),
+    (Detection(np.array([20, 20, 20, 40]), 0.9, None), "too small")])
 def test_bad_boxes_are_explained(landmarker, face_image, box, msg):
     with pytest.raises(ValueError, match=msg):
         landmarker.predict(face_image[0], boxes=[box])
@@ -805,6 +806,8 @@ def test_predict_takes_the_detectors_own_detections_as_its_boxes(landmarker, fac
     (face,) = landmarker.predict(big, boxes=found, flip_test=False)
     assert landmarker.locator.passes == before + 1
     assert nme(face.keypoints[None], (gt[None] + 0.5) * 12 - 0.5)[0] < 0.05
+    # a detector's box smaller than a person may draw (8 px) is read, not refused: a video loop goes on
+    assert landmarker.predict(rgb, boxes=[Detection(np.array([20, 20, 25, 25]), 0.9)], min_confidence=0.8) == []
 
 
 def test_mediapipe_gives_each_face_its_eyes_nose_mouth_and_ears(face_image):
