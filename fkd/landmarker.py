@@ -211,31 +211,32 @@ class Landmarker:
         less than `min_confidence` keeps the locator's points and confidence, and no pass of the model."""
         flip = self._flip(flip_test)
         upright = box_kind == "face" and self.upright and bool(self.layout.eyes)  # levelled / re-cropped passes
-        marked = [] if marks is None or frame is not None or self.mark_calibration is None or not upright \
-            else [i for i, m in enumerate(marks) if m is not None]
-        if marked:
-            points, conf = [None] * len(boxes), [0.0] * len(boxes)
-            mats, levelled = self.marked_crops([boxes[i] for i in marked], [marks[i] for i in marked])
-            reading = self.read(rgb, mats)
-            sure = np.flatnonzero(reading.conf >= min_confidence)
-            marked = [marked[j] for j in sure]
-            for i, p, c in zip(marked, *self.finish(rgb, reading.rows(sure), flip, min_confidence, upright,
-                                                    [levelled[j] for j in sure])):
-                points[i], conf[i] = p, c
-            rest = [i for i in range(len(boxes)) if i not in marked]
-            if rest:
-                for i, p, c in zip(rest, *self.predict_boxes(rgb, [boxes[i] for i in rest], box_kind, flip_test,
-                                                             None, min_confidence, locate)):
-                    points[i], conf[i] = p, c
+        points, conf = [None] * len(boxes), [0.0] * len(boxes)
+        rest = list(range(len(boxes)))  # the boxes not read yet
+        if marks is not None and frame is None and self.mark_calibration is not None and upright:
+            marked = [i for i in rest if marks[i] is not None]
+            if marked:
+                mats, levelled = self.marked_crops([boxes[i] for i in marked], [marks[i] for i in marked])
+                reading = self.read(rgb, mats)
+                sure = np.flatnonzero(reading.conf >= min_confidence)
+                for j, p, c in zip(sure, *self.finish(rgb, reading.rows(sure), flip, min_confidence, upright,
+                                                      [levelled[j] for j in sure])):
+                    points[marked[j]], conf[marked[j]] = p, c
+                read = {marked[j] for j in sure}
+                rest = [i for i in rest if i not in read]
+        if not rest:
             return points, conf
-        if not (upright and locate and self.locator is not None):
-            return self.finish(rgb, self.read(rgb, self.box_crops(boxes, box_kind, frame)), flip, min_confidence, upright)
-        mats, located = self.locate(rgb, boxes, frame)
-        points, conf = list(located.points), [float(c) for c in located.conf]
-        sure = np.flatnonzero(located.conf >= min_confidence)
+        rest_boxes = [boxes[i] for i in rest]
+        if upright and locate and self.locator is not None:
+            mats, located = self.locate(rgb, rest_boxes, frame)
+            for j, i in enumerate(rest):  # kept where the model gets no pass: the locator does not believe the box
+                points[i], conf[i] = located.points[j], float(located.conf[j])
+            sure = np.flatnonzero(located.conf >= min_confidence)
+        else:
+            mats, sure = self.box_crops(rest_boxes, box_kind, frame), np.arange(len(rest))
         if len(sure):
-            for i, p, c in zip(sure, *self.finish(rgb, self.read(rgb, mats[sure]), flip, min_confidence, upright)):
-                points[i], conf[i] = p, c
+            for j, p, c in zip(sure, *self.finish(rgb, self.read(rgb, mats[sure]), flip, min_confidence, upright)):
+                points[rest[j]], conf[rest[j]] = p, c
         return points, conf
 
     def finish(self, rgb: np.ndarray, reading: Reading, flip: FlipTest, min_confidence: float, upright: bool,

@@ -49,28 +49,36 @@ def fit(det_boxes: np.ndarray, lm_boxes: np.ndarray) -> BoxCalibration:
 FRAMES = ((640, 480), (1280, 720))  # pixels (width, height): webcam frames the points' map also sees
 
 
-def detect_matched(records, detector, frame: tuple[int, int] | None = None) -> tuple[list[Detection], list, int]:
-    """For each record, the detection nearest its landmark box, in its photo or in the photo letterboxed
-    into a `frame` (width, height). Returns detections, the labelled points in their pixels, misses."""
-    det, kept, misses = [], [], 0
+def detect_matched(records, detector, frames=(None,)) -> dict:
+    """For each record, the detection nearest its landmark box in its photo (frame None) and in the photo
+    letterboxed into each other frame of `frames` (width, height), each photo read once. Returns, per
+    frame, (detections, the labelled points in their pixels, misses)."""
+    out = {frame: ([], [], 0) for frame in frames}
     for r in records:
-        rgb, points = load_image(r.image, max_side=100_000), r.points
-        if frame is not None:
-            rgb, to_frame = letterbox(rgb, frame)
-            points = apply_affine(to_frame, points)
-        target = landmark_box(points)
-        found = detector.detect(rgb)
-        if not found:
-            misses += 1
-            continue
-        cl = (target[:2] + target[2:]) / 2
-        best = min(found, key=lambda d: np.linalg.norm((d.box[:2] + d.box[2:]) / 2 - cl))
-        if np.linalg.norm((best.box[:2] + best.box[2:]) / 2 - cl) > box_side(target):
-            misses += 1  # the only face found is someone else's
-            continue
-        det.append(best)
-        kept.append(points)
-    return det, kept, misses
+        photo = load_image(r.image, max_side=100_000)
+        for frame in frames:
+            rgb, points = photo, r.points
+            if frame is not None:
+                rgb, to_frame = letterbox(photo, frame)
+                points = apply_affine(to_frame, points)
+            det, kept, misses = out[frame]
+            best = nearest(detector.detect(rgb), landmark_box(points))
+            if best is None:
+                out[frame] = det, kept, misses + 1
+            else:
+                det.append(best)
+                kept.append(points)
+    return out
+
+
+def nearest(found: list[Detection], target: np.ndarray) -> Detection | None:
+    """The detection whose box centre lies nearest the landmark box `target`'s, unless it lies a whole
+    box side away (the only face found is someone else's)."""
+    cl = (target[:2] + target[2:]) / 2
+    best = min(found, key=lambda d: np.linalg.norm((d.box[:2] + d.box[2:]) / 2 - cl), default=None)
+    if best is None or np.linalg.norm((best.box[:2] + best.box[2:]) / 2 - cl) > box_side(target):
+        return None
+    return best
 
 
 def fit_marks(found: list[Detection], points: list[np.ndarray]) -> tuple[MarkCalibration, np.ndarray, np.ndarray]:
@@ -80,12 +88,12 @@ def fit_marks(found: list[Detection], points: list[np.ndarray]) -> tuple[MarkCal
     features, targets, levelled = [], [], []
     for d, p in zip(found, points):
         to_level, _ = level_turn(d.marks, (0, 1), above)
-        side = box_side(d.box)
-        f, centre = mark_features(apply_affine(to_level, d.marks), side)
+        marks, side = apply_affine(to_level, d.marks), box_side(d.box)
+        f, centre = mark_features(marks, side)
         t = landmark_box(apply_affine(to_level, p))
         features.append(f)
         targets.append([*(((t[:2] + t[2:]) / 2 - centre) / side), np.log(box_side(t) / side)])
-        levelled.append((apply_affine(to_level, d.marks), side, t))
+        levelled.append((marks, side, t))
     w = np.linalg.lstsq(np.array(features), np.array(targets), rcond=None)[0].T
     cal = MarkCalibration(tuple(tuple(row) for row in w.tolist()))
     return cal, np.array([cal.apply(m, s) for m, s, _ in levelled]), np.array([t for _, _, t in levelled])
@@ -113,18 +121,17 @@ def main(argv=None) -> None:
             continue
         recs, _ = find_300w(data / sub) if layout == "ibug68" else find_imm(data / sub)
         train, _ = split_300w(recs, data / sub) if layout == "ibug68" else split_imm(recs)
-        found, kept, misses = detect_matched(train, det)
+        # the points' map also sees webcam frames; IMM's 29 training faces are too few for its 39 numbers
+        matched = detect_matched(train, det, (None, *FRAMES) if layout == "ibug68" else (None,))
+        found, kept, misses = matched[None]
         d, t = np.array([f.box for f in found]), np.array([landmark_box(p) for p in kept])
         cal = fit(d, t)
         before, after = box_errors(d, t), box_errors(np.array([cal.apply(b) for b in d]), t)
         fitted_on = f"{len(d)} training faces of {sub} ({misses} not detected)"
         result[layout] = {**asdict(cal), "fitted_on": fitted_on, "without": before, "with": after}
         print(layout, json.dumps(result[layout], indent=1))
-        if layout == "ibug68":  # IMM's 29 training faces are too few for the points' 39 numbers
-            for frame in FRAMES:
-                more, points, _ = detect_matched(train, det, frame)
-                found, kept = found + more, kept + points
-            found, kept = zip(*[(d, p) for d, p in zip(found, kept) if d.marks is not None])
+        if layout == "ibug68":
+            found, kept = zip(*[(d, p) for frame in matched for d, p in zip(*matched[frame][:2]) if d.marks is not None])
             marks, boxes, level_targets = fit_marks(found, kept)
             result["ibug68_marks"] = {"weights": [list(row) for row in marks.weights], "with": box_errors(boxes, level_targets),
                                       "fitted_on": f"{len(found)} faces: {fitted_on} as they are and letterboxed into "
