@@ -137,21 +137,28 @@ def letterbox(image: np.ndarray, size: tuple[int, int], fill: int = 90) -> tuple
 
 
 def warp(image: np.ndarray, M: np.ndarray, out_wh: tuple[int, int]) -> np.ndarray:
-    """Crop/resize by `M`. Area-averaging when shrinking a lot avoids aliasing on big photos."""
+    """Crop/resize by `M`, bilinear, edges replicated. Only the part of the image the crop reads is
+    touched; a big shrink first area-averages it, which avoids aliasing on big photos."""
     scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))
-    if scale < 0.5:
-        # shrink the source first, by a whole factor f so that the area average is a plain f×f box
-        # mean (~20x faster than a fractional one), and only the part the crop reads: bilinear
-        # sampling then works at a scale in [0.5, 1) and skips no pixel (big photo, small face)
-        f = math.ceil(0.5 / scale)
-        x0, y0, x1, y1 = _source_rect(M, out_wh, image.shape[1], image.shape[0], margin=2 * f + 2)
-        x0, y0 = x0 - x0 % f, y0 - y0 % f
-        w, h = (x1 - x0) // f, (y1 - y0) // f
-        if w >= 1 and h >= 1:
-            image = cv2.resize(image[y0:y0 + h * f, x0:x0 + w * f], (w, h), interpolation=cv2.INTER_AREA)
-            # small-image pixel (u, v) is the mean of original pixels f·u + x0 … f·u + x0 + f - 1
-            M = M @ np.array([[f, 0, (f - 1) / 2 + x0], [0, f, (f - 1) / 2 + y0], [0, 0, 1]])
-    return cv2.warpAffine(image, M, out_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # shrink by f = 2, 4, 8 ... (OpenCV's fast whole-factor area mean; 3 is ~8x slower than 2) until
+    # the bilinear sampling works at a scale in [0.5, 1) and skips no pixel (big photo, small face)
+    f = 1 << max(0, math.ceil(math.log2(0.5 / scale))) if scale < 0.5 else 1
+    x0, y0, x1, y1 = _source_rect(M, out_wh, image.shape[1], image.shape[0], margin=2 * f + 2)
+    x0, y0 = x0 - x0 % f, y0 - y0 % f
+    w, h = (x1 - x0) // f, (y1 - y0) // f
+    if w < 1 or h < 1:  # the crop lies outside the image: its edges replicated
+        return cv2.warpAffine(image, M, out_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    src = image[y0:y0 + h * f, x0:x0 + w * f]
+    M = M @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]])
+    while f > 1:  # each halving: pixel (u, v) is the mean of the pixels 2u, 2u + 1 (and v's) before it
+        src = cv2.resize(src, (src.shape[1] // 2, src.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        M = M @ np.array([[2, 0, 0.5], [0, 2, 0.5], [0, 0, 1]])
+        f //= 2
+    if src.ndim == 3 and src.shape[2] == 3:  # OpenCV warps 4 channels ~1.7× faster than 3, to the same values
+        out = cv2.warpAffine(cv2.cvtColor(src, cv2.COLOR_RGB2RGBA), M, out_wh, flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REPLICATE)
+        return cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
+    return cv2.warpAffine(src, M, out_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _source_rect(M: np.ndarray, out_wh: tuple[int, int], W: int, H: int, margin: float) -> tuple[int, int, int, int]:

@@ -60,13 +60,13 @@ function cropShift(M, M2, [w, h]) {  // Landmarker's crop_shift: the largest cor
 const mean = (p) => { let x = 0, y = 0; for (const q of p) { x += q[0]; y += q[1]; } return [x / p.length, y / p.length]; };
 const wrap = (d) => ((d + 180) % 360 + 360) % 360 - 180;
 
-// -- the crop, as fkd.geometry.warp (an f×f box mean first when shrinking past 2×) and cv2.warpAffine
+// -- the crop, as fkd.geometry.warp (an f×f box mean first when shrinking past 2×, f = 2, 4, 8 ...) and cv2.warpAffine
 // (bilinear, 1/32-pixel positions, border replicated), then pixel / 255 - 0.5 in (1, C, H, W)
 function cut(frame, M, [W, H], channels, out) {
   let src = frame.data, sw = frame.width, sh = frame.height, stride = 4;
   const scale = Math.sqrt(Math.abs(M[0] * M[4] - M[1] * M[3]));
   if (scale < 0.5) {
-    const f = Math.ceil(0.5 / scale), margin = 2 * f + 2, Mi = invert(M);
+    const f = 2 ** Math.ceil(Math.log2(0.5 / scale)), margin = 2 * f + 2, Mi = invert(M);
     const C = apply(Mi, [[-0.5, -0.5], [W - 0.5, -0.5], [-0.5, H - 0.5], [W - 0.5, H - 0.5]]);
     let x0 = Math.max(0, Math.floor(Math.min(...C.map((c) => c[0])) - margin));
     let y0 = Math.max(0, Math.floor(Math.min(...C.map((c) => c[1])) - margin));

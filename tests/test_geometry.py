@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -72,3 +73,21 @@ def test_compose_applies_the_right_matrix_last():
     A, B = turn((5.0, 7.0), 30), np.array([[2.0, 0, 1], [0, 3.0, -4]])
     p = np.array([[1.0, 2.0], [-3.0, 0.5]])
     assert np.allclose(apply_affine(compose(A, B), p), apply_affine(A, apply_affine(B, p)))
+
+
+@pytest.mark.parametrize("scale", [0.3, 0.2, 0.1])
+def test_a_big_shrink_is_a_box_mean_then_the_bilinear_crop(scale):
+    """A crop that shrinks more than 2× reads the image averaged over f×f blocks (f = 2, 4, 8: the
+    power of two that brings the sampling scale into [0.5, 1)), then samples it bilinearly."""
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (700, 900, 3), dtype=np.uint8)
+    f = {0.3: 2, 0.2: 4, 0.1: 8}[scale]
+    M = np.array([[scale, 0.02, -100 * scale], [-0.02, scale, -80 * scale]])
+    h, w = 700 // f, 900 // f
+    blocks = img[:h * f, :w * f].reshape(h, f, w, f, 3).astype(np.float64).mean((1, 3))
+    # block (u, v) is centred on image pixel f·u + (f - 1) / 2
+    Mb = M @ np.array([[f, 0, (f - 1) / 2], [0, f, (f - 1) / 2], [0, 0, 1]])
+    want = cv2.warpAffine(blocks.astype(np.float32), Mb, (64, 64), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    got = warp(img, M, (64, 64))
+    assert np.abs(got.astype(np.float64) - want).max() <= 2  # uint8 rounding at each halving and in the warp
+    assert np.abs(got.astype(np.float64) - want).mean() < 0.6
