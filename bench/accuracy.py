@@ -3,7 +3,8 @@
     python bench/accuracy.py [--data ../shared/data] [--models ibug68 ibug68_ctx ...] [--rounds 3]
 
 Writes bench/accuracy_report.md (+ bench/ced.png, bench/point_error_<first model>.png; with
-`--out accuracy_report_X.md` the figures are ced_X.png and point_error_<model>_X.png) with: NME mean /
+`--out accuracy_report_X.md` the figures are ced_X.png and point_error_<model>_X.png, or
+point_error_X.png where X is the model) with: NME mean /
 median, FR@8 %, AUC@8 % and faces not found for both box protocols (landmark box, MediaPipe: its face
 points or its calibrated box placing the crop) with the flip test off, auto (the default: mirrored
 only where the model doubts) and on, through MediaPipe without the face points (with and without the
@@ -145,7 +146,9 @@ def main() -> None:
     p.add_argument("--out", type=report_path, default=str(HERE / "accuracy_report.md"))
     a = p.parse_args()
     tag = Path(a.out).stem.removeprefix("accuracy_report")  # "" or e.g. "_avx2": the figures follow the report
-    ced_png, pe_png = f"ced{tag}.png", f"point_error_{a.models[0]}{tag}.png"
+    # a tag that names the model already (accuracy_report_face68.md) is not said twice
+    pe_png = f"point_error_{a.models[0]}{'' if tag == f'_{a.models[0]}' else tag}.png"
+    ced_png = f"ced{tag}.png"
     root = Path(a.data) / "300w"
     recs, _ = find_300w(root)
     _, val = split_300w(recs, root)

@@ -5,7 +5,7 @@
 A validation face with its labels (tests/fixtures, ~200 px wide) slides back and forth across a
 640×480 frame at several speeds (a share of its width per frame, 0 = still). After its first detection,
 each frame goes through the app's `fkd.stream.Tracker`: the face is cropped from its last points,
-read by `Landmarker.track`, given a second pass when it lies off that crop (`Settings.recrop_above`),
+read by `Landmarker.track`, given a second pass when it lies off that crop (`Settings.follow_recrop_above`),
 and detected again when lost. Each speed runs with and without the second pass. Writes
 bench/motion_report.md: NME (inter-ocular) against the moved labels, mean and worst over the frames,
 jitter (the points' move from frame to frame unlike the face's), the frames lost, and the model's
@@ -67,7 +67,7 @@ def path(speed: float, frames: int) -> list[float]:
     return xs
 
 
-MODES = {"second pass (the app)": Settings(), "one pass": Settings(recrop_above=None)}
+MODES = {"second pass (the app)": Settings(), "one pass": Settings(follow_recrop_above=None)}
 
 
 def follow(lm: Landmarker, face: SlidingFace, speed: float, frames: int) -> dict[str, float]:
@@ -124,7 +124,7 @@ def main() -> None:
                 lines.append(row)
         for lm in lms.values():
             lm.close()
-    lines += ["", "Second pass: a face whose new points' crop lies more than `Settings.recrop_above` (a share of the input's side) from the crop "
+    lines += ["", "Second pass: a face whose new points' crop lies more than `Settings.follow_recrop_above` (a share of the input's side) from the crop "
               "it was read on is read again on that crop. Jitter: how far the points moved from one frame to the next "
               "unlike the face (mean over points and frames, % of the eye-corner distance). Passes per frame: the "
               "model's runs after the first detection."]

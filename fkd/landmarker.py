@@ -49,8 +49,11 @@ class Settings:
     value was found; bench/accuracy.py and bench/boxes.py measure them."""
     min_confidence: float = 0.8          # model confidence (0-1): detector faces below it are dropped
     level_above: float = 10.0            # degrees of eye-line tilt: a face tilted more gets a levelled pass
-    recrop_above: float | None = 0.05    # of the input side: a crop this far from its points' crop gets a
+    recrop_above: float | None = 0.065   # of the input side: a crop this far from its points' crop gets a
                                          # pass on theirs (None: never)
+    blend_within: float = 0.1            # of the input side: a re-crop this near keeps the mean of both passes
+    follow_recrop_above: float | None = 0.05  # `recrop_above` for a face followed in a video (`track`), whose
+                                         # crop lags its motion: re-cropped sooner, only the second pass counts
     extra_passes: int = 2                # levelled or re-cropped passes per face, at most
     locate: bool = True                  # the card's locator places the crop of a face box (False: the box's own crop)
     marks: bool = True                   # the detector's face points place the crops of its boxes (False: as `locate`)
@@ -260,8 +263,8 @@ class Landmarker:
         prev = [np.asarray(f.keypoints, np.float64) / scale for f in faces]
         reading = self.read(rgb, np.stack([self.crop_of(p) for p in prev]))
         low = self.min_confidence
-        again = {i: M for i in range(len(reading))
-                 if (M := self.recrop(reading.points[i], reading.conf[i], reading.mats[i], low)) is not None}
+        again = {i: re[0] for i in range(len(reading))
+                 if (re := self.recrop(reading.points[i], reading.conf[i], reading.mats[i], low, follow=True)) is not None}
         reading = self.pass_again(rgb, reading, again)
         reading = self.mirror(reading, self.to_mirror(reading.conf, flip, low))
         out = []
@@ -401,35 +404,47 @@ class Landmarker:
         eyes = self.layout.eyes
         levelled = [0.0] * len(reading) if levelled is None else list(levelled)  # each face's last crop's tilt
         for _ in range(self.settings.extra_passes):
-            again = {}  # face index -> the crop of its next pass
+            again, blend = {}, []  # face index -> the crop of its next pass
             for i, p in enumerate(reading.points):
                 if abs(_wrap(eye_roll(p, eyes) - levelled[i])) > self.settings.level_above:
                     again[i] = upright_crop_matrix(p, eyes, self.crop, self.input_size)
                     levelled[i] = eye_roll(p, eyes)
-                elif (M := self.recrop(p, reading.conf[i], reading.mats[i], min_confidence)) is not None:
-                    again[i] = M
+                elif (re := self.recrop(p, reading.conf[i], reading.mats[i], min_confidence)) is not None:
+                    again[i] = re[0]
+                    if re[1]:
+                        blend.append(i)
             if not again:
                 break
-            reading = self.pass_again(rgb, reading, again)
+            reading = self.pass_again(rgb, reading, again, blend)
         return reading
 
-    def recrop(self, points: np.ndarray, confidence: float, mat: np.ndarray, min_confidence: float) -> np.ndarray | None:
-        """The crop of `points` when it lies more than `recrop_above` from `mat`, the crop they were read
-        on, else None; None too below `min_confidence` (crops the caller drops) and when it is off."""
-        above = self.settings.recrop_above
+    def recrop(self, points: np.ndarray, confidence: float, mat: np.ndarray, min_confidence: float,
+               follow: bool = False) -> tuple[np.ndarray, bool] | None:
+        """The crop of `points` when it lies more than `recrop_above` (`follow_recrop_above` for a face
+        followed) from `mat`, the crop they were read on, and whether both passes count: it lies within
+        `blend_within`, so the first pass read the face nearly as well (never for a face followed). None
+        when it lies nearer, below `min_confidence` (crops the caller drops) and when off."""
+        s = self.settings
+        above = s.follow_recrop_above if follow else s.recrop_above
         if above is None or confidence < min_confidence:
             return None
         M = self.crop_of(points)
-        return M if crop_shift(mat, M, self.input_size) > above else None
+        shift = crop_shift(mat, M, self.input_size)
+        return (M, not follow and shift <= s.blend_within) if shift > above else None
 
-    def pass_again(self, rgb: np.ndarray, reading: Reading, again: dict[int, np.ndarray]) -> Reading:
-        """The faces in `again` (index -> their new crop) passed on those crops, in one batch."""
+    def pass_again(self, rgb: np.ndarray, reading: Reading, again: dict[int, np.ndarray],
+                   blend: Sequence[int] = ()) -> Reading:
+        """The faces in `again` (index -> their new crop) passed on those crops, in one batch. The faces
+        in `blend` (re-crops near their first crop, `recrop`) get the mean of their points before and
+        after: two readings of one face on two crops, more accurate than the second alone."""
         if not again:
             return reading
         idx = list(again)
         new = self.read(rgb, np.stack(list(again.values())))
         mats, x, points, conf = (a.copy() for a in (reading.mats, reading.x, reading.points, reading.conf))
         mats[idx], x[idx], points[idx], conf[idx] = new.mats, new.x, new.points, new.conf
+        for i in blend:
+            points[i] = (points[i] + reading.points[i]) / 2
         return Reading(mats, x, points, conf)
 
     def to_mirror(self, conf, flip: FlipTest, min_confidence: float = 0.0) -> np.ndarray:

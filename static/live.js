@@ -221,10 +221,16 @@ class Model {
     return cropMatrix(landmarkBox(p), this.crop, this.size);
   }
 
-  recrop(r, low) {
-    if (this.s.recrop_above == null || r.conf < low) return null;
-    const M = this.cropOf(r.points);
-    return cropShift(r.M, M, this.size) > this.s.recrop_above ? M : null;
+  recrop(r, low, follow = false) {  // Landmarker.recrop: [the crop of r's points, whether both passes count], or null
+    const above = follow ? this.s.follow_recrop_above : this.s.recrop_above;
+    if (above == null || r.conf < low) return null;
+    const M = this.cropOf(r.points), shift = cropShift(r.M, M, this.size);
+    return shift > above ? [M, !follow && shift <= this.s.blend_within] : null;
+  }
+
+  async again(frame, r, re) {  // Landmarker.pass_again for one face re-cropped by `recrop`
+    const next = await this.read(frame, re[0]);
+    return re[1] ? blend(next, r) : next;
   }
 
   calibrated(b) {  // detector box -> the landmark box the models were trained on (fkd.calibration)
@@ -262,9 +268,12 @@ class Model {
       if (Math.abs(wrap(eyeRoll(r.points, this.eyes) - levelled)) > this.s.level_above) {
         M = uprightCropMatrix(r.points, this.eyes, this.crop, this.size);
         levelled = eyeRoll(r.points, this.eyes);
-      } else M = this.recrop(r, low);
-      if (!M) break;
-      r = await this.read(frame, M);
+        r = await this.read(frame, M);
+      } else {
+        const re = this.recrop(r, low);
+        if (!re) break;
+        r = await this.again(frame, r, re);
+      }
     }
     if (r.conf < low) return null;
     r = await this.maybeMirror(r, low);
@@ -274,8 +283,8 @@ class Model {
   async follow(frame, f) {  // Landmarker.track for one face: null when the model lost it
     const low = this.s.min_confidence;
     let r = await this.read(frame, this.cropOf(f.points));
-    const M = this.recrop(r, low);
-    if (M) r = await this.read(frame, M);
+    const re = this.recrop(r, low, true);
+    if (re) r = await this.again(frame, r, re);
     if (r.conf < low) return null;
     r = await this.maybeMirror(r, low);
     const c0 = mean(f.points), c1 = mean(r.points);
@@ -285,6 +294,9 @@ class Model {
   }
 }
 
+function blend(r, before) {  // Landmarker.pass_again's blend: a re-crop's points are the mean of both passes'
+  return { ...r, points: r.points.map(([x, y], i) => [(x + before.points[i][0]) / 2, (y + before.points[i][1]) / 2]) };
+}
 function faceSide(f) { return boxSide(landmarkBox(f.points)); }
 function near(box, f) {  // Landmarker's near(): a detector box on a followed face
   const c = mean(f.points);

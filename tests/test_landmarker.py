@@ -14,6 +14,7 @@ from PIL import Image
 import fkd
 from fkd.detect import Detection, FaceDetector
 from fkd.geometry import landmark_box
+from fkd.landmarker import crop_shift
 from fkd.metrics import nme
 
 
@@ -455,6 +456,30 @@ def one_pass(landmarker):
     """The default model on the boxes' own crops, without the re-crop of boxes off the training crop."""
     lm = fkd.Landmarker(landmarker.name, settings=fkd.Settings(locate=False, recrop_above=None))
     yield lm
+    lm.close()
+
+
+@pytest.mark.parametrize("off,blended", [((6.0, 4.0), True), ((40.0, -30.0), False)])
+def test_a_face_re_cropped_near_its_crop_gets_the_mean_of_its_two_passes(landmarker, face_image, off, blended):
+    """A face whose points lie off the crop they were read on is read again on their crop. Where the
+    two crops lie within `blend_within`, it keeps the mean of both readings; farther off, the first
+    reading was poor and only the second counts. A followed face's first reading lags its motion: it
+    never counts."""
+    rgb, gt = face_image
+    settings = fkd.Settings(recrop_above=0.0, follow_recrop_above=0.0, extra_passes=1)
+    lm = fkd.Landmarker(landmarker.name, flip_test=False, settings=settings)
+    moved = gt + off  # where a box or the last frame put the face: off by a little or by a lot
+    first = lm.read(rgb, lm.crop_of(moved)[None])
+    near = crop_shift(first.mats[0], lm.crop_of(first.points[0]), lm.input_size) <= lm.settings.blend_within
+    assert near == blended
+    second = lm.read(rgb, lm.crop_of(first.points[0])[None])
+    assert not np.allclose(first.points[0], second.points[0], atol=0.1)  # the two readings differ
+    settled = lm.settle(rgb, first)
+    want = (first.points[0] + second.points[0]) / 2 if blended else second.points[0]
+    np.testing.assert_allclose(settled.points[0], want, atol=1e-3)
+    assert settled.conf[0] == pytest.approx(second.conf[0], abs=1e-6)  # the last pass's
+    followed = lm.track(rgb, [fkd.Face(landmark_box(moved), 1.0, moved, 1.0)])[0]
+    np.testing.assert_allclose(followed.keypoints, second.points[0], atol=1e-3)
     lm.close()
 
 
