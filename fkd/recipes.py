@@ -26,7 +26,7 @@ from fkd.layouts import IMM_NOSE_INDEX, LAYOUTS
 from fkd.metrics import point_nme, summary
 from fkd.models import ModelConfig, build_model
 from fkd.transforms import EvalPreset, TrainPreset
-from fkd.weights import resolve, save_weights
+from fkd.weights import as_saved, resolve, save_weights
 from fkd.zoo import MODELS, TEACHERS_DIR
 
 
@@ -388,6 +388,9 @@ def run(args, report=None) -> dict:
         if m2.get("nme_mean", m2["mae_px"]) <= metrics.get("nme_mean", metrics["mae_px"]):
             final, which, pred, metrics = ema_model, "ema", p2, m2
     as_trained = metrics  # what the epoch rows measure: no label shift
+    # the card's numbers are the saved file's: its weights in fp16, as `train.py report` reads them
+    final = as_saved(final)
+    pred, _ = engine.predict(final, val_loader, device)
     numbers, pred = card_numbers(final, as_eval(train_set, recipe), pred, gt, eyes, device)
     metrics = numbers["val_metrics"]
     card = {

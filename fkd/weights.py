@@ -59,6 +59,19 @@ def save_weights(path: Path, model, card: dict, dtype=None) -> None:
     save_json(Path(path).with_suffix(".json"), card)
 
 
+def as_saved(model, dtype=None):
+    """`model` with its float weights rounded, in place, to what `save_weights` stores (fp16 by default):
+    what is measured on it is what the saved file gives."""
+    import torch
+
+    dtype = torch.float16 if dtype is None else dtype
+    with torch.no_grad():
+        for v in model.state_dict().values():
+            if v.is_floating_point():
+                v.copy_(v.to(dtype))
+    return model
+
+
 def resolve(name_or_path: str | Path) -> Path:
     """'face68' → weights/face68.safetensors, a teacher's name → weights/teachers/<name>.safetensors, a
     name from before the lineup → its new name; a path is taken as given (suffix optional)."""
