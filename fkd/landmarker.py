@@ -11,8 +11,8 @@ A photo's way through `predict`, one stage after the other, each passing arrays 
    points place the crops of its boxes (`marked_crops`); for other boxes, where the card names a
    locator (a small copy of the model), its pass on the box's crop places the model's crop (`locate`);
 3. settle: a face whose points lie tilted past `level_above` gets a pass on a crop turned level, one
-   whose points lie off the crop they were read on (a loose box) a pass on the crop of its points
-   (`settle`, at most `extra_passes` times);
+   whose points lie off the crop they were read on (a loose box) a pass on the crop of its points,
+   keeping the mean of both where the two crops lie near (`settle`, at most `extra_passes` times);
 4. mirror: the flip test averages in a pass on the mirrored crop of the faces the model doubts (`mirror`);
 5. small faces: the detector's tiles of a large picture (a group photo), coarse to fine;
 6. turned copies: where no face is sure, or one lies past `rolled_above`, the image turned by each of
@@ -49,9 +49,10 @@ class Settings:
     value was found; bench/accuracy.py and bench/boxes.py measure them."""
     min_confidence: float = 0.8          # model confidence (0-1): detector faces below it are dropped
     level_above: float = 10.0            # degrees of eye-line tilt: a face tilted more gets a levelled pass
-    recrop_above: float | None = 0.065   # of the input side: a crop this far from its points' crop gets a
-                                         # pass on theirs (None: never)
-    blend_within: float = 0.1            # of the input side: a re-crop this near keeps the mean of both passes
+    recrop_above: float | None = 0.065   # of the input side: a crop more than this far from its points' crop
+                                         # gets a pass on theirs (None: never)
+    blend_within: float = 0.1            # of the input side: a re-crop no farther keeps the mean of both passes
+                                         # (0: the second pass alone)
     follow_recrop_above: float | None = 0.05  # `recrop_above` for a face followed in a video (`track`), whose
                                          # crop lags its motion: re-cropped sooner, only the second pass counts
     extra_passes: int = 2                # levelled or re-cropped passes per face, at most
@@ -263,8 +264,8 @@ class Landmarker:
         prev = [np.asarray(f.keypoints, np.float64) / scale for f in faces]
         reading = self.read(rgb, np.stack([self.crop_of(p) for p in prev]))
         low = self.min_confidence
-        again = {i: re[0] for i in range(len(reading))
-                 if (re := self.recrop(reading.points[i], reading.conf[i], reading.mats[i], low, follow=True)) is not None}
+        again = {i: rc[0] for i in range(len(reading))
+                 if (rc := self.recrop(reading.points[i], reading.conf[i], reading.mats[i], low, follow=True)) is not None}
         reading = self.pass_again(rgb, reading, again)
         reading = self.mirror(reading, self.to_mirror(reading.conf, flip, low))
         out = []
@@ -400,18 +401,18 @@ class Landmarker:
                levelled: Sequence[float] | None = None) -> Reading:
         """Up to `extra_passes` more passes for faces that lie tilted past `level_above` of the tilt their
         crop was levelled for (`levelled`, degrees; None: upright crops) on a crop turned level, or off
-        their crop (on the crop of their points, `recrop`)."""
+        their crop (on the crop of their points, blended with the pass before where it lies near: `recrop`)."""
         eyes = self.layout.eyes
         levelled = [0.0] * len(reading) if levelled is None else list(levelled)  # each face's last crop's tilt
         for _ in range(self.settings.extra_passes):
-            again, blend = {}, []  # face index -> the crop of its next pass
+            again, blend = {}, []  # face index -> the crop of its next pass; the faces whose two passes count
             for i, p in enumerate(reading.points):
                 if abs(_wrap(eye_roll(p, eyes) - levelled[i])) > self.settings.level_above:
                     again[i] = upright_crop_matrix(p, eyes, self.crop, self.input_size)
                     levelled[i] = eye_roll(p, eyes)
-                elif (re := self.recrop(p, reading.conf[i], reading.mats[i], min_confidence)) is not None:
-                    again[i] = re[0]
-                    if re[1]:
+                elif (rc := self.recrop(p, reading.conf[i], reading.mats[i], min_confidence)) is not None:
+                    again[i] = rc[0]
+                    if rc[1]:
                         blend.append(i)
             if not again:
                 break
@@ -423,7 +424,7 @@ class Landmarker:
         """The crop of `points` when it lies more than `recrop_above` (`follow_recrop_above` for a face
         followed) from `mat`, the crop they were read on, and whether both passes count: it lies within
         `blend_within`, so the first pass read the face nearly as well (never for a face followed). None
-        when it lies nearer, below `min_confidence` (crops the caller drops) and when off."""
+        when it lies nearer, below `min_confidence` (crops the caller drops) and when the threshold is None."""
         s = self.settings
         above = s.follow_recrop_above if follow else s.recrop_above
         if above is None or confidence < min_confidence:
@@ -436,7 +437,8 @@ class Landmarker:
                    blend: Sequence[int] = ()) -> Reading:
         """The faces in `again` (index -> their new crop) passed on those crops, in one batch. The faces
         in `blend` (re-crops near their first crop, `recrop`) get the mean of their points before and
-        after: two readings of one face on two crops, more accurate than the second alone."""
+        after: two readings of one face on two crops, more accurate than the second alone (a third pass
+        blended so weighs the three 1/4, 1/4, 1/2)."""
         if not again:
             return reading
         idx = list(again)

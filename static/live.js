@@ -60,13 +60,23 @@ function cropShift(M, M2, [w, h]) {  // Landmarker's crop_shift: the largest cor
 const mean = (p) => { let x = 0, y = 0; for (const q of p) { x += q[0]; y += q[1]; } return [x / p.length, y / p.length]; };
 const wrap = (d) => ((d + 180) % 360 + 360) % 360 - 180;
 
-// -- the crop, as fkd.geometry.warp (an f×f box mean first when shrinking past 2×, f = 2, 4, 8 ...) and cv2.warpAffine
-// (bilinear, 1/32-pixel positions, border replicated), then pixel / 255 - 0.5 in (1, C, H, W)
+// -- the crop, as fkd.geometry.warp (shrinking past 2×: the crop's region halved f = 2, 4, 8 ... times, as
+// cv2.resize INTER_AREA) and cv2.warpAffine (bilinear, 1/32-pixel positions, border replicated), then
+// pixel / 255 - 0.5 in (1, C, H, W)
+function halve(src, sw, stride, x0, y0, w, h) {  // the w×h region at (x0, y0) ×2 halved: 2×2 means, rounded, RGB
+  const out = new Uint8ClampedArray(w * h * 3);
+  for (let v = 0; v < h; v++) for (let u = 0; u < w; u++) {
+    const a = ((y0 + 2 * v) * sw + x0 + 2 * u) * stride, b = a + sw * stride, o = (v * w + u) * 3;
+    for (let c = 0; c < 3; c++) out[o + c] = (src[a + c] + src[a + stride + c] + src[b + c] + src[b + stride + c] + 2) >> 2;
+  }
+  return out;
+}
+
 function cut(frame, M, [W, H], channels, out) {
   let src = frame.data, sw = frame.width, sh = frame.height, stride = 4;
   const scale = Math.sqrt(Math.abs(M[0] * M[4] - M[1] * M[3]));
   if (scale < 0.5) {
-    const f = 2 ** Math.ceil(Math.log2(0.5 / scale)), margin = 2 * f + 2, Mi = invert(M);
+    const f = 2 ** Math.max(0, Math.ceil(Math.log2(0.5 / scale) - 1e-9)), margin = 2 * f + 2, Mi = invert(M);
     const C = apply(Mi, [[-0.5, -0.5], [W - 0.5, -0.5], [-0.5, H - 0.5], [W - 0.5, H - 0.5]]);
     let x0 = Math.max(0, Math.floor(Math.min(...C.map((c) => c[0])) - margin));
     let y0 = Math.max(0, Math.floor(Math.min(...C.map((c) => c[1])) - margin));
@@ -75,19 +85,14 @@ function cut(frame, M, [W, H], channels, out) {
     x0 -= x0 % f; y0 -= y0 % f;
     const w = Math.floor((x1 - x0) / f), h = Math.floor((y1 - y0) / f);
     if (w >= 1 && h >= 1) {
-      const small = new Uint8ClampedArray(w * h * 3), area = f * f, half = area >> 1;
-      for (let v = 0; v < h; v++) for (let u = 0; u < w; u++) {
-        let r = 0, g = 0, b = 0;
-        for (let j = 0; j < f; j++) {
-          let k = ((y0 + v * f + j) * sw + x0 + u * f) * 4;
-          for (let i = 0; i < f; i++, k += 4) { r += src[k]; g += src[k + 1]; b += src[k + 2]; }
-        }
-        const o = (v * w + u) * 3;
-        small[o] = (r + half) / area; small[o + 1] = (g + half) / area; small[o + 2] = (b + half) / area;
+      let s = src, ss = sw, st = stride, ox = x0, oy = y0;
+      for (let k = f / 2; k >= 1; k /= 2) {  // the region (w·f × h·f) halved until it is w × h
+        s = halve(s, ss, st, ox, oy, w * k, h * k);
+        ss = w * k; st = 3; ox = 0; oy = 0;
       }
       // small-image pixel (u, v) is the mean of pixels f·u + x0 … f·u + x0 + f - 1
       M = compose(M, [f, 0, (f - 1) / 2 + x0, 0, f, (f - 1) / 2 + y0]);
-      src = small; sw = w; sh = h; stride = 3;
+      src = s; sw = w; sh = h; stride = 3;
     }
   }
   const Mi = invert(M), plane = W * H;
@@ -589,3 +594,5 @@ export function mount(root, cfg) {
   else live.say("press <b>Start the camera</b>: the model runs in your browser, at camera speed");
   return live;
 }
+
+export { cut, Model };  // for tests/test_browser.py: the crop and a model's passes against fkd's on the same input

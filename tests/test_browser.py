@@ -299,3 +299,69 @@ def test_live_mode_falls_back_to_the_server_without_webassembly(pw, app_url):
         expect(page.get_by_text("Click to Access Webcam")).to_be_visible(timeout=30_000)
         expect(page.locator("#live-browser video")).to_be_hidden()
         assert not errors, errors
+
+
+def test_the_browsers_crops_and_passes_follow_the_landmarkers(page, face_image):
+    """static/live.js and fkd's Landmarker on the same input, without a model (a stub answers each pass):
+    the crops (shrunk by 1, 2, 4, 8 first) agree to the pixel's rounding, and a box's re-crop (blended
+    with its first reading where near) and a followed face's (never blended) give the same points."""
+    import base64
+    from dataclasses import asdict
+
+    import app
+    import fkd
+    from fkd.geometry import apply_affine, crop_matrix, landmark_box, warp
+
+    cfg = app.live_browser_config()
+    rgb, gt = face_image
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    frame = {"width": rgb.shape[1], "height": rgb.shape[0], "rgba": base64.b64encode(rgba.tobytes()).decode()}
+    c = gt.mean(0)
+    mats = []
+    for scale, degrees in ((0.9, 0), (0.4, 8), (0.2, -15), (0.1, 30)):
+        a = np.deg2rad(degrees)
+        R = scale * np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
+        mats.append(np.c_[R, 63.5 - R @ c])
+
+    settings = fkd.Settings(locate=False, recrop_above=0.0, follow_recrop_above=0.0, extra_passes=1, flip_below=0.0)
+    lm = fkd.Landmarker(app.DEFAULT_MODEL, flip_test=False, settings=settings)
+    box = landmark_box(gt) + [-20, -10, 25, 30]
+    first = apply_affine(crop_matrix(landmark_box(gt), lm.crop, lm.input_size), gt).astype(np.float32)
+    for off, blended in ((np.float32([0, 0]), True), (np.float32([25, 15]), False)):
+        # the stub's points for the first pass (off its crop by `off` input pixels) and the second
+        answers = [first + off, first + off + np.float32([1.5, -1.0])]
+
+        def stub(x, answers=answers, calls=[]):
+            calls.append(1)
+            return answers[(len(calls) - 1) % 2][None], np.float32([0.99])
+        lm._runner = stub
+        py_box = lm.predict_boxes(rgb, [box], "face", flip_test=False, min_confidence=0.5)[0][0]
+        py_follow = lm.track(rgb, [fkd.Face(box, 1.0, gt.astype(np.float32), 1.0)])[0].keypoints
+        js = page.evaluate("""async ([url, json, frame, mats, settings, answers, box, gt]) => {
+            const m = await import(new URL(url, location.href).href);
+            const bytes = Uint8ClampedArray.from(atob(frame.rgba), (ch) => ch.charCodeAt(0));
+            const img = { data: bytes, width: frame.width, height: frame.height };
+            const crops = mats.map((M) => { const out = new Float32Array(3 * 128 * 128); m.cut(img, M, [128, 128], 3, out); return Array.from(out); });
+            const card = await fetch(json).then((r) => r.json());
+            let calls = 0;
+            const session = { run: async () => { const p = answers[calls++ % 2];
+                return { points: { data: Float32Array.from(p.flat()) }, confidence: { data: [0.99] } }; } };
+            const model = new m.Model({ Tensor: class { constructor() {} } }, session, card, settings);
+            const fromBox = await model.fromBox(img, box, 1.0, 0.5, null);
+            calls = 0;
+            const followed = await model.follow(img, { box, points: gt, confidence: 1 });
+            return { crops, box: fromBox.points, follow: followed.points };
+        }""", [cfg["script"], cfg["graphs"][app.DEFAULT_MODEL]["json"], frame, [list(M.reshape(6)) for M in mats],
+               asdict(settings) | {"turns": None}, [a.tolist() for a in answers], [float(v) for v in box], gt.tolist()])
+        for M, crop in zip(mats, js["crops"]):
+            want = warp(rgb, M, (128, 128)).transpose(2, 0, 1).astype(np.float32) / 255 - 0.5
+            d = 255 * np.abs(np.asarray(crop, np.float32).reshape(want.shape) - want)
+            assert d.max() <= 4 and d.mean() < 0.3, (M, d.max(), d.mean())  # bilinear weights rounded otherwise
+        np.testing.assert_allclose(js["box"], py_box, atol=1e-3)
+        np.testing.assert_allclose(js["follow"], py_follow, atol=1e-3)
+        # the box's re-crop blends only where the two crops lie near; the followed face's never
+        for M1, got, blends in ((lm.box_crops([box])[0], py_box, blended), (lm.crop_of(gt), py_follow, False)):
+            p1 = lm.to_image(M1, answers[0])
+            p2 = lm.to_image(lm.crop_of(p1), answers[1])
+            np.testing.assert_allclose(got, (p1 + p2) / 2 if blends else p2, atol=1e-3)
+    lm.close()

@@ -91,3 +91,13 @@ def test_a_big_shrink_is_a_box_mean_then_the_bilinear_crop(scale):
     got = warp(img, M, (64, 64))
     assert np.abs(got.astype(np.float64) - want).max() <= 2  # uint8 rounding at each halving and in the warp
     assert np.abs(got.astype(np.float64) - want).mean() < 0.6
+
+
+def test_warp_takes_grey_and_float_images_as_it_takes_rgb_bytes():
+    rng = np.random.default_rng(2)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8), (0, 0), 2)
+    for scale in (0.9, 0.3, 0.12):
+        M = np.array([[scale, 0.03, -50 * scale], [-0.03, scale, -40 * scale]])
+        ref = warp(img, M, (64, 64)).astype(np.float64)
+        assert np.abs(warp(img.astype(np.float64), M, (64, 64)) - ref).max() <= 2  # rounding at each halving
+        assert np.abs(warp(img[..., 0].copy(), M, (64, 64)) - ref[..., 0]).max() <= 1

@@ -464,23 +464,28 @@ def test_a_face_re_cropped_near_its_crop_gets_the_mean_of_its_two_passes(landmar
     """A face whose points lie off the crop they were read on is read again on their crop. Where the
     two crops lie within `blend_within`, it keeps the mean of both readings; farther off, the first
     reading was poor and only the second counts. A followed face's first reading lags its motion: it
-    never counts."""
+    never counts, and its own threshold (`follow_recrop_above`) says when it is read again."""
     rgb, gt = face_image
-    settings = fkd.Settings(recrop_above=0.0, follow_recrop_above=0.0, extra_passes=1)
-    lm = fkd.Landmarker(landmarker.name, flip_test=False, settings=settings)
     moved = gt + off  # where a box or the last frame put the face: off by a little or by a lot
-    first = lm.read(rgb, lm.crop_of(moved)[None])
-    near = crop_shift(first.mats[0], lm.crop_of(first.points[0]), lm.input_size) <= lm.settings.blend_within
-    assert near == blended
-    second = lm.read(rgb, lm.crop_of(first.points[0])[None])
+    settle_only = fkd.Landmarker(landmarker.name, flip_test=False,
+                                 settings=fkd.Settings(recrop_above=0.0, follow_recrop_above=None, extra_passes=1))
+    follow_only = fkd.Landmarker(landmarker.name, flip_test=False,
+                                 settings=fkd.Settings(recrop_above=None, follow_recrop_above=0.0, extra_passes=1))
+    first = settle_only.read(rgb, settle_only.crop_of(moved)[None])
+    crop = settle_only.crop_of(first.points[0])
+    assert (crop_shift(first.mats[0], crop, settle_only.input_size) <= settle_only.settings.blend_within) == blended
+    second = settle_only.read(rgb, crop[None])
     assert not np.allclose(first.points[0], second.points[0], atol=0.1)  # the two readings differ
-    settled = lm.settle(rgb, first)
-    want = (first.points[0] + second.points[0]) / 2 if blended else second.points[0]
-    np.testing.assert_allclose(settled.points[0], want, atol=1e-3)
-    assert settled.conf[0] == pytest.approx(second.conf[0], abs=1e-6)  # the last pass's
-    followed = lm.track(rgb, [fkd.Face(landmark_box(moved), 1.0, moved, 1.0)])[0]
-    np.testing.assert_allclose(followed.keypoints, second.points[0], atol=1e-3)
-    lm.close()
+    face = fkd.Face(landmark_box(moved), 1.0, moved, 1.0)
+    for lm, settled, followed in ((settle_only, (first.points[0] + second.points[0]) / 2 if blended else second.points[0],
+                                   first.points[0]),
+                                  (follow_only, first.points[0], second.points[0])):
+        got = lm.settle(rgb, first)
+        np.testing.assert_allclose(got.points[0], settled, atol=1e-3)
+        np.testing.assert_allclose(lm.track(rgb, [face])[0].keypoints, followed, atol=1e-3)
+    assert settle_only.settle(rgb, first).conf[0] == pytest.approx(second.conf[0], abs=1e-6)  # the last pass's
+    settle_only.close()
+    follow_only.close()
 
 
 def test_the_second_pass_skips_crops_the_caller_will_drop(two_pass, one_pass):
