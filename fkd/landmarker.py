@@ -216,6 +216,12 @@ class Landmarker:
         flip = self._flip(flip_test)
         upright = box_kind == "face" and self.upright and bool(self.layout.eyes)  # levelled / re-cropped passes
         points, conf = [None] * len(boxes), [0.0] * len(boxes)
+
+        def finish_into(where: list[int], reading: Reading, levelled=None) -> None:
+            """The first reading of the boxes `where` settled and mirrored, put in their places."""
+            for i, p, c in zip(where, *self.finish(rgb, reading, flip, min_confidence, upright, levelled)):
+                points[i], conf[i] = p, c
+
         rest = list(range(len(boxes)))  # the boxes not read yet
         if marks is not None and frame is None and self.mark_calibration is not None and upright:
             marked = [i for i in rest if marks[i] is not None]
@@ -223,9 +229,7 @@ class Landmarker:
                 mats, levelled = self.marked_crops([boxes[i] for i in marked], [marks[i] for i in marked])
                 reading = self.read(rgb, mats)
                 sure = np.flatnonzero(reading.conf >= min_confidence)
-                for j, p, c in zip(sure, *self.finish(rgb, reading.rows(sure), flip, min_confidence, upright,
-                                                      [levelled[j] for j in sure])):
-                    points[marked[j]], conf[marked[j]] = p, c
+                finish_into([marked[j] for j in sure], reading.rows(sure), [levelled[j] for j in sure])
                 read = {marked[j] for j in sure}
                 rest = [i for i in rest if i not in read]
         if not rest:
@@ -239,8 +243,7 @@ class Landmarker:
         else:
             mats, sure = self.box_crops(rest_boxes, box_kind, frame), np.arange(len(rest))
         if len(sure):
-            for j, p, c in zip(sure, *self.finish(rgb, self.read(rgb, mats[sure]), flip, min_confidence, upright)):
-                points[rest[j]], conf[rest[j]] = p, c
+            finish_into([rest[j] for j in sure], self.read(rgb, mats[sure]))
         return points, conf
 
     def finish(self, rgb: np.ndarray, reading: Reading, flip: FlipTest, min_confidence: float, upright: bool,

@@ -491,6 +491,13 @@ class Live {
     return out.sort((a, b) => a[0][0] - b[0][0]);
   }
 
+  async fromFound(lm, frame, found, low, rec) {  // the faces of the detector's finds (recorded for the tests)
+    if (rec) rec.found = found.map(([box, score, marks]) => ({ box, score, marks }));
+    const faces = [];
+    for (const [box, score, marks] of found) { const f = await lm.fromBox(frame, box, score, low, marks); if (f) faces.push(f); }
+    return faces;
+  }
+
   async step() {  // fkd.stream.Tracker.__call__ on one camera frame
     const t0 = performance.now();
     const w = this.video.videoWidth, h = this.video.videoHeight;
@@ -508,19 +515,12 @@ class Live {
     faces = distinct(faces);
     if (!faces.length) {
       kind = "detect";
-      const found = this.detect(frame, t0);
-      if (rec) rec.found = found.map(([box, score, marks]) => ({ box, score, marks }));
-      for (const [box, score, marks] of found) { const f = await lm.fromBox(frame, box, score, low, marks); if (f) faces.push(f); }
-      faces = distinct(faces);
+      faces = distinct(await this.fromFound(lm, frame, this.detect(frame, t0), low, rec));
       this.lastDetect = now;
     } else if (this.lastDetect === null || now - this.lastDetect >= this.cfg.detect_every_s) {
       kind = "track+detect";
       const found = this.detect(frame, t0).filter(([b]) => !faces.some((f) => near(b, f)));
-      if (rec) rec.found = found.map(([box, score, marks]) => ({ box, score, marks }));
-      for (const [box, score, marks] of found) {
-        const f = await lm.fromBox(frame, box, score, low, marks); if (f) faces.push(f);
-      }
-      faces.sort((a, b) => a.box[0] - b.box[0]);
+      faces = faces.concat(await this.fromFound(lm, frame, found, low, rec)).sort((a, b) => a.box[0] - b.box[0]);
       this.lastDetect = now;
     }
     this.faces = faces;
