@@ -54,12 +54,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import counting, cpu_name, report_path, webcam_frame  # noqa: E402
 from fkd.data import DATA_DIR, find_300w, split_300w  # noqa: E402
+from fkd.detect import Detection  # noqa: E402
 from fkd.geometry import landmark_box  # noqa: E402
 from fkd.io import load_image  # noqa: E402
 from fkd.landmarker import Landmarker, Settings  # noqa: E402
 from fkd.metrics import nme  # noqa: E402
 from fkd.runtime import isa_cap  # noqa: E402
 from fkd.zoo import DEFAULT_MODEL  # noqa: E402
+from training.calibrate import nearest  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 BOX_SCALE = 1.1           # the face job's box: this many times the landmark box's longer side, square
@@ -83,16 +85,6 @@ def square_box(points: np.ndarray, scale: float = BOX_SCALE) -> np.ndarray:
     b = landmark_box(points)
     c, half = (b[:2] + b[2:]) / 2, scale * float((b[2:] - b[:2]).max()) / 2
     return np.r_[c - half, c + half].astype(np.float32)
-
-
-def nearest_box(boxes, points: np.ndarray) -> int | None:
-    """Index of the box whose centre lies nearest the labelled points' landmark box's, unless it lies a
-    whole box side away (the only face found is someone else's)."""
-    b = landmark_box(points)
-    dist = [float(np.linalg.norm((np.asarray(x[:2]) + np.asarray(x[2:])) / 2 - (b[:2] + b[2:]) / 2)) for x in boxes]
-    if not dist or min(dist) > float((b[2:] - b[:2]).max()):
-        return None
-    return int(np.argmin(dist))
 
 
 def ms_each(calls) -> tuple[float, float]:
@@ -142,11 +134,12 @@ def main() -> None:
     # each tool's own detector's box, found once (not timed): the faces both detectors find
     found_by = []  # (image, BlazeFace's detection with its face points, HOG's rectangle, labelled points)
     for im, _, g in faces:
-        dets, hogs = lm.detect(im), list(hog(im, 1))
-        i = nearest_box([d.box for d in dets], g)
-        j = nearest_box([(r.left(), r.top(), r.right(), r.bottom()) for r in hogs], g)
-        if i is not None and j is not None:
-            found_by.append((im, dets[i], hogs[j], g))
+        target = landmark_box(g)
+        det = nearest(lm.detect(im), target)
+        rect = nearest([Detection(np.array([r.left(), r.top(), r.right(), r.bottom()], np.float32), 1.0)
+                        for r in hog(im, 1)], target)
+        if det is not None and rect is not None:
+            found_by.append((im, det, dlib.rectangle(*(int(v) for v in rect.box)), g))
 
     # frames: validation photos in which BlazeFace sees exactly one face (each detection costs a pass)
     frames = []

@@ -59,16 +59,15 @@ def save_weights(path: Path, model, card: dict, dtype=None) -> None:
     save_json(Path(path).with_suffix(".json"), card)
 
 
-def as_saved(model, dtype=None):
-    """`model` with its float weights rounded, in place, to what `save_weights` stores (fp16 by default):
+def as_saved(model):
+    """`model` with its float weights rounded, in place, to fp16 as `save_weights` stores them by default:
     what is measured on it is what the saved file gives."""
     import torch
 
-    dtype = torch.float16 if dtype is None else dtype
     with torch.no_grad():
         for v in model.state_dict().values():
             if v.is_floating_point():
-                v.copy_(v.to(dtype))
+                v.copy_(v.to(torch.float16))
     return model
 
 
